@@ -1,0 +1,1 @@
+"""Everything that acts on a recipe: commands, planning, launching and training."""

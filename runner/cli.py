@@ -1,0 +1,168 @@
+"""The `recipe` command.
+
+Exit codes: 0 ok, 1 invalid recipe (or failed run), 2 usage error.
+Commands import only what they need, so `recipe validate` never loads torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse exits 2 already; keep its message short and ours
+        self.print_usage(sys.stderr)
+        print(f"recipe: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def find_recipes(paths: Sequence[str]) -> list[Path]:
+    """Files named on the command line, and every `*.yaml`/`*.yml` under named directories.
+
+    Inside directories, files whose name starts with `_` are fragments meant only for `extends`
+    and are skipped (they are checked through the recipes that extend them), as are hidden folders.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix in RECIPE_SUFFIXES
+                and f.is_file()
+                and not f.name.startswith("_")
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not files:
+                raise _Usage(f"no recipe files (*.yaml, *.yml) under {raw}")
+            found.extend(files)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise _Usage(f"no such file or directory: {raw}")
+    return found
+
+
+class _Usage(Exception):
+    pass
+
+
+def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
+    noun = "recipe" if n_files == 1 else "recipes"
+    extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
+    if invalid:
+        return f"{invalid} of {n_files} {noun} invalid ({errors} error{'s' * (errors != 1)}{extra})"
+    return f"{n_files} {noun} valid{extra}"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from schemas import load, render
+
+    files = find_recipes(args.paths)
+    everything = []
+    invalid = 0
+    for f in files:
+        loaded = load(f, args.set or ())
+        everything.extend(loaded.diagnostics)
+        invalid += bool(loaded.errors) or loaded.recipe is None
+        if args.format != "json" and loaded.diagnostics:
+            print(render(loaded.diagnostics, args.format))
+    if args.format == "json":
+        print(render(everything, "json"))
+    else:
+        errors = sum(d.is_error for d in everything)
+        print(_summary(len(files), invalid, errors, len(everything) - errors), file=sys.stderr)
+    return EXIT_INVALID if invalid else EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from schemas.jsonschema import recipe_json_schema_text
+
+    sys.stdout.write(recipe_json_schema_text())
+    return EXIT_OK
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
+
+
+def _adapter_label(recipe) -> str:
+    kind = recipe.adapter.kind
+    if recipe.quantization.method == "bnb-4bit" and kind in ("lora", "dora"):
+        return f"q{kind} (4-bit)"
+    if recipe.is_quantized:
+        return f"{kind} ({recipe.quantization.method})"
+    return kind
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from schemas import load
+
+    files = find_recipes([args.dir])
+    rows, invalid = [], 0
+    for f in files:
+        loaded = load(f)
+        r = loaded.recipe
+        if r is None or loaded.errors:
+            invalid += 1
+            rows.append([str(f), "(invalid: run `recipe validate`)", "", "", "", ""])
+            continue
+        hw = r.hardware
+        where = f"{hw.profile or 'inline'} x{hw.gpus_per_node}" + (f" x{hw.nodes} nodes" if hw.nodes > 1 else "")
+        rows.append([str(f), r.name, r.objective.kind, _adapter_label(r), r.model.name_or_path, where])
+    if args.json:
+        keys = ["file", "name", "objective", "adapter", "model", "hardware"]
+        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
+    else:
+        print(_table(rows, ["FILE", "NAME", "OBJECTIVE", "ADAPTER", "MODEL", "HARDWARE"]))
+    return EXIT_INVALID if invalid else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("validate", help="check recipes: schema, cross-field rules, located errors")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories (searched for *.yaml, *.yml)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. training.learning_rate=1e-4 (repeatable)")
+    p.add_argument("--format", choices=("text", "github", "json"), default="text", help="output format (github: Actions annotations)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the recipe JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("list", help="list the recipes in a directory")
+    p.add_argument("dir", nargs="?", default="recipes", metavar="DIR", help="directory to search (default: recipes)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: Iterable[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    from schemas import UsageError
+
+    try:
+        return args.func(args)
+    except (_Usage, UsageError) as exc:
+        print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""The `adapter` section: which parameters train. A union discriminated by `kind`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field, model_validator
+
+from .base import Section
+
+PROMPT_LEARNING_KINDS = ("prefix", "prompt", "p-tuning")
+
+
+class FullAdapter(Section):
+    """Full fine-tuning: every weight of the model trains."""
+
+    kind: Literal["full"] = Field(description="`full`: train all weights (no adapter).")
+
+
+class LoraAdapter(Section):
+    """LoRA: low-rank update matrices beside the frozen weights (QLoRA when the base is 4-bit quantized)."""
+
+    kind: Literal["lora"] = Field(description="`lora`: low-rank adaptation.")
+    r: int = Field(16, ge=1, le=4096, description="Rank of the update matrices.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with `rslora`).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
+    target_modules: Union[Literal["all-linear"], list[str]] = Field(
+        "all-linear",
+        description="Modules that get adapters: `all-linear` (every linear layer except the output head, as in QLoRA) "
+        "or a list of module names such as `[q_proj, v_proj]`.",
+    )
+    bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train.")
+    rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by alpha / sqrt(r).")
+    modules_to_save: list[str] = Field(
+        default_factory=list, description="Modules trained in full and saved with the adapter (e.g. `[embed_tokens, lm_head]` after adding tokens)."
+    )
+
+
+class DoraAdapter(LoraAdapter):
+    """DoRA: LoRA with a learned magnitude per output feature (weight-decomposed)."""
+
+    kind: Literal["dora"] = Field(description="`dora`: weight-decomposed low-rank adaptation.")  # type: ignore[assignment]
+    ephemeral_gpu_offload: bool = Field(
+        False, description="Compute DoRA's weight norms on the GPU when the base weights were offloaded to CPU."
+    )
+
+
+class PrefixAdapter(Section):
+    """Prefix tuning: trainable key/value prefixes in every attention layer."""
+
+    kind: Literal["prefix"] = Field(description="`prefix`: prefix tuning.")
+    num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Length of the learned prefix.")
+    prefix_projection: bool = Field(False, description="Reparameterise the prefix through an MLP (the paper's stabilising trick).")
+    encoder_hidden_size: Optional[int] = Field(None, ge=1, description="Hidden size of that MLP; default the model's hidden size.")
+
+
+class PromptAdapter(Section):
+    """Prompt tuning: trainable soft-prompt embeddings prepended to the input."""
+
+    kind: Literal["prompt"] = Field(description="`prompt`: prompt tuning.")
+    num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Number of soft-prompt tokens.")
+    init: Literal["random", "text"] = Field("random", description="Initialise the soft prompt randomly or from the embedding of `init_text`.")
+    init_text: Optional[str] = Field(None, description="Text whose token embeddings initialise the soft prompt (with `init: text`).")
+
+    @model_validator(mode="after")
+    def _text_given(self) -> "PromptAdapter":
+        if self.init == "text" and not self.init_text:
+            raise ValueError("`init: text` needs `init_text`, the text whose embeddings start the soft prompt")
+        return self
+
+
+class PTuningAdapter(Section):
+    """P-tuning: soft-prompt embeddings produced by a small trainable encoder."""
+
+    kind: Literal["p-tuning"] = Field(description="`p-tuning`: P-tuning.")
+    num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Number of virtual tokens.")
+    encoder_type: Literal["MLP", "LSTM"] = Field("MLP", description="Reparameterisation encoder.")
+    encoder_hidden_size: int = Field(128, ge=1, description="Hidden size of the encoder.")
+    encoder_num_layers: int = Field(2, ge=1, description="Layers of the encoder.")
+    encoder_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder.")
+
+
+class IA3Adapter(Section):
+    """(IA)³: learned rescaling vectors on keys, values and feed-forward activations."""
+
+    kind: Literal["ia3"] = Field(description="`ia3`: infused adapter by inhibiting and amplifying inner activations.")
+    target_modules: Union[Literal["auto"], list[str]] = Field(
+        "auto", description="Modules rescaled; `auto` uses PEFT's table for the architecture (keys, values, down projection)."
+    )
+    feedforward_modules: Union[Literal["auto"], list[str]] = Field(
+        "auto", description="Which of `target_modules` are feed-forward layers (their input is rescaled); `auto` uses PEFT's table."
+    )
+
+
+Adapter = Annotated[
+    Union[FullAdapter, LoraAdapter, DoraAdapter, PrefixAdapter, PromptAdapter, PTuningAdapter, IA3Adapter],
+    Field(discriminator="kind"),
+]

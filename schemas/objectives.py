@@ -1,0 +1,165 @@
+"""The `objective` section: what the model learns. A union discriminated by `kind`.
+
+Each kind maps to one TRL trainer; field names follow TRL's config classes where
+they can (the plan shows TRL's exact names).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import Field
+
+from .base import Section
+
+# trl.DPOConfig.loss_type values in the TRL version we pin (checked against its source by a test).
+DPO_LOSSES = (
+    "sigmoid",
+    "hinge",
+    "ipo",
+    "exo_pair",
+    "nca_pair",
+    "robust",
+    "bco_pair",
+    "sppo_hard",
+    "aot",
+    "aot_unpaired",
+    "apo_zero",
+    "apo_down",
+    "discopop",
+    "sft",
+    "sigmoid_norm",
+)
+
+# Objectives recognised but refused, with the reason shown to the user.
+REFUSED_KINDS = {
+    "ppo": "value-model PPO (PPOTrainer) is not available in current TRL. For online RL from a reward model use "
+    "`kind: rloo` or `kind: grpo` with `reward_model:` set to a trained reward model (e.g. the output of a "
+    "`kind: reward` recipe) or with named `reward_functions:`",
+}
+
+
+class SFTObjective(Section):
+    """Supervised fine-tuning with cross-entropy on conversations, prompt-completion pairs or text (TRL SFTTrainer)."""
+
+    kind: Literal["sft"] = Field(description="`sft`: supervised fine-tuning.")
+    assistant_only_loss: bool = Field(False, description="Train only on the assistant turns of conversations (needs a chat template that marks them).")
+    completion_only_loss: Optional[bool] = Field(
+        None, description="Train only on completions of prompt-completion rows; default TRL's (true for such data)."
+    )
+
+
+class PretrainObjective(Section):
+    """Continued pretraining: next-token prediction on raw text (TRL SFTTrainer on a text column)."""
+
+    kind: Literal["pretrain"] = Field(description="`pretrain`: language modelling on raw text.")
+
+
+class DPOObjective(Section):
+    """Direct Preference Optimization and its loss variants (TRL DPOTrainer)."""
+
+    kind: Literal["dpo"] = Field(description="`dpo`: direct preference optimization.")
+    beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference model (higher stays closer).")
+    loss: list[Literal[DPO_LOSSES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["sigmoid"],
+        min_length=1,
+        description="DPO loss names (TRL's `loss_type`); several are combined with `loss_weights` (e.g. MPO).",
+    )
+    loss_weights: Optional[list[float]] = Field(None, description="One weight per entry of `loss`; default all 1.0.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed probability of a flipped preference label (robust DPO, EXO).")
+
+
+class ORPOObjective(Section):
+    """Odds Ratio Preference Optimization: SFT plus an odds-ratio penalty, no reference model (TRL ORPOTrainer)."""
+
+    kind: Literal["orpo"] = Field(description="`orpo`: odds-ratio preference optimization.")
+    beta: float = Field(0.1, gt=0, description="Weight λ of the odds-ratio loss relative to the SFT loss.")
+
+
+class KTOObjective(Section):
+    """Kahneman-Tversky Optimization on unpaired desirable/undesirable completions (TRL KTOTrainer)."""
+
+    kind: Literal["kto"] = Field(description="`kto`: Kahneman-Tversky optimization.")
+    beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference model.")
+    desirable_weight: float = Field(1.0, gt=0, description="Loss weight of desirable examples.")
+    undesirable_weight: float = Field(1.0, gt=0, description="Loss weight of undesirable examples.")
+
+
+class SimPOObjective(Section):
+    """SimPO: reference-free, length-normalised preference optimization with a target margin (TRL CPOTrainer, loss `simpo`)."""
+
+    kind: Literal["simpo"] = Field(description="`simpo`: simple preference optimization.")
+    beta: float = Field(2.0, gt=0, description="Reward scale β (the paper uses 2.0-2.5).")
+    gamma: float = Field(1.0, ge=0, description="Target reward margin γ (TRL's `simpo_gamma`).")
+    cpo_alpha: float = Field(0.0, ge=0, description="Weight of an added SFT loss on chosen responses; 0 is pure SimPO.")
+
+
+class CPOObjective(Section):
+    """Contrastive Preference Optimization: preference loss plus an NLL term, no reference model (TRL CPOTrainer)."""
+
+    kind: Literal["cpo"] = Field(description="`cpo`: contrastive preference optimization.")
+    beta: float = Field(0.1, gt=0, description="Temperature of the preference loss.")
+    loss: Literal["sigmoid", "hinge", "ipo"] = Field("sigmoid", description="Preference loss (TRL's `loss_type`).")
+    cpo_alpha: float = Field(1.0, ge=0, description="Weight of the NLL loss on chosen responses.")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed probability of a flipped preference label.")
+
+
+class RewardObjective(Section):
+    """A sequence-classification reward model trained on preference pairs (TRL RewardTrainer)."""
+
+    kind: Literal["reward"] = Field(description="`reward`: train a reward model.")
+    center_rewards_coefficient: Optional[float] = Field(
+        None, ge=0, description="Weight of a penalty keeping rewards centred on zero (TRL's `center_rewards_coefficient`)."
+    )
+
+
+class _OnlineRL(Section):
+    reward_model: Optional[str] = Field(
+        None, description="Path or id of a sequence-classification reward model, e.g. the output dir of a `reward` recipe."
+    )
+    reward_functions: list[str] = Field(
+        default_factory=list,
+        description="Named reward functions (`module:function` or a name shipped by the runner) scoring each completion.",
+    )
+    reward_weights: Optional[list[float]] = Field(None, description="One weight per reward source (model first, then functions).")
+    max_completion_length: int = Field(512, ge=1, description="Maximum tokens generated per completion.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for generations.")
+    generation_batch_size: Optional[int] = Field(
+        None, ge=1, description="Prompts × generations sampled per generation round; default the global batch size."
+    )
+
+
+class GRPOObjective(_OnlineRL):
+    """Group Relative Policy Optimization: online RL with group-normalised rewards (TRL GRPOTrainer)."""
+
+    kind: Literal["grpo"] = Field(description="`grpo`: group relative policy optimization.")
+    num_generations: int = Field(8, description="Completions sampled per prompt (at least 2; must divide the generation batch).")
+    beta: float = Field(0.0, ge=0, description="KL penalty towards the reference model (0 loads no reference model).")
+
+
+class RLOOObjective(_OnlineRL):
+    """REINFORCE Leave-One-Out: online RL with a leave-one-out baseline (TRL RLOOTrainer)."""
+
+    kind: Literal["rloo"] = Field(description="`rloo`: REINFORCE leave-one-out.")
+    num_generations: int = Field(2, description="Completions sampled per prompt (at least 2; must divide the generation batch).")
+    beta: float = Field(0.05, ge=0, description="KL penalty towards the reference model.")
+
+
+Objective = Annotated[
+    Union[
+        SFTObjective,
+        PretrainObjective,
+        DPOObjective,
+        ORPOObjective,
+        KTOObjective,
+        SimPOObjective,
+        CPOObjective,
+        RewardObjective,
+        GRPOObjective,
+        RLOOObjective,
+    ],
+    Field(discriminator="kind"),
+]
+
+PREFERENCE_KINDS = ("dpo", "orpo", "kto", "simpo", "cpo", "reward")
+ONLINE_RL_KINDS = ("grpo", "rloo")
