@@ -68,6 +68,7 @@ FOREIGN_NAMES = {
     "bnb_4bit_compute_dtype": "quantization.compute_dtype",
     "lora_r": "adapter.r",
     "lora_rank": "adapter.r",
+    "rank": "adapter.r",
     "lora_alpha": "adapter.alpha",
     "lora_dropout": "adapter.dropout",
     "lora_target_modules": "adapter.target_modules",

@@ -179,7 +179,10 @@ def _apply_override(data: dict, sources: Sources, path: tuple, value: Any, shown
             if not isinstance(node.get(part), (dict, list)):
                 node[part] = [] if isinstance(nxt, int) else {}
             node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        elif isinstance(node, list) and isinstance(part, int):
+            if part >= len(node):
+                loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: index {part} is out of range ('{dotted(path[:i])}' has {len(node)} items)", "set-path"))
+                return
             node = node[part]
         else:
             loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: '{dotted(path[: i + 1])}' is not a mapping or list index here", "set-path"))

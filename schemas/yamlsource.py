@@ -139,19 +139,25 @@ class _Builder:
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> Any:
         if not self._tag_ok(node, {_TAG + "map"}, path):
             return None
+        own = sum(1 for k, _ in node.value if k.tag != _TAG + "merge")
         try:
-            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+            self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor) come first, then own keys
         except yaml.MarkedYAMLError as exc:
             self.error(exc.problem_mark, path, f"invalid merge key: {exc.problem}", "yaml-syntax")
             return None
+        merged = len(node.value) - own
         self.stack.add(id(node))
         out: dict[str, Any] = {}
         first_seen: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
+        for index, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 self.error(key_node.start_mark, path, "mapping keys must be plain names", "yaml-key")
                 continue
             key = key_node.value
+            if index < merged:  # merged-in keys: the mapping's own keys may override them
+                self.sources.keys[path + (key,)] = _loc(self.file, key_node.start_mark)
+                out[key] = self.build(value_node, path + (key,))
+                continue
             if key in first_seen:
                 first = first_seen[key].start_mark.line + 1
                 self.error(

@@ -1,0 +1,65 @@
+"""Shared helpers: the contract recipe from the schema issue and a way to load variants of it."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import yaml
+
+from schemas import Loaded, load
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_FILE = ROOT / "recipes" / "llama3-dpo-qlora.yaml"
+
+
+def example() -> dict:
+    """The contract recipe as plain data (a fresh copy each call)."""
+    return copy.deepcopy(yaml.safe_load(EXAMPLE_FILE.read_text()))
+
+
+def set_path(data: dict, dotted: str, value: Any) -> None:
+    """Set `a.b.0.c` in nested data; the value `DELETE` removes the key."""
+    parts = [int(p) if p.isdigit() else p for p in dotted.split(".")]
+    node = data
+    for part in parts[:-1]:
+        node = node[part]
+    if value is DELETE:
+        del node[parts[-1]]
+    else:
+        node[parts[-1]] = value
+
+
+DELETE = object()
+
+
+@pytest.fixture
+def recipe_variant(tmp_path: Path) -> Callable[..., Loaded]:
+    """Load the example recipe with `{dotted.path: value}` changes applied."""
+    counter = iter(range(10_000))
+
+    def make(changes: dict[str, Any] | None = None, base: dict | None = None) -> Loaded:
+        data = copy.deepcopy(base) if base is not None else example()
+        for key, value in (changes or {}).items():
+            set_path(data, key, value)
+        path = tmp_path / f"variant{next(counter)}.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return load(path)
+
+    return make
+
+
+@pytest.fixture
+def write(tmp_path: Path) -> Callable[[str, str], Path]:
+    def _write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    return _write

@@ -1,0 +1,142 @@
+"""The `recipe` command: exit codes, output formats, directories, and no heavy imports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from runner.cli import main
+from schemas.jsonschema import SCHEMA_FILE
+from conftest import EXAMPLE_FILE, ROOT
+
+EXAMPLE = EXAMPLE_FILE.read_text()
+BROKEN = EXAMPLE.replace("  r: 16", "  r: 16\n  rank: 8").replace("global_batch_size: 8", "global_batch_size: 7")
+RANK_LINE = next(i for i, l in enumerate(BROKEN.splitlines(), 1) if "rank: 8" in l)
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_ok(capsys):
+    code, out, err = run(capsys, "validate", str(EXAMPLE_FILE))
+    assert code == 0 and out == "" and "1 recipe valid" in err
+
+
+def test_validate_invalid_text(capsys, write):
+    path = write("bad.yaml", BROKEN)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 1
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}:{RANK_LINE}:3: error: adapter.rank: unknown field 'rank'")
+    assert "1 of 1 recipe invalid" in err
+
+
+def test_rules_run_once_schema_is_valid(capsys, write):
+    path = write("bad.yaml", EXAMPLE.replace("global_batch_size: 8", "global_batch_size: 7"))
+    code, out, _ = run(capsys, "validate", str(path), "--format", "json")
+    (diag,) = json.loads(out)
+    assert code == 1
+    assert diag["rule"] == "batch-divisibility" and diag["field"] == "training.global_batch_size"
+    assert diag["file"] == str(path) and diag["line"] > 1 and diag["column"] > 1 and diag["severity"] == "error"
+
+
+def test_github_annotations(capsys, write):
+    path = write("bad.yaml", BROKEN)
+    code, out, _ = run(capsys, "validate", str(path), "--format", "github")
+    assert code == 1
+    assert out.startswith(f"::error file={path},line={RANK_LINE},col=3,title=unknown-field::adapter.rank: unknown field")
+
+
+def test_warning_keeps_exit_zero(capsys, write):
+    path = write("remote.yaml", EXAMPLE.replace("trust_remote_code: false", "trust_remote_code: true"))
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 0 and ": warning: model.trust_remote_code:" in out and "1 warning" in err
+
+
+def test_directories_recursive_and_fragments_skipped(capsys, write):
+    write("recipes/a.yaml", EXAMPLE)
+    write("recipes/team/b.yml", "extends: ../_base.yaml\nname: b\n")
+    write("recipes/_base.yaml", "version: 1\n")  # a fragment: incomplete on its own, skipped
+    write("recipes/.hidden/c.yaml", "junk: [")
+    b = EXAMPLE.replace("name: llama3-8b-dpo-qlora\n", "")
+    write("recipes/_base.yaml", b)
+    code, out, err = run(capsys, "validate", str(write("recipes/a.yaml", EXAMPLE).parent))
+    assert code == 0, out
+    assert "2 recipes valid" in err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["validate"], "the following arguments are required"),
+        (["validate", "does/not/exist.yaml"], "no such file or directory"),
+        (["validate", "--format", "xml", "x.yaml"], "invalid choice"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_usage_errors_exit_2(capsys, argv, needle):
+    with pytest.raises(SystemExit) as exc:
+        sys.exit(main(argv))
+    out, err = capsys.readouterr()
+    assert exc.value.code == 2 and needle in err and "Traceback" not in err
+
+
+def test_bad_set_is_usage_error(capsys):
+    code, _, err = run(capsys, "validate", str(EXAMPLE_FILE), "--set", "training.learning_rate")
+    assert code == 2 and "KEY=VALUE" in err
+
+
+def test_empty_directory_is_usage_error(capsys, tmp_path):
+    code, _, err = run(capsys, "validate", str(tmp_path))
+    assert code == 2 and "no recipe files" in err
+
+
+def test_schema_command_prints_the_checked_in_schema(capsys):
+    code, out, _ = run(capsys, "schema")
+    assert code == 0 and out == SCHEMA_FILE.read_text()
+
+
+def test_list(capsys):
+    code, out, _ = run(capsys, "list", str(ROOT / "recipes"))
+    assert code == 0
+    header, rule, *rows = out.splitlines()
+    assert header.split() == ["FILE", "NAME", "OBJECTIVE", "ADAPTER", "MODEL", "HARDWARE"]
+    assert any("llama3-8b-dpo-qlora" in r and "qlora" in r and "meta-llama/Meta-Llama-3-8B" in r for r in rows)
+    code, out, _ = run(capsys, "list", str(ROOT / "recipes"), "--json")
+    assert {"name": "llama3-8b-dpo-qlora", "objective": "dpo"}.items() <= json.loads(out)[0].items()
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import sys
+    HEAVY = {"torch", "transformers", "trl", "peft", "datasets", "deepspeed", "accelerate", "bitsandbytes"}
+    class Block:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in HEAVY:
+                raise ImportError(f"blocked heavy import: {name}")
+    sys.meta_path.insert(0, Block())
+    from runner.cli import main
+    code = main(sys.argv[1:])
+    loaded = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY)
+    assert not loaded, loaded
+    sys.exit(code)
+    """
+)
+
+
+@pytest.mark.parametrize("argv", [["validate", "recipes/"], ["list", "recipes"], ["schema"]])
+def test_light_commands_import_no_training_libraries(argv):
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, *argv], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_console_script_is_installed():
+    proc = subprocess.run(["recipe", "validate", str(EXAMPLE_FILE)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
