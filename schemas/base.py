@@ -8,4 +8,4 @@ from pydantic import BaseModel, ConfigDict
 class Section(BaseModel):
     """A recipe section: every field typed, documented, and unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=False, populate_by_name=False)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)

@@ -178,7 +178,7 @@ def _field_homes(root: type) -> dict[str, list[str]]:
     return homes
 
 
-def _data_path(loc: tuple, data: Any) -> tuple:
+def data_path(loc: tuple, data: Any) -> tuple:
     """Map a Pydantic loc onto the recipe's own path, dropping union member labels."""
     node, out = data, []
     for part in loc:
@@ -270,7 +270,7 @@ def translate_validation_error(
     root = root or Recipe
     grouped: dict[tuple, list[dict]] = {}
     for error in exc.errors(include_url=False):
-        path = _data_path(tuple(error["loc"]), data)
+        path = data_path(tuple(error["loc"]), data)
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path = path + ("kind",) if error["type"] == "union_tag_invalid" else path
         grouped.setdefault(path, []).append(error)

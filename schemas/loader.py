@@ -240,9 +240,38 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check
         loaded.recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         loaded.diagnostics.extend(translate_validation_error(exc, data, sources, shown))
+        if check_rules:
+            # When the only schema errors are unknown keys, the rest of the recipe is exactly what the user
+            # wrote: check the rules on it too, so every error of the file is reported at once.
+            without_unknown = _drop_unknown_keys(exc, data)
+            if without_unknown is not None:
+                try:
+                    recipe = Recipe.model_validate(without_unknown)
+                except ValidationError:
+                    return loaded
+                from .rules import check
+
+                loaded.diagnostics.extend(check(recipe, sources, shown))
         return loaded
     if check_rules:
         from .rules import check
 
         loaded.diagnostics.extend(check(loaded.recipe, sources, shown))
     return loaded
+
+
+def _drop_unknown_keys(exc: Any, data: dict) -> Optional[dict]:
+    """A copy of `data` without the unknown keys, or None when there are other errors too."""
+    errors = exc.errors(include_url=False)
+    if any(e["type"] != "extra_forbidden" for e in errors):
+        return None
+    from .errors import data_path
+
+    clean = copy.deepcopy(data)
+    for e in errors:
+        path = data_path(tuple(e["loc"]), data)
+        node: Any = clean
+        for part in path[:-1]:
+            node = node[part]
+        node.pop(path[-1], None)
+    return clean

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -61,13 +62,11 @@ def test_warning_keeps_exit_zero(capsys, write):
 
 
 def test_directories_recursive_and_fragments_skipped(capsys, write):
-    write("recipes/a.yaml", EXAMPLE)
+    recipes = write("recipes/a.yaml", EXAMPLE).parent
     write("recipes/team/b.yml", "extends: ../_base.yaml\nname: b\n")
-    write("recipes/_base.yaml", "version: 1\n")  # a fragment: incomplete on its own, skipped
+    write("recipes/_base.yaml", EXAMPLE.replace("name: llama3-8b-dpo-qlora\n", ""))  # a fragment: no name, skipped
     write("recipes/.hidden/c.yaml", "junk: [")
-    b = EXAMPLE.replace("name: llama3-8b-dpo-qlora\n", "")
-    write("recipes/_base.yaml", b)
-    code, out, err = run(capsys, "validate", str(write("recipes/a.yaml", EXAMPLE).parent))
+    code, out, err = run(capsys, "validate", str(recipes))
     assert code == 0, out
     assert "2 recipes valid" in err
 
@@ -138,5 +137,7 @@ def test_light_commands_import_no_training_libraries(argv):
 
 
 def test_console_script_is_installed():
-    proc = subprocess.run(["recipe", "validate", str(EXAMPLE_FILE)], capture_output=True, text=True, cwd=ROOT)
+    script = Path(sys.executable).parent / "recipe"
+    assert script.exists(), "install the project (pip install -e .) so the `recipe` command exists"
+    proc = subprocess.run([str(script), "validate", str(EXAMPLE_FILE)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr

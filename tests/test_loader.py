@@ -234,3 +234,15 @@ def test_ppo_is_refused_with_the_supported_path(write):
     d = only(load(write("r.yaml", EXAMPLE.replace("kind: dpo ", "kind: ppo "))), "unsupported-objective")
     assert d.field == "objective.kind"
     assert "rloo" in d.message and "grpo" in d.message and "reward" in d.message
+
+
+def test_rules_are_checked_alongside_unknown_keys(write):
+    text = EXAMPLE.replace("  r: 16", "  r: 16\n  rank: 8").replace("global_batch_size: 8", "global_batch_size: 7")
+    loaded = load(write("r.yaml", text))
+    assert [d.rule for d in loaded.diagnostics] == ["unknown-field", "batch-divisibility"]
+
+
+def test_rules_wait_for_other_schema_errors(write):
+    text = EXAMPLE.replace("  r: 16", "  r: sixteen").replace("global_batch_size: 8", "global_batch_size: 7")
+    loaded = load(write("r.yaml", text))
+    assert [d.rule for d in loaded.diagnostics] == ["invalid-value"]
