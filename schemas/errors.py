@@ -241,7 +241,6 @@ def _message(error: dict, root: type, refused: dict[str, str]) -> str:
         tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
         return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{tag}'.{did_you_mean(str(tag), tags)} Expected one of: {', '.join(tags)}"
     if etype == "union_tag_not_found":
-        model = model_at(root, loc)
         return f"missing `{str(ctx.get('discriminator', 'kind')).strip(chr(39))}`, which selects the type of this section"
     if etype == "literal_error":
         options = _expected_literals(error)

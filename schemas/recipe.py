@@ -13,8 +13,6 @@ from .hardware import Hardware
 from .objectives import Objective
 from .sections import Model, Output, Quantization, Training
 
-SCHEMA_VERSION = 1
-
 
 class Recipe(Section):
     """A fine-tuning recipe: model, quantization, adapter, objective, data, training, hardware and output."""

@@ -21,7 +21,7 @@ import yaml
 
 from .diagnostics import Diagnostic, Location
 
-Path_ = tuple  # a path into the data: keys (str) and list indices (int)
+DataPath = tuple  # a path into the data: keys (str) and list indices (int)
 
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("null", "bool", "int", "float", "str", "timestamp")}
@@ -61,10 +61,10 @@ _Loader.add_implicit_resolver(
 class Sources:
     """Locations of keys and values by path. Paths are tuples of keys and indices."""
 
-    keys: dict[Path_, Location] = field(default_factory=dict)
-    values: dict[Path_, Location] = field(default_factory=dict)
+    keys: dict[DataPath, Location] = field(default_factory=dict)
+    values: dict[DataPath, Location] = field(default_factory=dict)
 
-    def locate(self, path: Path_, prefer_key: bool = False) -> Location | None:
+    def locate(self, path: DataPath, prefer_key: bool = False) -> Location | None:
         """The location of `path`, or of its nearest ancestor that has one."""
         path = tuple(path)
         while True:
@@ -78,14 +78,7 @@ class Sources:
             path = path[:-1]
             prefer_key = True  # an ancestor is best shown by its key
 
-    def subtree(self, prefix: Path_) -> "Sources":
-        n = len(prefix)
-        return Sources(
-            {p: loc for p, loc in self.keys.items() if p[:n] == prefix},
-            {p: loc for p, loc in self.values.items() if p[:n] == prefix},
-        )
-
-    def drop(self, prefix: Path_) -> None:
+    def drop(self, prefix: DataPath) -> None:
         n = len(prefix)
         for table in (self.keys, self.values):
             for p in [p for p in table if p[:n] == prefix and len(p) > n]:
@@ -98,7 +91,7 @@ def _loc(file: str, mark: yaml.Mark | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def dotted(path: Path_) -> str:
+def dotted(path: DataPath) -> str:
     return ".".join(str(p) for p in path)
 
 
@@ -111,10 +104,10 @@ class _Builder:
         self.count = 0
         self.stack: set[int] = set()
 
-    def error(self, mark, path: Path_, message: str, rule: str) -> None:
+    def error(self, mark, path: DataPath, message: str, rule: str) -> None:
         self.diagnostics.append(Diagnostic(_loc(self.file, mark), dotted(path), message, rule))
 
-    def build(self, node: yaml.Node, path: Path_) -> Any:
+    def build(self, node: yaml.Node, path: DataPath) -> Any:
         self.count += 1
         if self.count > _MAX_NODES:
             raise _TooLarge(node)
@@ -128,7 +121,7 @@ class _Builder:
             return self._sequence(node, path)
         return self._scalar(node, path)
 
-    def _tag_ok(self, node: yaml.Node, expected: set[str], path: Path_) -> bool:
+    def _tag_ok(self, node: yaml.Node, expected: set[str], path: DataPath) -> bool:
         if node.tag in expected:
             return True
         self.error(
@@ -140,7 +133,7 @@ class _Builder:
         )
         return False
 
-    def _mapping(self, node: yaml.MappingNode, path: Path_) -> Any:
+    def _mapping(self, node: yaml.MappingNode, path: DataPath) -> Any:
         if not self._tag_ok(node, {_TAG + "map"}, path):
             return None
         own = sum(1 for k, _ in node.value if k.tag != _TAG + "merge")
@@ -177,7 +170,7 @@ class _Builder:
         self.stack.discard(id(node))
         return out
 
-    def _sequence(self, node: yaml.SequenceNode, path: Path_) -> Any:
+    def _sequence(self, node: yaml.SequenceNode, path: DataPath) -> Any:
         if not self._tag_ok(node, {_TAG + "seq"}, path):
             return None
         self.stack.add(id(node))
@@ -185,7 +178,7 @@ class _Builder:
         self.stack.discard(id(node))
         return out
 
-    def _scalar(self, node: yaml.ScalarNode, path: Path_) -> Any:
+    def _scalar(self, node: yaml.ScalarNode, path: DataPath) -> Any:
         if not self._tag_ok(node, _SCALAR_TAGS, path):
             return None
         if node.tag == _TAG + "timestamp":

@@ -35,8 +35,9 @@ def test_validate_invalid_text(capsys, write):
     code, out, err = run(capsys, "validate", str(path))
     assert code == 1
     lines = out.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{path}:{RANK_LINE}:3: error: adapter.rank: unknown field 'rank'")
-    assert "1 of 1 recipe invalid" in err
+    assert len(lines) == 2 and lines[0].startswith(f"{path}:{RANK_LINE}:3: error: adapter.rank: unknown field 'rank'")
+    assert ": error: training.global_batch_size: global_batch_size 7 is not a multiple" in lines[1]
+    assert "1 of 1 recipe invalid (2 errors)" in err
 
 
 def test_rules_run_once_schema_is_valid(capsys, write):

@@ -8,7 +8,6 @@ import typing
 from pathlib import Path
 
 import pydantic
-import pytest
 
 from schemas import Recipe, load, load_profile, profile_names
 from schemas.adapters import Adapter
