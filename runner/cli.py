@@ -63,14 +63,39 @@ def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
     return f"{n_files} {noun} valid{extra}"
 
 
+def plan_diagnostics(loaded, plan) -> list:
+    """The plan's problems (memory fit, unknown architecture...) as located diagnostics."""
+    from schemas import Diagnostic, Location
+
+    out = []
+    for p in plan.problems:
+        location = loaded.sources.locate(p.path) or Location(loaded.path, 1, 1)
+        out.append(Diagnostic(location, ".".join(map(str, p.path)), p.message, p.rule, p.severity))
+    return out
+
+
+def load_and_plan(path, overrides):
+    """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics."""
+    from schemas import load
+
+    loaded = load(path, overrides)
+    plan = None
+    if loaded.recipe is not None and not loaded.errors:
+        from runner.plan import probe_packages, resolve
+
+        plan = resolve(loaded.recipe, probe_packages())
+        loaded.diagnostics.extend(plan_diagnostics(loaded, plan))
+    return loaded, plan
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    from schemas import load, render
+    from schemas import render
 
     files = find_recipes(args.paths)
     everything = []
     invalid = 0
     for f in files:
-        loaded = load(f, args.set or ())
+        loaded, _ = load_and_plan(f, args.set or ())
         everything.extend(loaded.diagnostics)
         invalid += bool(loaded.errors) or loaded.recipe is None
         if args.format != "json" and loaded.diagnostics:
@@ -128,6 +153,82 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_INVALID if invalid else EXIT_OK
 
 
+def _load_single(path: str, overrides, fmt: str = "text"):
+    """Load one recipe and its plan, printing diagnostics; returns (loaded, plan) or None when it cannot run."""
+    from schemas import render
+
+    if not Path(path).is_file():
+        raise _Usage(f"no such recipe file: {path}")
+    loaded, plan = load_and_plan(path, overrides or ())
+    if loaded.diagnostics:
+        print(render(loaded.diagnostics, fmt), file=sys.stderr)
+    if plan is None or loaded.errors:
+        return None
+    return loaded, plan
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    result = _load_single(args.recipe, args.set)
+    if result is None:
+        return EXIT_INVALID
+    _, plan = result
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2))
+    else:
+        from runner.planview import render_plan
+
+        print(render_plan(plan, args.recipe))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    result = _load_single(args.recipe, args.set)
+    if result is None:
+        return EXIT_INVALID
+    loaded, plan = result
+    if not args.dry_run and not args.slurm:
+        print(
+            "recipe run: launching training is not available in this version yet; use --dry-run to write the launch "
+            "files and print the command, or --slurm to write an sbatch script",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    from runner.launch import write_launch_files
+    from runner.plan.launchfiles import shell_command
+
+    written = write_launch_files(plan, args.recipe, slurm=args.slurm)
+    for role, path in written.items():
+        print(f"wrote {path}", file=sys.stderr)
+    if args.slurm:
+        print(f"sbatch {written['slurm']}")
+    else:
+        print(shell_command(plan.launch))
+    return EXIT_OK
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    import yaml
+
+    from schemas import load_profile, profile_names
+
+    if args.detect:
+        from runner.hardware import detect
+
+        profile, gpus = detect()
+        print("# This machine as a hardware profile. Save it as schemas/profiles/NAME.yaml to share it, or paste the")
+        print("# fields after `description` into a recipe's `hardware:` section (without `profile:`).")
+        print(yaml.safe_dump(profile, sort_keys=False).rstrip())
+        print(f"# GPUs found: {gpus} (hardware.gpus_per_node)")
+        return EXIT_OK
+    rows = []
+    for name in profile_names():
+        p = load_profile(name)
+        cc = "-" if p.compute_capability is None else f"{p.compute_capability:.1f}"
+        rows.append([name, f"{p.gpu_memory_gb:g}", cc, "yes" if p.bf16 else "no", f"{p.cpu_ram_gb:g}", p.description])
+    print(_table(rows, ["PROFILE", "GPU GIB", "CC", "BF16", "CPU RAM GIB", "DESCRIPTION"]))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -137,6 +238,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. training.learning_rate=1e-4 (repeatable)")
     p.add_argument("--format", choices=("text", "github", "json"), default="text", help="output format (github: Actions annotations)")
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("plan", help="resolve a recipe: decisions, memory estimate, launch command")
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("run", help="validate, plan, write the launch files and launch")
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="write OUTPUT_DIR/launch/ and print the command; launch nothing")
+    p.add_argument("--slurm", action="store_true", help="also write OUTPUT_DIR/launch/slurm.sbatch (one launcher per node via srun)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
+    p.add_argument("--detect", action="store_true", help="print this machine as a profile")
+    p.set_defaults(func=cmd_hardware)
 
     p = sub.add_parser("schema", help="print the recipe JSON Schema")
     p.set_defaults(func=cmd_schema)

@@ -69,10 +69,11 @@ class Hardware(Section):
         1, ge=1, le=64, description="Training processes per node: one per GPU (on `cpu`, the number of CPU processes)."
     )
     nodes: int = Field(1, ge=1, le=4096, description="Number of nodes (machines).")
-    zero: Literal["auto", 0, 1, 2, 3] = Field(
+    zero: Literal["auto", "none", 0, 1, 2, 3] = Field(
         "auto",
         description="DeepSpeed ZeRO stage. `auto` picks the least sharding that fits the memory (no DeepSpeed when one "
-        "process suffices); 0 is DeepSpeed without sharding; 1 shards optimizer states, 2 also gradients, 3 also parameters.",
+        "process suffices); `none` runs without DeepSpeed; 0 is DeepSpeed without sharding; 1 shards optimizer states, "
+        "2 also gradients, 3 also parameters.",
     )
     offload: Literal["auto", "none", "optimizer", "all"] = Field(
         "auto",

@@ -137,14 +137,14 @@ def _bnb8_zero3(r: Recipe) -> Iterable[Finding]:
 
 @rule("param-offload-needs-zero3", "Offloading parameters (offload: all) needs ZeRO stage 3.")
 def _param_offload(r: Recipe) -> Iterable[Finding]:
-    if r.hardware.offload == "all" and r.hardware.zero in (0, 1, 2):
+    if r.hardware.offload == "all" and r.hardware.zero in ("none", 0, 1, 2):
         yield ("hardware", "offload"), f"parameter offload needs ZeRO-3, but `zero` is {r.hardware.zero}; set `zero: 3` (or `auto`) or `offload: optimizer`"
 
 
 @rule("offload-needs-zero", "Offloading optimizer states needs ZeRO stage 1 or higher.")
 def _optimizer_offload(r: Recipe) -> Iterable[Finding]:
-    if r.hardware.offload == "optimizer" and r.hardware.zero == 0:
-        yield ("hardware", "offload"), "optimizer offload needs ZeRO stage 1, 2 or 3, but `zero` is 0"
+    if r.hardware.offload == "optimizer" and r.hardware.zero in ("none", 0):
+        yield ("hardware", "offload"), f"optimizer offload needs ZeRO stage 1, 2 or 3, but `zero` is {r.hardware.zero}"
 
 
 def _bf16_fields(r: Recipe) -> Iterator[tuple]:

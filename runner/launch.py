@@ -1,0 +1,57 @@
+"""Writes a plan's launch files, atomically: recipe.resolved.yaml, plan.json, ds_config.json, accelerate.yaml, launch.sh.
+
+Only this edge of the program writes files; `resolve()` stays pure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .plan import Plan
+from .plan import launchfiles
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_launch_files(plan: Plan, source: str, slurm: bool = False) -> dict[str, Path]:
+    """Write the launch directory of `plan`; returns the files written by role."""
+    launch = Path(plan.launch_dir)
+    header = (
+        f"# Resolved from {source} by `recipe run`: defaults filled in and every `auto` decided.\n"
+        "# `recipe plan` on this file shows the same plan.\n"
+    )
+    written = {"recipe": launch / "recipe.resolved.yaml", "plan": launch / "plan.json", "accelerate": launch / "accelerate.yaml", "launch": launch / "launch.sh"}
+    write_atomic(written["recipe"], header + yaml.safe_dump(plan.resolved, sort_keys=False, allow_unicode=True))
+    write_atomic(written["plan"], json.dumps(plan.to_json(), indent=2) + "\n")
+    write_atomic(written["accelerate"], yaml.safe_dump(plan.accelerate, sort_keys=False))
+    write_atomic(written["launch"], launchfiles.launch_script(plan.launch, plan.recipe.hardware.nodes), mode=0o755)
+    if plan.deepspeed is not None:
+        written["deepspeed"] = launch / "ds_config.json"
+        write_atomic(written["deepspeed"], json.dumps(plan.deepspeed, indent=2) + "\n")
+    if slurm:
+        written["slurm"] = launch / "slurm.sbatch"
+        script = launchfiles.slurm_script(
+            name=plan.recipe.name, argv=plan.launch, nodes=plan.recipe.hardware.nodes,
+            gpus_per_node=plan.recipe.hardware.gpus_per_node, launch_dir=plan.launch_dir,
+        )
+        write_atomic(written["slurm"], script, mode=0o755)
+    return written

@@ -1,0 +1,6 @@
+"""Resolution: a validated recipe becomes an explicit, explained plan (no torch imported here)."""
+
+from .probe import probe_packages
+from .resolve import Decision, Plan, Problem, resolve
+
+__all__ = ["Decision", "Plan", "Problem", "probe_packages", "resolve"]

@@ -1,0 +1,210 @@
+"""Model shapes and parameter counts, from a shipped table or a local config.json (never from weights)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Optional
+
+TABLE_FILE = Path(__file__).parent / "architectures.yaml"
+
+GATED_MLP = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "smollm3"}
+FUSED_QKV = {"gpt2": "c_attn", "bloom": "query_key_value", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The shape of a decoder-only language model: enough to count parameters and activations."""
+
+    name: str
+    model_type: str
+    hidden_size: int
+    num_hidden_layers: int
+    vocab_size: int
+    intermediate_size: int = 0
+    num_attention_heads: int = 1
+    num_key_value_heads: int = 0
+    head_dim: int = 0
+    tie_word_embeddings: bool = True
+    max_position_embeddings: int = 0  # learned absolute positions (gpt2); 0 for rotary models
+    state_size: int = 16  # mamba
+    expand: int = 2  # mamba
+    conv_kernel: int = 4  # mamba
+
+    @property
+    def is_mamba(self) -> bool:
+        return self.model_type.startswith("mamba")
+
+    @property
+    def gated_mlp(self) -> bool:
+        return self.model_type in GATED_MLP
+
+    @property
+    def d_head(self) -> int:
+        return self.head_dim or self.hidden_size // max(self.num_attention_heads, 1)
+
+    @property
+    def kv_heads(self) -> int:
+        return self.num_key_value_heads or self.num_attention_heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.num_attention_heads * self.d_head
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.d_head
+
+    def linear_modules(self) -> dict[str, tuple[int, int]]:
+        """Linear layers of one block: name -> (in_features, out_features)."""
+        h = self.hidden_size
+        if self.is_mamba:
+            d_inner = self.expand * h
+            dt_rank = -(-h // 16)
+            return {
+                "in_proj": (h, 2 * d_inner),
+                "x_proj": (d_inner, dt_rank + 2 * self.state_size),
+                "dt_proj": (dt_rank, d_inner),
+                "out_proj": (d_inner, h),
+            }
+        i = self.intermediate_size or 4 * h
+        if self.model_type in FUSED_QKV:
+            qkv = FUSED_QKV[self.model_type]
+            if self.model_type == "gpt2":
+                return {qkv: (h, 3 * h), "attn.c_proj": (h, h), "c_fc": (h, i), "mlp.c_proj": (i, h)}
+            return {qkv: (h, 3 * h), "dense": (h, h), "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h)}
+        modules = {
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+        }
+        if self.gated_mlp:
+            modules.update({"gate_proj": (h, i), "up_proj": (h, i), "down_proj": (i, h)})
+        else:
+            modules.update({"fc1": (h, i), "fc2": (i, h)})
+        return modules
+
+    @property
+    def linear_params_per_layer(self) -> int:
+        return sum(a * b for a, b in self.linear_modules().values())
+
+    @property
+    def other_params_per_layer(self) -> int:
+        """Norms and (mamba) convolution/state parameters of one block: not quantized by bitsandbytes."""
+        h = self.hidden_size
+        if self.is_mamba:
+            d_inner = self.expand * h
+            return d_inner * self.conv_kernel + d_inner * self.state_size + 2 * d_inner + h
+        return 2 * h
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size + self.max_position_embeddings * self.hidden_size
+
+    @property
+    def lm_head_params(self) -> int:
+        return 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+
+    @property
+    def quantizable_params(self) -> int:
+        """Parameters bitsandbytes quantizes: the linear layers of the blocks (not embeddings, norms or the head)."""
+        return self.num_hidden_layers * self.linear_params_per_layer
+
+    @property
+    def total_params(self) -> int:
+        return (
+            self.embedding_params
+            + self.num_hidden_layers * (self.linear_params_per_layer + self.other_params_per_layer)
+            + self.hidden_size
+            + self.lm_head_params
+        )
+
+    @property
+    def largest_layer_params(self) -> int:
+        """The largest single module, as DeepSpeed's ZeRO-3 estimator counts it."""
+        biggest_linear = max(a * b for a, b in self.linear_modules().values())
+        return max(self.embedding_params, self.lm_head_params, biggest_linear)
+
+    def lora_params(self, targets: str | list[str], r: int, dora: bool = False) -> tuple[int, list[str]]:
+        """Trainable LoRA parameters for `targets` (`all-linear` or module names), and the names not recognised."""
+        modules = self.linear_modules()
+        if targets == "all-linear":
+            chosen, unknown = list(modules), []
+        else:
+            chosen = [m for m in modules if any(m == t or m.endswith("." + t) or m.split(".")[-1] == t for t in targets)]
+            unknown = [t for t in targets if not any(m == t or m.split(".")[-1] == t for m in modules)]
+        per_layer = sum(r * (modules[m][0] + modules[m][1]) + (modules[m][1] if dora else 0) for m in chosen)
+        return self.num_hidden_layers * per_layer, unknown
+
+
+def _from_config(name: str, cfg: dict) -> Architecture:
+    def pick(*keys, default=None):
+        for k in keys:
+            if cfg.get(k) is not None:
+                return cfg[k]
+        return default
+
+    text = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else None
+    if text:  # multimodal wrappers keep the language model's shape under text_config
+        merged = {**text, "model_type": text.get("model_type", cfg.get("model_type", ""))}
+        return _from_config(name, merged)
+    hidden = pick("hidden_size", "n_embd", "d_model")
+    layers = pick("num_hidden_layers", "n_layer", "num_layers")
+    vocab = pick("vocab_size")
+    if not (hidden and layers and vocab):
+        raise ValueError("config.json lacks hidden_size / num_hidden_layers / vocab_size")
+    return Architecture(
+        name=name,
+        model_type=str(cfg.get("model_type", "")),
+        hidden_size=int(hidden),
+        num_hidden_layers=int(layers),
+        vocab_size=int(vocab),
+        intermediate_size=int(pick("intermediate_size", "n_inner", "ffn_dim", default=0) or 0),
+        num_attention_heads=int(pick("num_attention_heads", "n_head", default=1)),
+        num_key_value_heads=int(pick("num_key_value_heads", default=0) or 0),
+        head_dim=int(pick("head_dim", default=0) or 0),
+        tie_word_embeddings=bool(pick("tie_word_embeddings", default=True)),
+        max_position_embeddings=int(pick("n_positions", default=0) or (cfg.get("max_position_embeddings", 0) if cfg.get("model_type") == "gpt2" else 0)),
+        state_size=int(pick("state_size", default=16)),
+        expand=int(pick("expand", default=2)),
+        conv_kernel=int(pick("conv_kernel", default=4)),
+    )
+
+
+@lru_cache(maxsize=None)
+def _table() -> dict[str, Architecture]:
+    import yaml
+
+    raw = yaml.safe_load(TABLE_FILE.read_text(encoding="utf-8"))
+    out = {}
+    for key, entry in raw.items():
+        entry = dict(entry)
+        ids = entry.pop("ids", [])
+        arch = _from_config(key, entry)
+        for ident in [key, *ids]:
+            out[ident.lower()] = arch
+    return out
+
+
+def known_ids() -> list[str]:
+    return sorted(_table())
+
+
+def find_architecture(name_or_path: str) -> tuple[Optional[Architecture], str]:
+    """The architecture of a model and where it came from; (None, reason) when it cannot be known offline."""
+    path = Path(name_or_path)
+    config = path / "config.json"
+    if config.is_file():
+        try:
+            return _from_config(name_or_path, json.loads(config.read_text(encoding="utf-8"))), f"read from {config}"
+        except (ValueError, json.JSONDecodeError) as exc:
+            return None, f"{config} could not be read: {exc}"
+    arch = _table().get(name_or_path.lower())
+    if arch is not None:
+        return arch, f"shipped architecture table ({arch.name})"
+    if path.exists():
+        return None, f"{name_or_path} has no config.json"
+    return None, f"'{name_or_path}' is not in the shipped architecture table and is not a local directory with config.json"

@@ -1,0 +1,194 @@
+"""The exact keyword arguments for TRL's config classes, PEFT's adapter configs and BitsAndBytesConfig.
+
+Names are the libraries' own, verbatim, so a reader can check them against their
+docs; `tests/test_plan.py` checks every key against the installed classes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from schemas import Recipe
+
+# objective kind -> (trainer class, config class), as importable dotted names.
+TRAINERS = {
+    "sft": ("trl.SFTTrainer", "trl.SFTConfig"),
+    "pretrain": ("trl.SFTTrainer", "trl.SFTConfig"),
+    "dpo": ("trl.DPOTrainer", "trl.DPOConfig"),
+    "orpo": ("trl.experimental.orpo.ORPOTrainer", "trl.experimental.orpo.ORPOConfig"),
+    "kto": ("trl.KTOTrainer", "trl.KTOConfig"),
+    "simpo": ("trl.experimental.cpo.CPOTrainer", "trl.experimental.cpo.CPOConfig"),
+    "cpo": ("trl.experimental.cpo.CPOTrainer", "trl.experimental.cpo.CPOConfig"),
+    "reward": ("trl.RewardTrainer", "trl.RewardConfig"),
+    "grpo": ("trl.GRPOTrainer", "trl.GRPOConfig"),
+    "rloo": ("trl.RLOOTrainer", "trl.RLOOConfig"),
+}
+
+PEFT_CLASSES = {
+    "lora": "peft.LoraConfig",
+    "dora": "peft.LoraConfig",
+    "prefix": "peft.PrefixTuningConfig",
+    "prompt": "peft.PromptTuningConfig",
+    "p-tuning": "peft.PromptEncoderConfig",
+    "ia3": "peft.IA3Config",
+}
+
+
+def trainer_args(
+    r: Recipe,
+    *,
+    output_dir: str,
+    precision: str,
+    micro_batch_size: int,
+    gradient_accumulation_steps: int,
+    gradient_checkpointing: bool,
+    world_size: int,
+    on_cpu: bool,
+    deepspeed_config: Optional[str],
+) -> dict[str, Any]:
+    """Keyword arguments of the objective's TRL config class (a transformers.TrainingArguments subclass)."""
+    t, o = r.training, r.objective
+    evaluates = bool(r.datasets.eval or r.datasets.eval_fraction)
+    args: dict[str, Any] = {
+        "output_dir": output_dir,
+        "num_train_epochs": t.epochs,
+        "max_steps": t.max_steps if t.max_steps is not None else -1,
+        "per_device_train_batch_size": micro_batch_size,
+        "per_device_eval_batch_size": micro_batch_size,
+        "gradient_accumulation_steps": gradient_accumulation_steps,
+        "learning_rate": t.learning_rate,
+        "lr_scheduler_type": t.lr_scheduler,
+        "lr_scheduler_kwargs": dict(t.lr_scheduler_kwargs),
+        # transformers 5 takes a ratio as a float below 1 in warmup_steps
+        "warmup_steps": t.warmup_steps if t.warmup_steps is not None else (t.warmup_ratio or 0),
+        "weight_decay": t.weight_decay,
+        "optim": t.optimizer,
+        "max_grad_norm": t.max_grad_norm,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        # transformers 5 names gradient checkpointing `activation_checkpointing` (the old name is a deprecated alias)
+        "activation_checkpointing": gradient_checkpointing,
+        "activation_checkpointing_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
+        "logging_steps": t.logging_every,
+        "eval_strategy": "steps" if evaluates and t.eval_every else ("epoch" if evaluates else "no"),
+        "eval_steps": t.eval_every if evaluates and t.eval_every else None,
+        "save_strategy": "steps" if t.save_every else "epoch",
+        "save_steps": t.save_every if t.save_every else None,
+        "save_total_limit": t.save_total_limit,
+        "seed": t.seed,
+        "data_seed": t.seed,
+        "report_to": list(r.output.report_to) or ["none"],
+        "run_name": r.output.run_name or r.name,
+        "use_cpu": on_cpu,
+        "deepspeed": deepspeed_config,
+    }
+    if world_size > 1 and r.adapter.kind != "full" and deepspeed_config is None:
+        args["ddp_find_unused_parameters"] = False  # frozen base weights never get gradients
+    if o.kind in ("sft", "pretrain"):
+        args.update(max_length=t.max_length, packing=t.packing)
+        if o.kind == "sft":
+            args["assistant_only_loss"] = o.assistant_only_loss
+            if o.completion_only_loss is not None:
+                args["completion_only_loss"] = o.completion_only_loss
+        else:
+            args["dataset_text_field"] = "text"
+    elif o.kind == "dpo":
+        args.update(max_length=t.max_length, beta=o.beta, loss_type=list(o.loss), label_smoothing=o.label_smoothing)
+        if o.loss_weights is not None:
+            args["loss_weights"] = list(o.loss_weights)
+    elif o.kind == "orpo":
+        args.update(max_length=t.max_length, beta=o.beta)
+    elif o.kind == "kto":
+        args.update(max_length=t.max_length, beta=o.beta, desirable_weight=o.desirable_weight, undesirable_weight=o.undesirable_weight)
+    elif o.kind == "simpo":
+        args.update(max_length=t.max_length, loss_type="simpo", beta=o.beta, simpo_gamma=o.gamma, cpo_alpha=o.cpo_alpha)
+    elif o.kind == "cpo":
+        args.update(max_length=t.max_length, loss_type=o.loss, beta=o.beta, cpo_alpha=o.cpo_alpha, label_smoothing=o.label_smoothing)
+    elif o.kind == "reward":
+        args.update(max_length=t.max_length, center_rewards_coefficient=o.center_rewards_coefficient)
+    elif o.kind in ("grpo", "rloo"):
+        args.update(
+            num_generations=o.num_generations,
+            max_completion_length=o.max_completion_length,
+            temperature=o.temperature,
+            beta=o.beta,
+        )
+        # TRL needs the global eval batch divisible by num_generations too
+        args["per_device_eval_batch_size"] = o.num_generations
+        if o.generation_batch_size is not None:
+            args["generation_batch_size"] = o.generation_batch_size
+        if o.reward_weights is not None:
+            args["reward_weights"] = list(o.reward_weights)
+    return {k: v for k, v in args.items() if v is not None or k == "deepspeed"}
+
+
+def peft_args(r: Recipe) -> Optional[dict[str, Any]]:
+    """`{"class", "args"}` for the adapter's PEFT config, or None for full fine-tuning."""
+    a = r.adapter
+    if a.kind == "full":
+        return None
+    task_type = "SEQ_CLS" if r.objective.kind == "reward" else "CAUSAL_LM"
+    if a.kind in ("lora", "dora"):
+        args: dict[str, Any] = {
+            "task_type": task_type,
+            "r": a.r,
+            "lora_alpha": a.alpha,
+            "lora_dropout": a.dropout,
+            "target_modules": a.target_modules if isinstance(a.target_modules, str) else list(a.target_modules),
+            "bias": a.bias,
+            "use_rslora": a.rslora,
+            "use_dora": a.kind == "dora",
+        }
+        if a.modules_to_save:
+            args["modules_to_save"] = list(a.modules_to_save)
+        if a.kind == "dora" and a.ephemeral_gpu_offload:
+            args["runtime_config"] = {"ephemeral_gpu_offload": True}
+    elif a.kind == "prefix":
+        args = {"task_type": task_type, "num_virtual_tokens": a.num_virtual_tokens, "prefix_projection": a.prefix_projection}
+        if a.encoder_hidden_size is not None:
+            args["encoder_hidden_size"] = a.encoder_hidden_size
+    elif a.kind == "prompt":
+        args = {"task_type": task_type, "num_virtual_tokens": a.num_virtual_tokens, "prompt_tuning_init": a.init.upper()}
+        if a.init == "text":
+            args.update(prompt_tuning_init_text=a.init_text, tokenizer_name_or_path=r.model.tokenizer or r.model.name_or_path)
+    elif a.kind == "p-tuning":
+        args = {
+            "task_type": task_type,
+            "num_virtual_tokens": a.num_virtual_tokens,
+            "encoder_reparameterization_type": a.encoder_type,
+            "encoder_hidden_size": a.encoder_hidden_size,
+            "encoder_num_layers": a.encoder_num_layers,
+            "encoder_dropout": a.encoder_dropout,
+        }
+    else:  # ia3
+        args = {"task_type": task_type}
+        if a.target_modules != "auto":
+            args["target_modules"] = list(a.target_modules)
+        if a.feedforward_modules != "auto":
+            args["feedforward_modules"] = list(a.feedforward_modules)
+    return {"class": PEFT_CLASSES[a.kind], "args": args}
+
+
+def quantization_args(r: Recipe, compute_dtype: str, zero: Optional[int]) -> Optional[dict[str, Any]]:
+    """`{"class", "args"}` for transformers.BitsAndBytesConfig, or None."""
+    q = r.quantization
+    if q.method == "none":
+        return None
+    skip = list(q.skip_modules) or None
+    if q.method == "bnb-8bit":
+        args: dict[str, Any] = {"load_in_8bit": True}
+    else:
+        storage = q.quant_storage
+        if storage == "auto":
+            # ZeRO-3 shards parameters by dtype: the packed 4-bit weights must share the compute dtype.
+            storage = compute_dtype if zero == 3 else "uint8"
+        args = {
+            "load_in_4bit": True,
+            "bnb_4bit_quant_type": q.quant_type,
+            "bnb_4bit_use_double_quant": q.double_quant,
+            "bnb_4bit_compute_dtype": compute_dtype,
+            "bnb_4bit_quant_storage": storage,
+        }
+    if skip:
+        args["llm_int8_skip_modules"] = skip
+    return {"class": "transformers.BitsAndBytesConfig", "args": args}

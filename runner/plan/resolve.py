@@ -1,0 +1,401 @@
+"""`resolve(recipe, probe) -> Plan`: a pure function that decides and explains.
+
+It imports no torch and reads nothing but shipped tables and, for a model given as
+a local directory, its config.json. What is installed comes in through `probe`
+(`runner.plan.probe.probe_packages()` in the commands), so tests can state it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from schemas import Recipe
+from schemas.hardware import HardwareProfile
+
+from . import arguments, launchfiles
+from .architecture import Architecture, find_architecture
+from .memory import GiB, SAFETY_MARGIN, Estimate, TrainingShape, estimate, offload_cpu_bytes
+
+PAIRED = ("dpo", "orpo", "simpo", "cpo", "reward", "kto")  # two sequences per example go through the model
+REFERENCE = ("dpo", "kto", "grpo", "rloo")  # objectives that compare against a frozen reference policy
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+
+
+@dataclass
+class Decision:
+    what: str
+    value: Any
+    why: str
+
+
+@dataclass
+class Problem:
+    """A reason the plan cannot run, located at a recipe field."""
+
+    path: tuple
+    message: str
+    rule: str
+    severity: str = "error"
+
+
+@dataclass
+class Plan:
+    recipe: Recipe
+    resolved: dict  # the recipe with defaults filled and every `auto` replaced by the decision
+    world_size: int
+    precision: str
+    dtype: str
+    attention: str
+    micro_batch_size: int
+    gradient_accumulation_steps: int
+    gradient_checkpointing: bool
+    zero: Optional[int]
+    offload: str
+    trainer: dict
+    peft: Optional[dict]
+    quantization: Optional[dict]
+    deepspeed: Optional[dict]
+    accelerate: dict
+    launch: list[str]
+    memory: dict
+    hardware: HardwareProfile
+    architecture: Optional[Architecture]
+    output_dir: str
+    launch_dir: str
+    decisions: list[Decision] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(p.severity == "error" for p in self.problems)
+
+    def to_json(self) -> dict:
+        return {
+            "recipe": self.resolved,
+            "world_size": self.world_size,
+            "precision": self.precision,
+            "attention": self.attention,
+            "trainer": self.trainer,
+            "peft": self.peft,
+            "quantization": self.quantization,
+            "deepspeed": self.deepspeed,
+            "accelerate": self.accelerate,
+            "launch": self.launch,
+            "memory": self.memory,
+            "decisions": [{"what": d.what, "value": d.value, "why": d.why} for d in self.decisions],
+            "problems": [{"field": ".".join(map(str, p.path)), "message": p.message, "rule": p.rule, "severity": p.severity} for p in self.problems],
+        }
+
+
+def _pow2_divisors(n: int) -> list[int]:
+    out, b = [], 1
+    while b <= n:
+        if n % b == 0:
+            out.append(b)
+        b *= 2
+    return sorted(out, reverse=True)
+
+
+def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: list[Problem]) -> tuple[str, str]:
+    """(precision, model load dtype)."""
+    dtype = r.model.dtype
+    if dtype == "auto":
+        if hw.is_gpu and hw.bf16:
+            precision, why = "bf16", f"{hw.name} computes in bfloat16 natively (compute capability {hw.compute_capability})"
+        elif hw.is_gpu:
+            precision, why = "fp16", f"{hw.name} has no bfloat16 (compute capability {hw.compute_capability}); float16 with dynamic loss scaling"
+        else:
+            precision, why = "fp32", "CPU training runs in float32"
+    else:
+        precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype]
+        why = f"model.dtype is {dtype}"
+        if precision == "fp16" and not hw.is_gpu:
+            problems.append(Problem(("model", "dtype"), "float16 mixed precision needs a GPU; on CPU use float32 or bfloat16", "fp16-needs-gpu"))
+    out.append(Decision("precision", precision, why))
+    load = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
+    if precision == "fp16" and r.adapter.kind == "full":
+        load = "float32"
+        out.append(Decision("model dtype", load, "full fine-tuning in float16 keeps float32 master weights (autocast and loss scaling)"))
+    else:
+        out.append(Decision("model dtype", load, "weights load in the training precision" + ("; adapters train in float32" if r.adapter.kind != "full" else "")))
+    return precision, load
+
+
+def _attention(r: Recipe, hw: HardwareProfile, dtype: str, arch: Optional[Architecture], probe: dict, out: list[Decision]) -> str:
+    chosen = r.model.attention
+    if arch is not None and arch.is_mamba:
+        out.append(Decision("attention", "none", f"{arch.model_type} is a state-space model without attention"))
+        return "eager"
+    if chosen != "auto":
+        out.append(Decision("attention", chosen, "set in the recipe"))
+        return chosen
+    if not hw.is_gpu:
+        value, why = "sdpa", "CPU: PyTorch scaled-dot-product attention"
+    elif (hw.compute_capability or 0) < 8.0:
+        value, why = "sdpa", f"FlashAttention-2 needs compute capability 8.0+, {hw.name} has {hw.compute_capability}"
+    elif dtype == "float32":
+        value, why = "sdpa", "FlashAttention-2 does not run in float32"
+    elif probe.get("flash_attn"):
+        value, why = "flash_attention_2", f"{hw.name} is Ampere or newer and flash-attn {probe['flash_attn']} is installed"
+    else:
+        value, why = "sdpa", "flash-attn is not installed here (pip install flash-attn to use FlashAttention-2)"
+    out.append(Decision("attention", value, why))
+    return value
+
+
+def trainable_params(r: Recipe, arch: Architecture, notes: list[str]) -> int:
+    a = r.adapter
+    h, layers = arch.hidden_size, arch.num_hidden_layers
+    if a.kind == "full":
+        return arch.total_params
+    if a.kind in ("lora", "dora"):
+        n, unknown = arch.lora_params(a.target_modules, a.r, dora=a.kind == "dora")
+        if unknown:
+            notes.append(f"target modules {unknown} are not known for {arch.model_type}; counted as none")
+        for m in a.modules_to_save:
+            n += arch.embedding_params if "embed" in m else (arch.vocab_size * h if "head" in m else 0)
+        return n
+    if a.kind == "prefix":
+        n = a.num_virtual_tokens * layers * 2 * h
+        if a.prefix_projection:
+            enc = a.encoder_hidden_size or h
+            n += a.num_virtual_tokens * h + h * enc + enc * layers * 2 * h
+        return n
+    if a.kind == "prompt":
+        return a.num_virtual_tokens * h
+    if a.kind == "p-tuning":
+        enc = a.encoder_hidden_size
+        return a.num_virtual_tokens * h + h * enc + (a.encoder_num_layers - 1) * enc * enc + enc * h
+    # ia3: a vector on keys, values and the feed-forward input of every layer
+    return layers * (2 * arch.kv_dim + (arch.intermediate_size or 4 * h))
+
+
+def _candidates(r: Recipe, hw: HardwareProfile, world: int) -> list[tuple[Optional[int], str]]:
+    """(ZeRO stage or None, offload) in order of preference: the least sharding first."""
+    zero, offload = r.hardware.zero, r.hardware.offload
+    if zero == "none":
+        return [(None, "none")]
+    if zero != "auto":
+        offloads = [offload] if offload != "auto" else ["none", "optimizer"] + (["all"] if zero == 3 else [])
+        return [(zero, o) for o in offloads if not (o == "all" and zero != 3) and not (o == "optimizer" and zero == 0)]
+    if not hw.is_gpu:
+        return [(None, "none")]
+    if offload not in ("auto", "none"):
+        stages = [1, 2, 3] if offload == "optimizer" else [3]
+        return [(s, offload) for s in stages]
+    out: list[tuple[Optional[int], str]] = [(None, "none")]
+    if world > 1:
+        out += [(1, "none"), (2, "none"), (3, "none")]
+    if offload == "auto":
+        out += [(2, "optimizer"), (3, "optimizer"), (3, "all")]
+    if r.quantization.method == "bnb-8bit":
+        out = [c for c in out if c[0] != 3]
+    return out
+
+
+def _shape(r: Recipe, arch: Architecture, hw: HardwareProfile, *, world, zero, offload, load_dtype, precision, attention, trainable, micro, gc) -> TrainingShape:
+    o, a = r.objective, r.adapter
+    lora_inputs = 0
+    if a.kind in ("lora", "dora") and a.dropout > 0:
+        mods = arch.linear_modules()
+        chosen = mods if a.target_modules == "all-linear" else {k: v for k, v in mods.items() if k.split(".")[-1] in a.target_modules}
+        lora_inputs = sum(v[0] for v in chosen.values())
+    return TrainingShape(
+        arch=arch,
+        world_size=world,
+        zero=zero,
+        offload=offload,
+        weight_bytes=DTYPE_BYTES[load_dtype],
+        activation_bytes=4 if precision == "fp32" else 2,
+        quantization=r.quantization.method,
+        double_quant=r.quantization.double_quant,
+        adapter=a.kind,
+        trainable_params=trainable,
+        optimizer=r.training.optimizer,
+        micro_batch_size=micro,
+        max_length=r.training.max_length,
+        gradient_checkpointing=gc,
+        attention=attention,
+        sequences_per_example=2 if o.kind in PAIRED else 1,
+        logits_tokens_per_sequence=o.max_completion_length if o.kind in ("grpo", "rloo") else None,
+        vocab_logits=o.kind != "reward",
+        reference_model=a.kind == "full" and o.kind in REFERENCE and getattr(o, "beta", 1) > 0,
+        reward_model=o.kind in ("grpo", "rloo") and bool(o.reward_model),
+        lora_dropout_inputs=lora_inputs,
+        accelerator=hw.accelerator,
+    )
+
+
+def _suggestions(r: Recipe, best: Estimate, available: float) -> list[str]:
+    out = []
+    if r.adapter.kind == "full":
+        out.append("train an adapter (`adapter: {kind: lora}`), or QLoRA with `quantization: {method: bnb-4bit}`")
+    elif r.quantization.method == "none":
+        out.append("load the base model in 4 bits (`quantization: {method: bnb-4bit}`, QLoRA)")
+    if r.training.micro_batch_size not in ("auto", 1):
+        out.append("a smaller `training.micro_batch_size` (the global batch stays the same)")
+    if r.training.gradient_checkpointing is False:
+        out.append("`training.gradient_checkpointing: true` (or `auto`)")
+    if best.breakdown.get("logits", 0) + best.breakdown.get("activations", 0) > available / 3:
+        out.append("a shorter `training.max_length`")
+    out.append("more GPUs (`hardware.gpus_per_node`, `hardware.nodes`) with `zero: auto`, or a larger GPU profile")
+    if r.hardware.offload in ("none",):
+        out.append("`hardware.offload: auto` to move optimizer states or parameters to CPU memory")
+    return out
+
+
+def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) -> Plan:
+    """Decide everything the run needs, explain each decision, and report what cannot work."""
+    r, probe = recipe, probe or {}
+    hw = r.hardware.resolved_profile()
+    world = r.hardware.world_size
+    decisions: list[Decision] = []
+    problems: list[Problem] = []
+    decisions.append(Decision("world_size", world, f"{r.hardware.gpus_per_node} process(es) per node × {r.hardware.nodes} node(s)"))
+
+    precision, load_dtype = _precision(r, hw, decisions, problems)
+    arch, arch_source = find_architecture(r.model.name_or_path)
+    attention = _attention(r, hw, load_dtype, arch, probe, decisions)
+    compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else load_dtype
+    available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
+    global_batch = r.training.global_batch_size
+    per_rank = global_batch // world if global_batch % world == 0 else 0
+
+    micro_options = [r.training.micro_batch_size] if r.training.micro_batch_size != "auto" else _pow2_divisors(per_rank)
+    if r.objective.kind == "kto" and r.training.micro_batch_size == "auto":
+        micro_options = [m for m in micro_options if m >= 2] or micro_options
+    gc_setting = r.training.gradient_checkpointing
+    gc_options = [gc_setting] if gc_setting != "auto" else ([False] if r.adapter.kind == "prefix" else [False, True])
+
+    chosen: Optional[tuple] = None
+    best: Optional[tuple] = None
+    cpu_short = 0.0  # the least CPU memory an offload plan would have needed, when CPU memory ruled it out
+    notes: list[str] = []
+    if arch is None:
+        zero = r.hardware.zero if r.hardware.zero not in ("auto", "none") else None
+        offload = r.hardware.offload if r.hardware.offload != "auto" else "none"
+        gc = gc_setting if gc_setting != "auto" else r.adapter.kind != "prefix"
+        micro = micro_options[-1] if micro_options else 1
+        problems.append(
+            Problem(("model", "name_or_path"), f"memory not estimated: {arch_source}; ZeRO, micro batch and checkpointing use safe defaults", "memory-unknown", "warning")
+        )
+        mem = {"per_gpu_gb": None, "available_gb": available, "breakdown": {}, "fits": None, "architecture": arch_source}
+        decisions.append(Decision("memory", "unknown", arch_source))
+    else:
+        trainable = trainable_params(r, arch, notes)
+        for zero_c, offload_c in _candidates(r, hw, world):
+            for gc in gc_options:
+                for micro in micro_options:
+                    shape = _shape(r, arch, hw, world=world, zero=zero_c, offload=offload_c, load_dtype=load_dtype, precision=precision,
+                                   attention=attention, trainable=trainable, micro=micro, gc=gc)
+                    est = estimate(shape)
+                    cpu_gb = offload_cpu_bytes(shape, r.hardware.nodes) / GiB
+                    cpu_ok = cpu_gb <= hw.cpu_ram_gb * SAFETY_MARGIN
+                    if not cpu_ok:
+                        cpu_short = min(cpu_short or cpu_gb, cpu_gb)
+                    if cpu_ok and (best is None or est.total < best[4].total):
+                        best = (zero_c, offload_c, gc, micro, est, cpu_gb)
+                    if est.total <= available * SAFETY_MARGIN and cpu_ok:
+                        chosen = (zero_c, offload_c, gc, micro, est, cpu_gb)
+                        break
+                    if best is None:
+                        best = (zero_c, offload_c, gc, micro, est, cpu_gb)
+                if chosen:
+                    break
+            if chosen:
+                break
+        zero, offload, gc, micro, est, cpu_gb = chosen or best  # type: ignore[misc]
+        mem = {
+            "per_gpu_gb": round(est.total, 2),
+            "available_gb": available,
+            "offload_cpu_gb_per_node": round(cpu_gb, 1),
+            "cpu_ram_gb": hw.cpu_ram_gb,
+            "breakdown": est.breakdown,
+            "fits": chosen is not None,
+            "architecture": arch_source,
+            "total_params": arch.total_params,
+            "trainable_params": trainable,
+        }
+        if chosen is None:
+            problems.append(
+                Problem(
+                    ("hardware", "profile"),
+                    f"does not fit: the smallest plan needs {est.total:.1f} GiB per {'GPU' if hw.is_gpu else 'process'} "
+                    f"but {hw.name} has {available:.1f} GiB ({int(SAFETY_MARGIN * 100)}% usable)"
+                    + (f", and its CPU offload {cpu_gb:.0f} GiB of {hw.cpu_ram_gb:g} GiB CPU memory per node" if cpu_gb else "")
+                    + (f"; offloading to CPU would need {cpu_short:.0f} GiB of CPU memory per node, more than {hw.name}'s {hw.cpu_ram_gb:g} GiB" if cpu_short else "")
+                    + ". Try: " + "; ".join(_suggestions(r, est, available)),
+                    "memory-fit",
+                )
+            )
+        for n in notes:
+            problems.append(Problem(("adapter", "target_modules"), n, "memory-estimate", "warning"))
+
+    # explain the search outcome
+    if r.training.micro_batch_size == "auto":
+        decisions.append(Decision("micro_batch_size", micro, "the largest power of two dividing the per-process batch that fits the memory" if arch else "memory unknown: the smallest"))
+    else:
+        decisions.append(Decision("micro_batch_size", micro, "set in the recipe"))
+    accumulation = max(1, global_batch // (micro * world)) if per_rank else 1
+    decisions.append(Decision("gradient_accumulation_steps", accumulation, f"global batch {global_batch} = micro {micro} × accumulation {accumulation} × world {world}"))
+    if gc_setting == "auto":
+        why = "prefix tuning cannot use it" if r.adapter.kind == "prefix" else ("needed to fit the memory" if gc else "not needed: the plan fits without recomputation")
+        decisions.append(Decision("gradient_checkpointing", gc, why))
+    else:
+        decisions.append(Decision("gradient_checkpointing", gc, "set in the recipe"))
+    if r.hardware.zero == "auto":
+        if zero is None:
+            why = "one process per node needs no sharding" if world == 1 else "plain data parallelism fits"
+            if not hw.is_gpu:
+                why = "CPU processes: plain data parallelism (gloo)" if world > 1 else "one CPU process"
+        else:
+            why = f"the least sharding that fits {hw.name}"
+        decisions.append(Decision("zero", zero if zero is not None else "none (no DeepSpeed)", why))
+    else:
+        decisions.append(Decision("zero", zero, "set in the recipe"))
+    decisions.append(Decision("offload", offload, "set in the recipe" if r.hardware.offload != "auto" else ("not needed" if offload == "none" else "needed to fit the memory")))
+    if r.is_quantized:
+        decisions.append(Decision("bnb compute dtype", compute_dtype, "follows the model dtype" if r.quantization.compute_dtype == "auto" else "set in the recipe"))
+
+    output_dir = r.output_dir
+    launch_dir = f"{output_dir}/launch"
+    ds_file = f"{launch_dir}/ds_config.json" if zero is not None else None
+    trainer_class, config_class = arguments.TRAINERS[r.objective.kind]
+    targs = arguments.trainer_args(
+        r, output_dir=output_dir, precision=precision, micro_batch_size=micro, gradient_accumulation_steps=accumulation,
+        gradient_checkpointing=gc, world_size=world, on_cpu=not hw.is_gpu, deepspeed_config=ds_file,
+    )
+    ds = None
+    if zero is not None:
+        ds = launchfiles.deepspeed_config(
+            stage=zero, offload=offload, precision=precision, micro_batch_size=micro, gradient_accumulation_steps=accumulation,
+            world_size=world, max_grad_norm=r.training.max_grad_norm, arch=arch, learning_rate=r.training.learning_rate,
+            weight_decay=r.training.weight_decay,
+        )
+    quant = arguments.quantization_args(r, compute_dtype, zero)
+    if quant and zero == 3 and r.quantization.quant_storage == "auto":
+        decisions.append(Decision("bnb_4bit_quant_storage", compute_dtype, "ZeRO-3 shards parameters of one dtype: 4-bit storage matches the compute dtype"))
+    acc = launchfiles.accelerate_config(
+        world_size=world, nodes=r.hardware.nodes, gpus_per_node=r.hardware.gpus_per_node, precision=precision,
+        on_cpu=not hw.is_gpu, deepspeed_file=ds_file, zero=zero,
+    )
+    argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
+
+    resolved = r.model_dump(mode="json")
+    resolved["model"].update(dtype=load_dtype, attention=attention)
+    resolved["training"].update(micro_batch_size=micro, gradient_checkpointing=gc)
+    resolved["hardware"].update(zero=zero if zero is not None else "none", offload=offload)
+    resolved["output"]["dir"] = output_dir
+    if r.is_quantized:
+        resolved["quantization"].update(compute_dtype=compute_dtype)
+        if quant and "bnb_4bit_quant_storage" in quant["args"]:
+            resolved["quantization"]["quant_storage"] = quant["args"]["bnb_4bit_quant_storage"]
+
+    return Plan(
+        recipe=r, resolved=resolved, world_size=world, precision=precision, dtype=load_dtype, attention=attention,
+        micro_batch_size=micro, gradient_accumulation_steps=accumulation, gradient_checkpointing=gc, zero=zero, offload=offload,
+        trainer={"class": trainer_class, "config_class": config_class, "args": targs},
+        peft=arguments.peft_args(r), quantization=quant, deepspeed=ds, accelerate=acc, launch=argv, memory=mem,
+        hardware=hw, architecture=arch, output_dir=output_dir, launch_dir=launch_dir, decisions=decisions, problems=problems,
+    )
