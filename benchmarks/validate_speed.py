@@ -6,7 +6,7 @@ Prints the median wall time of:
   baseline  `python -c pass`
   imports   `python -c "import yaml, pydantic"` (the floor for any pydantic-based validator)
   validate  `recipe validate recipes/`
-and, in-process, the cost of validating one recipe once everything is imported.
+and, in-process, the cost of validating and planning one recipe once everything is imported.
 Not a test: numbers depend on the machine. Record them in benchmarks/README.md.
 """
 
@@ -57,15 +57,15 @@ def main() -> None:
             samples[name].append(wall(cmd, 1))
     med = {k: statistics.median(v) for k, v in samples.items()}
 
-    from schemas import load
+    from runner.cli import load_and_plan
 
     for f in files:
-        load(f)  # warm caches (profiles)
+        load_and_plan(f, ())  # warm caches (profiles, architecture table)
     n = 50
     t0 = time.perf_counter()
     for _ in range(n):
         for f in files:
-            load(f)
+            load_and_plan(f, ())
     per_recipe_ms = (time.perf_counter() - t0) / (n * len(files)) * 1000
 
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -74,7 +74,7 @@ def main() -> None:
     print(f"imports   import yaml, pydantic        {med['imports'] * 1000:7.1f} ms")
     print(f"validate  recipe validate recipes/     {med['validate'] * 1000:7.1f} ms"
           f"   ({med['validate'] / med['baseline']:.1f}x baseline, {med['validate'] / med['imports']:.2f}x imports)")
-    print(f"in-process: {per_recipe_ms:.2f} ms per recipe after imports")
+    print(f"in-process: {per_recipe_ms:.2f} ms per recipe (load, rules and plan) after imports")
 
 
 if __name__ == "__main__":

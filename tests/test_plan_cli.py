@@ -1,0 +1,138 @@
+"""`recipe plan`, `recipe run --dry-run/--slurm`, `recipe hardware`, and memory problems in `recipe validate`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from runner.cli import main
+from test_cli import BLOCKER
+from conftest import EXAMPLE_FILE, ROOT
+
+EXAMPLE = EXAMPLE_FILE.read_text()
+PLAN_KEYS = {"recipe", "world_size", "precision", "attention", "trainer", "peft", "quantization", "deepspeed", "accelerate", "launch", "memory", "decisions"}
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plan_json_has_the_documented_keys(capsys):
+    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE), "--json")
+    plan = json.loads(out)
+    assert code == 0 and PLAN_KEYS <= set(plan)
+    assert set(plan["trainer"]) == {"class", "config_class", "args"} and plan["trainer"]["class"] == "trl.DPOTrainer"
+    assert set(plan["peft"]) == {"class", "args"} and set(plan["quantization"]) == {"class", "args"}
+    assert {"per_gpu_gb", "available_gb", "breakdown"} <= set(plan["memory"])
+    assert all(set(d) == {"what", "value", "why"} for d in plan["decisions"])
+    assert plan["recipe"]["training"]["micro_batch_size"] == 2 and plan["recipe"]["hardware"]["zero"] == "none"
+
+
+def test_plan_text_shows_decisions_memory_bar_and_command(capsys):
+    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE))
+    assert code == 0
+    assert "decisions" in out and "gradient_accumulation_steps  4" in out
+    assert "memory per GPU (estimate):" in out and "of 23.5 GiB" in out and "[####" in out
+    assert "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml" in out
+
+
+def test_plan_with_set_and_invalid_recipe(capsys, write):
+    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE), "--set", "hardware.gpus_per_node=4", "--set", "hardware.zero=2", "--json")
+    plan = json.loads(out)
+    assert code == 0 and plan["world_size"] == 4 and plan["deepspeed"]["zero_optimization"]["stage"] == 2
+    code, out, err = run(capsys, "plan", str(write("bad.yaml", EXAMPLE.replace("r: 16", "r: x"))))
+    assert code == 1 and out == "" and "adapter.r" in err
+
+
+def test_validate_reports_a_plan_that_does_not_fit(capsys, write):
+    start, end = EXAMPLE.index("adapter:"), EXAMPLE.index("objective:")
+    text = (EXAMPLE[:start] + "adapter:\n  kind: full\n" + EXAMPLE[end:]).replace("method: bnb-4bit", "method: none")
+    path = write("huge.yaml", text)
+    code, out, _ = run(capsys, "validate", str(path), "--format", "json")
+    (diag,) = json.loads(out)
+    assert code == 1 and diag["rule"] == "memory-fit" and diag["field"] == "hardware.profile"
+    assert diag["line"] == next(i for i, l in enumerate(text.splitlines(), 1) if "profile: rtx4090-24gb" in l)
+    assert "GiB" in diag["message"] and "Try:" in diag["message"]
+
+
+def test_run_dry_run_writes_the_launch_directory(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "run", str(EXAMPLE_FILE), "--dry-run", "--set", "hardware.gpus_per_node=2", "--set", "hardware.zero=3")
+    assert code == 0
+    launch = tmp_path / "outputs/llama3-8b-dpo-qlora/launch"
+    assert {p.name for p in launch.iterdir()} == {"recipe.resolved.yaml", "plan.json", "ds_config.json", "accelerate.yaml", "launch.sh"}
+    assert out.strip() == "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml -m runner.train outputs/llama3-8b-dpo-qlora/launch/recipe.resolved.yaml"
+    assert os.access(launch / "launch.sh", os.X_OK)
+    ds = json.loads((launch / "ds_config.json").read_text())
+    assert ds["zero_optimization"]["stage"] == 3 and ds["train_micro_batch_size_per_gpu"] == 2 and ds["gradient_accumulation_steps"] == 2
+    acc = yaml.safe_load((launch / "accelerate.yaml").read_text())
+    assert acc["deepspeed_config"]["deepspeed_config_file"] == "outputs/llama3-8b-dpo-qlora/launch/ds_config.json"
+
+
+def test_resolved_recipe_replans_to_the_same_plan(capsys, tmp_path, monkeypatch):
+    """What runs is what `recipe plan` showed: the resolved file validates and resolves to the same plan."""
+    monkeypatch.chdir(tmp_path)
+    assert run(capsys, "run", str(EXAMPLE_FILE), "--dry-run")[0] == 0
+    launch = tmp_path / "outputs/llama3-8b-dpo-qlora/launch"
+    first = json.loads((launch / "plan.json").read_text())
+    code, out, err = run(capsys, "plan", str(launch / "recipe.resolved.yaml"), "--json")
+    assert code == 0, err
+    again = json.loads(out)
+    for key in ("trainer", "peft", "quantization", "deepspeed", "accelerate", "launch", "memory", "world_size", "precision", "attention"):
+        assert again[key] == first[key], key
+
+
+def test_run_slurm_writes_sbatch(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "run", str(EXAMPLE_FILE), "--slurm", "--set", "hardware.nodes=2", "--set", "hardware.gpus_per_node=8",
+                       "--set", "training.global_batch_size=32")
+    assert code == 0 and out.strip() == "sbatch outputs/llama3-8b-dpo-qlora/launch/slurm.sbatch"
+    script = (tmp_path / "outputs/llama3-8b-dpo-qlora/launch/slurm.sbatch").read_text()
+    assert "#SBATCH --nodes=2" in script and "$SLURM_NODEID" in script and "--num_machines 2" in script
+
+
+def test_run_without_dry_run_says_it_cannot_launch_yet(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "run", str(EXAMPLE_FILE))
+    assert code == 2 and "--dry-run" in err
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_hardware_lists_profiles(capsys):
+    code, out, _ = run(capsys, "hardware")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["PROFILE", "GPU"]
+    assert any(line.startswith("h100-80gb") for line in out.splitlines())
+
+
+def test_hardware_detect_prints_a_usable_profile(capsys, write):
+    code, out, _ = run(capsys, "hardware", "--detect")
+    assert code == 0
+    profile = yaml.safe_load(out)
+    inline = {k: v for k, v in profile.items() if k != "description"}
+    text = EXAMPLE.replace("  profile: rtx4090-24gb      # a shipped profile name; fields may also be given inline\n",
+                           "".join(f"  {k}: {json.dumps(v)}\n" for k, v in inline.items()))
+    from schemas import load
+
+    loaded = load(write("detected.yaml", text))
+    assert loaded.recipe is not None, [d.text() for d in loaded.diagnostics]
+    assert loaded.recipe.hardware.resolved_profile().accelerator == profile["accelerator"]
+
+
+@pytest.mark.parametrize("argv", [["plan", "recipes/llama3-dpo-qlora.yaml"], ["plan", "recipes/llama3-dpo-qlora.yaml", "--json"], ["hardware"]])
+def test_plan_imports_no_training_libraries(argv):
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, *argv], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_run_dry_run_imports_no_training_libraries(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", BLOCKER, "run", str(EXAMPLE_FILE), "--dry-run"], cwd=tmp_path, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (tmp_path / "outputs/llama3-8b-dpo-qlora/launch/launch.sh").exists()
