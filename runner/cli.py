@@ -109,6 +109,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
+    if args.reference:
+        from schemas.reference import recipe_reference
+
+        sys.stdout.write(recipe_reference())
+        return EXIT_OK
     from schemas.jsonschema import recipe_json_schema_text
 
     sys.stdout.write(recipe_json_schema_text())
@@ -256,7 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--detect", action="store_true", help="print this machine as a profile")
     p.set_defaults(func=cmd_hardware)
 
-    p = sub.add_parser("schema", help="print the recipe JSON Schema")
+    p = sub.add_parser("schema", help="print the recipe JSON Schema (or, with --reference, the Markdown reference)")
+    p.add_argument("--reference", action="store_true", help="print docs/recipe-reference.md instead")
     p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("list", help="list the recipes in a directory")

@@ -178,3 +178,16 @@ def test_example_has_no_unknown_keys_against_schema_properties():
     loaded = load(ROOT / "recipes" / "llama3-dpo-qlora.yaml")
     dumped = loaded.recipe.model_dump()
     assert dumped["quantization"]["method"] == "bnb-4bit" and dumped["hardware"]["profile"] == "rtx4090-24gb"
+
+
+def test_generated_reference_is_in_sync():
+    from schemas.reference import recipe_reference
+
+    path = ROOT / "docs" / "recipe-reference.md"
+    assert path.read_text() == recipe_reference(), "run: recipe schema --reference > docs/recipe-reference.md"
+    text = path.read_text()
+    for section in ("`model`", "`quantization`", "`adapter.kind: dora`", "`objective.kind: grpo`", "`datasets.train[]`", "`training`", "`hardware`", "`output`"):
+        assert f"## {section}" in text or f"### {section}" in text, section
+    from schemas.rules import RULES
+
+    assert all(f"`{r.id}`" in text for r in RULES)

@@ -1,0 +1,111 @@
+"""docs/recipe-reference.md, generated from the Pydantic models (`recipe schema --reference`)."""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from .datasets import FORMATS, SOURCE_KINDS
+from .hardware import load_profile, profile_names
+from .recipe import Recipe
+
+HEADER = """# Recipe reference
+
+Generated from the Pydantic models in `schemas/` by `recipe schema --reference`; a test keeps this file
+in sync. Every field below is also in the JSON Schema (`schemas/recipe.schema.json`) that editors use.
+Unknown keys are errors.
+"""
+
+
+def _type(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _type(args[0])
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{json.dumps(a)}`" if not isinstance(a, str) else f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " \\| ".join(_type(a) for a in args)
+    if origin is list:
+        return f"list of {_type(args[0])}"
+    if origin is dict:
+        return "mapping"
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp.__name__
+    return {int: "integer", float: "number", str: "string", bool: "boolean"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    if isinstance(value, BaseModel):
+        return "(section defaults)"
+    return f"`{json.dumps(value)}`"
+
+
+def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    if not [n for n in model.model_fields if n not in skip]:
+        return ["No other fields."]
+    rows = ["| field | type | default | description |", "|---|---|---|---|"]
+    for name, field in model.model_fields.items():
+        if name in skip:
+            continue
+        desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | {desc} |")
+    return rows
+
+
+def _members(field) -> list[type[BaseModel]]:
+    tp = field.annotation
+    while typing.get_origin(tp) is typing.Annotated:
+        tp = typing.get_args(tp)[0]
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return [tp]
+    return [m for m in typing.get_args(tp) if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def recipe_reference() -> str:
+    from .rules import RULES
+
+    out = [HEADER, "## Top level", "", *_table(Recipe), ""]
+    for name, field in Recipe.model_fields.items():
+        members = _members(field)
+        if not members:
+            continue
+        out += [f"## `{name}`", "", (field.description or ""), ""]
+        if len(members) > 1:
+            for m in members:
+                kind = typing.get_args(m.model_fields["kind"].annotation)[0]
+                out += [f"### `{name}.kind: {kind}`", "", m.__doc__.strip() if m.__doc__ else "", "", *_table(m, skip=("kind",)), ""]
+            continue
+        model = members[0]
+        out += [model.__doc__.strip() if model.__doc__ else "", "", *_table(model), ""]
+        for sub_name, sub in model.model_fields.items():
+            for sub_model in _members(sub):
+                if sub_model is not model:
+                    out += [f"### `{name}.{sub_name}[]`" if "list" in _type(sub.annotation) else f"### `{name}.{sub_name}`", "",
+                            sub_model.__doc__.strip() if sub_model.__doc__ else "", "", *_table(sub_model), ""]
+    out += ["## Dataset sources", "", "`" + "`, `".join(k + ":" for k in SOURCE_KINDS) + "`", "",
+            "## Dataset formats", "", "| format | canonical columns | rows become | what it reads |", "|---|---|---|---|"]
+    for fname, spec in FORMATS.items():
+        cols = ", ".join(f"`{c}`" + (" (optional)" if c in spec.optional else "") for c in spec.columns)
+        out.append(f"| `{fname}` | {cols} | {spec.family} | {spec.summary.replace('|', '/')} |")
+    out += ["", "## Hardware profiles", "", "| profile | GPU memory (GiB) | compute capability | bf16 | CPU RAM per node (GiB) | description |",
+            "|---|---|---|---|---|---|"]
+    for pname in profile_names():
+        p = load_profile(pname)
+        out.append(f"| `{pname}` | {p.gpu_memory_gb:g} | {p.compute_capability if p.compute_capability is not None else '-'} | "
+                   f"{'yes' if p.bf16 else 'no'} | {p.cpu_ram_gb:g} | {p.description} |")
+    out += ["", "## Rules", "", "Cross-field rules (`schemas/rules.py`); `recipe validate --format json` reports the id.", "",
+            "| id | severity | what it checks |", "|---|---|---|"]
+    for r in RULES:
+        out.append(f"| `{r.id}` | {r.severity} | {r.summary} |")
+    return "\n".join(out) + "\n"
