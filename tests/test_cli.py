@@ -110,7 +110,8 @@ def test_list(capsys):
     assert header.split() == ["FILE", "NAME", "OBJECTIVE", "ADAPTER", "MODEL", "HARDWARE"]
     assert any("llama3-8b-dpo-qlora" in r and "qlora" in r and "meta-llama/Meta-Llama-3-8B" in r for r in rows)
     code, out, _ = run(capsys, "list", str(ROOT / "recipes"), "--json")
-    assert {"name": "llama3-8b-dpo-qlora", "objective": "dpo"}.items() <= json.loads(out)[0].items()
+    listed = {row["name"]: row for row in json.loads(out)}
+    assert listed["llama3-8b-dpo-qlora"]["objective"] == "dpo" and listed["llama3-8b-dpo-qlora"]["file"].endswith("llama3-dpo-qlora.yaml")
 
 
 BLOCKER = textwrap.dedent(
