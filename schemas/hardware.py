@@ -45,7 +45,7 @@ def load_profile(name: str) -> HardwareProfile:
     path = PROFILES_DIR / f"{name}.yaml"
     if name not in profile_names():
         raise KeyError(name)
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     return HardwareProfile.model_validate({"name": name, **data})
 
 

@@ -178,7 +178,7 @@ def _from_config(name: str, cfg: dict) -> Architecture:
 def _table() -> dict[str, Architecture]:
     import yaml
 
-    raw = yaml.safe_load(TABLE_FILE.read_text(encoding="utf-8"))
+    raw = yaml.load(TABLE_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     out = {}
     for key, entry in raw.items():
         entry = dict(entry)

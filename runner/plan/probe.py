@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import re
+from functools import lru_cache
 import sys
 from pathlib import Path
 from typing import Optional
@@ -20,11 +21,12 @@ PACKAGES = {
     "accelerate": "accelerate",
     "datasets": "datasets",
 }
+_EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
 
 
-def probe_packages() -> dict[str, Optional[str]]:
-    """Installed version of each package the plan may need, or None when it cannot be imported here."""
+@lru_cache(maxsize=1)
+def _probe() -> tuple[tuple[str, Optional[str]], ...]:
     found: dict[str, Optional[str]] = {m: None for m in PACKAGES}
     versions: dict[str, str] = {}
     for entry in sys.path:
@@ -35,11 +37,23 @@ def probe_packages() -> dict[str, Optional[str]]:
             names = [p.name for p in folder.iterdir()]
         except OSError:
             continue
+        importable = set()
         for name in names:
             m = _DIST_INFO.match(name)
             if m:
                 versions.setdefault(m["name"].lower().replace("-", "_"), m["version"])
+            elif name.endswith(".py"):
+                importable.add(name[:-3])
+            elif name.endswith(_EXTENSIONS):
+                importable.add(name.split(".", 1)[0])
+            else:
+                importable.add(name)  # a package folder
         for module in PACKAGES:
-            if found[module] is None and (module in names or f"{module}.py" in names or any(n.startswith(module + ".") and n.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)) for n in names)):
+            if found[module] is None and module in importable:
                 found[module] = "installed"
-    return {m: (versions.get(PACKAGES[m], "installed") if found[m] else None) for m in PACKAGES}
+    return tuple((m, versions.get(PACKAGES[m], "installed") if found[m] else None) for m in PACKAGES)
+
+
+def probe_packages() -> dict[str, Optional[str]]:
+    """Installed version of each package the plan may need, or None when it cannot be imported here (cached)."""
+    return dict(_probe())
