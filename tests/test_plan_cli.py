@@ -136,3 +136,15 @@ def test_run_dry_run_imports_no_training_libraries(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "outputs/llama3-8b-dpo-qlora/launch/launch.sh").exists()
+
+
+def test_hardware_detect_reads_nvidia_smi(capsys, tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 9.0'\necho 'NVIDIA H100 80GB HBM3, 81559, 9.0'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    code, out, _ = run(capsys, "hardware", "--detect")
+    profile = yaml.safe_load(out)
+    assert code == 0 and profile["accelerator"] == "cuda" and profile["compute_capability"] == 9.0 and profile["bf16"] is True
+    assert 79 < profile["gpu_memory_gb"] < 80 and "2 × NVIDIA H100" in profile["description"]
+    assert "# GPUs found: 2" in out
