@@ -202,7 +202,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.plan.launchfiles import shell_command
 
     written = write_launch_files(plan, args.recipe, slurm=args.slurm)
-    for role, path in written.items():
+    for path in written.values():
         print(f"wrote {path}", file=sys.stderr)
     if args.slurm:
         print(f"sbatch {written['slurm']}")

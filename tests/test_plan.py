@@ -14,7 +14,7 @@ import yaml
 
 from runner.plan import resolve
 from runner.plan.architecture import find_architecture
-from runner.plan.memory import GiB, deepspeed_model_states, estimate
+from runner.plan.memory import GiB, deepspeed_model_states
 from schemas import Recipe
 from conftest import example, set_path
 
