@@ -1,0 +1,1 @@
+"""Dataset sources and format presets -> TRL's standard and conversational rows."""

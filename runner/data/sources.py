@@ -1,0 +1,189 @@
+"""Load a recipe's datasets with `datasets`, rename columns, mix, split, and convert rows for the trainer.
+
+Imports `datasets` lazily: only `recipe data`, the preflight and training call this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+from schemas.datasets import DatasetSource, split_source
+
+from .formats import FormatError, convert, for_objective
+
+BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
+
+
+class DataError(Exception):
+    """A dataset cannot be read or does not match its format; the message names the dataset and what to fix."""
+
+
+@dataclass(frozen=True)
+class Where:
+    """Which entry of the recipe a dataset is, for messages: `datasets.train.0 (jsonl:data/x.jsonl)`."""
+
+    split: str
+    index: int
+    source: str
+
+    def __str__(self) -> str:
+        return f"datasets.{self.split}.{self.index} ({self.source})"
+
+
+def local_path(entry: DatasetSource) -> Optional[Path]:
+    kind, rest, _ = split_source(entry.source)
+    return None if kind == "hf" else Path(rest)
+
+
+def _select_split(ds: Any, split: str, where: Where) -> Any:
+    """A `save_to_disk` folder may hold a DatasetDict: take the split (slices like `train[:100]` included)."""
+    from datasets import DatasetDict
+
+    if not isinstance(ds, DatasetDict):
+        return ds
+    name, _, rest = split.partition("[")
+    if name not in ds:
+        raise DataError(f"{where}: the folder has splits {', '.join(ds)}, not '{name}'")
+    part = ds[name]
+    if rest:
+        start, _, stop = rest.rstrip("]").partition(":")
+        part = part.select(range(int(start or 0), min(int(stop) if stop else len(part), len(part))))
+    return part
+
+
+def load_raw(entry: DatasetSource, where: Where) -> Any:
+    """The source's rows as a `datasets.Dataset`, with `columns` renamed to the canonical names and `limit` applied."""
+    import datasets
+
+    kind, rest, config = split_source(entry.source)
+    try:
+        if kind == "hf":
+            ds = datasets.load_dataset(rest, config, split=entry.split)
+        elif kind == "local":
+            if not Path(rest).exists():
+                raise DataError(f"{where}: no such folder: {rest}")
+            ds = _select_split(datasets.load_from_disk(rest), entry.split, where)
+        else:
+            if not Path(rest).exists():
+                raise DataError(f"{where}: no such file: {rest}")
+            split = entry.split if entry.split.startswith("train") else "train"
+            if not entry.split.startswith("train"):
+                raise DataError(f"{where}: a local file is one split; use `split: train` (or a slice like `train[:100]`)")
+            ds = datasets.load_dataset(BUILDERS[kind], data_files=rest, split=split)
+    except DataError:
+        raise
+    except Exception as exc:  # datasets raises many types; the user needs the source and the reason
+        raise DataError(f"{where}: cannot read the dataset: {type(exc).__name__}: {exc}") from None
+    rename = {file_col: canonical for canonical, file_col in entry.columns.items() if file_col != canonical}
+    missing = [c for c in rename if c not in ds.column_names]
+    if missing:
+        raise DataError(
+            f"{where}: `columns` names {', '.join(repr(c) for c in missing)}, which the data does not have; "
+            f"its columns: {', '.join(ds.column_names)}"
+        )
+    if rename:
+        clashing = [canonical for canonical in rename.values() if canonical in ds.column_names]
+        if clashing:
+            ds = ds.remove_columns(clashing)
+        ds = ds.rename_columns(rename)
+    if entry.limit is not None:
+        ds = ds.select(range(min(entry.limit, len(ds))))
+    return ds
+
+
+def check_columns(entry: DatasetSource, ds: Any, where: Where, rows: int = 5) -> None:
+    """The first rows have the format's columns with the right shapes; raises DataError naming what is missing."""
+    spec = entry.spec
+    required = [c for c in spec.columns if c not in spec.optional]
+    missing = [c for c in required if c not in ds.column_names]
+    if missing:
+        mapped = f" (after `columns`: {entry.columns})" if entry.columns else ""
+        raise DataError(
+            f"{where}: format '{entry.format}' needs column(s) {', '.join(missing)}{mapped}; the data has: "
+            f"{', '.join(ds.column_names)}. Map yours with `columns: {{{missing[0]}: your_column}}`"
+        )
+    for i in range(min(rows, len(ds))):
+        try:
+            convert(entry.format, ds[i])
+        except FormatError as exc:
+            raise DataError(f"{where}: row {i}: {exc}") from None
+
+
+@lru_cache(maxsize=1)
+def _presets_hash() -> str:
+    """A hash of the preset code: datasets' map cache must not serve rows converted by an older version."""
+    from . import formats
+
+    return hashlib.sha256(Path(formats.__file__).read_bytes()).hexdigest()[:16]
+
+
+def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where) -> Any:
+    def batch_fn(batch: dict) -> dict:
+        n = len(next(iter(batch.values()))) if batch else 0
+        out: dict[str, list] = {}
+        for i in range(n):
+            row = {k: v[i] for k, v in batch.items()}
+            try:
+                shaped = list(for_objective(convert(entry.format, row), objective))
+            except FormatError as exc:
+                raise DataError(f"{where}: a row does not fit format '{entry.format}': {exc}") from None
+            for rec in shaped:
+                for k, v in rec.items():
+                    out.setdefault(k, []).append(v)
+        return out
+
+    key = f"{getattr(ds, '_fingerprint', '')}|{entry.format}|{objective}|{_presets_hash()}"
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return ds.map(batch_fn, batched=True, remove_columns=ds.column_names, desc=f"formatting {entry.source}", new_fingerprint=fingerprint)
+
+
+def _mix(parts: list[Any], entries: list[DatasetSource], seed: int) -> Any:
+    """Concatenate sources; `samples` takes exact counts, `weight` sets shares of the total (with repetition)."""
+    from datasets import concatenate_datasets
+
+    if len(parts) == 1 and entries[0].samples is None:
+        return parts[0]
+    rng = random.Random(seed)
+    total = sum(len(p) for p in parts)
+    weights = [e.weight for e in entries]
+    chosen = []
+    for part, entry in zip(parts, entries):
+        if entry.samples is not None:
+            count = entry.samples
+        elif any(w is not None for w in weights):
+            share = (entry.weight or 0) / sum(w or 0 for w in weights)
+            count = round(share * total)
+        else:
+            count = len(part)
+        if len(part) == 0 or count == 0:
+            continue
+        indices = [i % len(part) for i in range(count)] if count > len(part) else rng.sample(range(len(part)), count)
+        chosen.append(part.select(sorted(indices)))
+    return concatenate_datasets(chosen).shuffle(seed=seed)
+
+
+def load_split(recipe: Any, split: str) -> Optional[Any]:
+    """The trainer-ready `datasets.Dataset` for `train` or `eval` (eval from `eval_fraction` when no eval sources)."""
+    objective = recipe.objective.kind
+    seed = recipe.training.seed
+    entries = recipe.datasets.train if split == "train" or not recipe.datasets.eval else recipe.datasets.eval
+    source_split = "train" if entries is recipe.datasets.train else "eval"
+    parts = []
+    for i, entry in enumerate(entries):
+        where = Where(source_split, i, entry.source)
+        raw = load_raw(entry, where)
+        check_columns(entry, raw, where)
+        parts.append(_convert_dataset(raw, entry, objective, where))
+    mixed = _mix(parts, entries, seed)
+    fraction = recipe.datasets.eval_fraction
+    if fraction and not recipe.datasets.eval:
+        halves = mixed.train_test_split(test_size=fraction, seed=seed)
+        return halves["train"] if split == "train" else halves["test"]
+    if split == "eval" and not recipe.datasets.eval:
+        return None
+    return mixed
