@@ -191,24 +191,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_INVALID
     loaded, plan = result
-    if not args.dry_run and not args.slurm:
-        print(
-            "recipe run: launching training is not available in this version yet; use --dry-run to write the launch "
-            "files and print the command, or --slurm to write an sbatch script",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
     from runner.launch import write_launch_files
     from runner.plan.launchfiles import shell_command
 
-    written = write_launch_files(plan, args.recipe, slurm=args.slurm)
-    for path in written.values():
-        print(f"wrote {path}", file=sys.stderr)
-    if args.slurm:
-        print(f"sbatch {written['slurm']}")
-    else:
-        print(shell_command(plan.launch))
-    return EXIT_OK
+    if args.dry_run or args.slurm:
+        written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
+        for path in written.values():
+            print(f"wrote {path}", file=sys.stderr)
+        print(f"sbatch {written['slurm']}" if args.slurm else shell_command(plan.launch + _train_flags(args)))
+        return EXIT_OK
+
+    from runner.plan import probe_packages
+    from runner.preflight import preflight
+
+    problems = preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
+    if problems:
+        for p in problems:
+            print(f"{args.recipe}: error: {p}", file=sys.stderr)
+        print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
+        return EXIT_INVALID
+    if args.overwrite and not args.resume:
+        import shutil
+
+        out = Path(plan.output_dir)
+        if out.exists():
+            shutil.rmtree(out)
+    write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
+    from runner.launch import launch
+
+    return launch(plan.launch + _train_flags(args))
+
+
+def _train_flags(args: argparse.Namespace) -> list[str]:
+    flags = []
+    if getattr(args, "trust_remote_code", False):
+        flags.append("--trust-remote-code")
+    if getattr(args, "resume", False):
+        flags.append("--resume")
+    return flags
 
 
 def cmd_hardware(args: argparse.Namespace) -> int:
@@ -255,6 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     p.add_argument("--dry-run", action="store_true", help="write OUTPUT_DIR/launch/ and print the command; launch nothing")
     p.add_argument("--slurm", action="store_true", help="also write OUTPUT_DIR/launch/slurm.sbatch (one launcher per node via srun)")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in output.dir")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
+    p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code (run the model repository's code)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")

@@ -32,7 +32,7 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
-def write_launch_files(plan: Plan, source: str, slurm: bool = False) -> dict[str, Path]:
+def write_launch_files(plan: Plan, source: str, slurm: bool = False, extra_args: list[str] | None = None) -> dict[str, Path]:
     """Write the launch directory of `plan`; returns the files written by role."""
     launch = Path(plan.launch_dir)
     header = (
@@ -43,15 +43,34 @@ def write_launch_files(plan: Plan, source: str, slurm: bool = False) -> dict[str
     write_atomic(written["recipe"], header + yaml.safe_dump(plan.resolved, sort_keys=False, allow_unicode=True))
     write_atomic(written["plan"], json.dumps(plan.to_json(), indent=2) + "\n")
     write_atomic(written["accelerate"], yaml.safe_dump(plan.accelerate, sort_keys=False))
-    write_atomic(written["launch"], launchfiles.launch_script(plan.launch, plan.recipe.hardware.nodes), mode=0o755)
+    argv = plan.launch + list(extra_args or [])
+    write_atomic(written["launch"], launchfiles.launch_script(argv, plan.recipe.hardware.nodes), mode=0o755)
     if plan.deepspeed is not None:
         written["deepspeed"] = launch / "ds_config.json"
         write_atomic(written["deepspeed"], json.dumps(plan.deepspeed, indent=2) + "\n")
     if slurm:
         written["slurm"] = launch / "slurm.sbatch"
         script = launchfiles.slurm_script(
-            name=plan.recipe.name, argv=plan.launch, nodes=plan.recipe.hardware.nodes,
+            name=plan.recipe.name, argv=argv, nodes=plan.recipe.hardware.nodes,
             gpus_per_node=plan.recipe.hardware.gpus_per_node, launch_dir=plan.launch_dir,
         )
         write_atomic(written["slurm"], script, mode=0o755)
     return written
+
+
+def launch(argv: list[str]) -> int:
+    """Run `accelerate launch ...`, streaming its output; the exit code of the run is returned."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    exe = shutil.which(argv[0]) or str(Path(sys.executable).parent / argv[0])
+    env = dict(os.environ)
+    env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    proc = subprocess.Popen([exe, *argv[1:]], env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        return proc.wait()

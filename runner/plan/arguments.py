@@ -72,6 +72,8 @@ def trainer_args(
         "logging_steps": t.logging_every,
         "eval_strategy": "steps" if evaluates and t.eval_every else ("epoch" if evaluates else "no"),
         "eval_steps": t.eval_every if evaluates and t.eval_every else None,
+        # one evaluation before the first step: the baseline every later number is compared with
+        "eval_on_start": evaluates,
         "save_strategy": "steps" if t.save_every else "epoch",
         "save_steps": t.save_every if t.save_every else None,
         "save_total_limit": t.save_total_limit,

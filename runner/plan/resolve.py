@@ -317,6 +317,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
 
     resolved = r.model_dump(mode="json")
+    resolved.pop("extends", None)  # already merged in: the resolved recipe stands alone
     resolved["model"].update(dtype=load_dtype, attention=attention)
     resolved["training"].update(micro_batch_size=micro, gradient_checkpointing=gc)
     resolved["hardware"].update(zero=zero if zero is not None else "none", offload=offload)

@@ -1,0 +1,76 @@
+"""Checks in the parent process before anything is spawned: data, model, packages, output directory.
+
+Each problem is a sentence that names the recipe field and what to do; `recipe run` prints
+them all and launches nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from schemas import Recipe
+
+from .plan import Plan
+
+
+def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]:
+    out = Path(recipe.output_dir)
+    if (out / "recipe.lock.yaml").exists() and not (overwrite or resume):
+        return [f"output.dir: {out} holds a finished run (recipe.lock.yaml); pass --overwrite to replace it, or set another output.dir"]
+    if resume and not any(out.glob("checkpoint-*")):
+        return [f"--resume: {out} has no checkpoint-* folder to continue from"]
+    if out.exists() and not (overwrite or resume) and any(out.glob("checkpoint-*")):
+        return [f"output.dir: {out} holds checkpoints of an unfinished run; pass --resume to continue it or --overwrite to start again"]
+    return []
+
+
+def check_packages(plan: Plan, probe: dict) -> list[str]:
+    problems = []
+    need = {"torch": "the training stack", "transformers": "the training stack", "trl": "the trainers", "accelerate": "the launcher", "datasets": "data loading"}
+    if plan.peft is not None:
+        need["peft"] = f"the {plan.recipe.adapter.kind} adapter"
+    if plan.quantization is not None:
+        need["bitsandbytes"] = f"{plan.recipe.quantization.method} quantization"
+    if plan.deepspeed is not None:
+        need["deepspeed"] = f"ZeRO-{plan.zero}"
+    if plan.attention == "flash_attention_2":
+        need["flash_attn"] = "attention: flash_attention_2"
+    for module, why in need.items():
+        if not probe.get(module):
+            hint = "pip install -e '.[train]'" if module != "flash_attn" else "pip install flash-attn (needs CUDA), or set model.attention: sdpa"
+            problems.append(f"{why} needs the `{module.replace('_', '-')}` package, which is not installed: {hint}")
+    return problems
+
+
+def check_model(recipe: Recipe) -> list[str]:
+    path = Path(recipe.model.name_or_path)
+    looks_local = path.exists() or recipe.model.name_or_path.startswith((".", "/", "~")) or recipe.model.name_or_path.count("/") > 1
+    if looks_local and not (path / "config.json").is_file():
+        return [f"model.name_or_path: {path} is not a model directory (no config.json)"]
+    return []
+
+
+def check_data(recipe: Recipe) -> list[str]:
+    from .data.sources import DataError, Where, check_columns, load_raw, local_path
+
+    problems = []
+    for split in ("train", "eval"):
+        for i, entry in enumerate(getattr(recipe.datasets, split)):
+            where = Where(split, i, entry.source)
+            path = local_path(entry)
+            if path is not None and not path.exists():
+                problems.append(f"{where}: no such {'folder' if entry.source.startswith('local:') else 'file'}: {path}")
+                continue
+            try:
+                check_columns(entry, load_raw(entry, where), where)
+            except DataError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[str]:
+    r = plan.recipe
+    problems = check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r)
+    if not any("datasets" in p and "package" in p for p in problems):
+        problems += check_data(r)
+    return problems

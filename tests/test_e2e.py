@@ -1,0 +1,68 @@
+"""End to end on the tiny model, through `recipe run` and `accelerate launch`, on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+RECIPE = str(Path(sys.executable).parent / "recipe")
+SECRET = "hf_secret_value_that_must_not_leak_1234"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([RECIPE, *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
+
+
+def evals(out: Path, key: str) -> list[float]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [r[key] for r in rows if key in r]
+
+
+def test_tiny_sft_lora_learns(tmp_path):
+    out = tmp_path / "sft"
+    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    losses = evals(out, "eval_loss")
+    assert len(losses) >= 3
+    assert losses[-1] < 0.9 * losses[0], losses  # held-out loss falls clearly
+    assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
+
+
+def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
+    out = tmp_path / "dpo"
+    proc = run("run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}", env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    accuracy = evals(out, "eval_rewards/accuracies")
+    assert accuracy[0] <= 0.75 and accuracy[-1] >= 0.9, accuracy  # from about chance to well above, on held-out pairs
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["peft_type"] == "LORA" and adapter["r"] == 16
+    lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
+    assert lock["recipe"]["quantization"]["method"] == "bnb-4bit" and lock["content_hash"].startswith("sha256:")
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "datasets"} <= set(lock["versions"])
+    card = (out / "README.md").read_text()
+    assert "assets/tiny-llama" in card and "dpo" in card and "preference-train.jsonl" in card
+    for path in out.rglob("*"):
+        if path.is_file() and path.stat().st_size < 5_000_000:
+            assert SECRET.encode() not in path.read_bytes(), f"secret written to {path}"
+    again = run("run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}")
+    assert again.returncode == 1 and "finished run" in again.stderr and "--overwrite" in again.stderr
+
+
+def test_preflight_stops_before_launching(tmp_path):
+    out = tmp_path / "nothing"
+    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.source=jsonl:assets/data/missing.jsonl")
+    assert proc.returncode == 1
+    assert "datasets.train.0 (jsonl:assets/data/missing.jsonl): no such file" in proc.stderr
+    assert not out.exists()
+    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.format=sharegpt")
+    assert proc.returncode == 1 and "needs column(s) conversations" in proc.stderr and "the data has: messages" in proc.stderr
