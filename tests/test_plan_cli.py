@@ -98,11 +98,15 @@ def test_run_slurm_writes_sbatch(capsys, tmp_path, monkeypatch):
     assert "#SBATCH --nodes=2" in script and "$SLURM_NODEID" in script and "--num_machines 2" in script
 
 
-def test_run_without_dry_run_says_it_cannot_launch_yet(capsys, tmp_path, monkeypatch):
+def test_run_refuses_before_launching_when_data_cannot_be_read(capsys, tmp_path, monkeypatch):
+    """The contract recipe names a Hub dataset; offline, the preflight says so and nothing is started."""
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     code, _, err = run(capsys, "run", str(EXAMPLE_FILE))
-    assert code == 2 and "--dry-run" in err
-    assert not (tmp_path / "outputs").exists()
+    assert code == 1
+    assert "datasets.train.0 (hf:Anthropic/hh-rlhf): cannot read the dataset" in err
+    assert "nothing was started" in err and not (tmp_path / "outputs").exists()
 
 
 def test_hardware_lists_profiles(capsys):
