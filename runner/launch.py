@@ -59,18 +59,42 @@ def write_launch_files(plan: Plan, source: str, slurm: bool = False, extra_args:
 
 
 def launch(argv: list[str]) -> int:
-    """Run `accelerate launch ...`, streaming its output; the exit code of the run is returned."""
+    """Run `accelerate launch ...`, streaming its output; returns the run's exit code.
+
+    The launcher runs in its own process group. SIGTERM or Ctrl-C reaching `recipe run` is passed to the
+    whole group (accelerate's single-process launcher does not forward signals to the training process),
+    and `recipe run` waits until the training processes have saved their checkpoint and exited.
+    """
     import shutil
     import signal
     import subprocess
     import sys
+    import time
 
     exe = shutil.which(argv[0]) or str(Path(sys.executable).parent / argv[0])
     env = dict(os.environ)
     env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-    proc = subprocess.Popen([exe, *argv[1:]], env=env)
+    proc = subprocess.Popen([exe, *argv[1:]], env=env, start_new_session=True)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
-        return proc.wait()
+        code = proc.wait()
+        deadline = time.monotonic() + 900
+        while received and time.monotonic() < deadline:  # the launcher may exit before its children finish saving
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        return 128 + received[0] if received else code
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)

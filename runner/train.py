@@ -110,6 +110,33 @@ def build_trainer(recipe, plan: dict, *, trust_remote_code: bool = False, callba
     return trainer_cls(**kwargs)
 
 
+class StopOnSigterm:
+    """On SIGTERM (a preempted node), finish the current step, save a checkpoint and stop."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.requested = True
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if outer.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return _Callback()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runner.train", description=__doc__)
     parser.add_argument("resolved", help="OUTPUT_DIR/launch/recipe.resolved.yaml")
@@ -124,8 +151,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from .outputs import MetricsCallback, finish_run
 
-    trainer = build_trainer(recipe, plan, trust_remote_code=trust, callbacks=[MetricsCallback(Path(recipe.output_dir))])
+    stop = StopOnSigterm()
+    trainer = build_trainer(recipe, plan, trust_remote_code=trust, callbacks=[MetricsCallback(Path(recipe.output_dir)), stop.callback()])
     trainer.train(resume_from_checkpoint=True if args.resume else None)
+    if stop.requested:
+        if trainer.accelerator.is_main_process:
+            print(
+                f"runner.train: stopped by SIGTERM at step {trainer.state.global_step}; a checkpoint was saved in "
+                f"{recipe.output_dir}. Continue with: recipe run RECIPE --resume",
+                flush=True,
+            )
+        return 143
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     trainer.save_model(recipe.output_dir)
     if trainer.accelerator.is_main_process:

@@ -99,3 +99,41 @@ def test_tiny_recipes_cover_every_objective_and_adapter():
     adapters = {(r.adapter.kind, r.quantization.method) for r in recipes}
     assert {a for a, _ in adapters} == {"full", "lora", "dora", "prefix", "prompt", "p-tuning", "ia3"}
     assert ("lora", "bnb-4bit") in adapters and ("lora", "bnb-8bit") in adapters
+
+
+def _final_step(out: Path) -> int:
+    return max(json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines())
+
+
+def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
+    import signal
+    import time
+
+    common = ["--set", "training.epochs=12", "--set", "training.save_every=4", "--set", "training.eval_every=null", "--set", "datasets.eval=[]"]
+    whole = tmp_path / "whole"
+    assert run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={whole}", *common).returncode == 0
+
+    out = tmp_path / "preempted"
+    proc = subprocess.Popen([RECIPE, "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not (out / "checkpoint-8").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)  # what a scheduler sends a preempted job
+    log = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, log[-2000:]
+    assert "stopped by SIGTERM" in log and not (out / "recipe.lock.yaml").exists()
+    last = max(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    stopped_at = int(last.name.split("-")[1])
+    assert 8 <= stopped_at < _final_step(whole)
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ROOT / "assets" / "tiny-llama"), str(last))  # loadable
+
+    refused = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common)
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    resumed = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert _final_step(out) == _final_step(whole) and (out / "recipe.lock.yaml").exists()
