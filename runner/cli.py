@@ -231,6 +231,22 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
     return flags
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    result = _load_single(args.recipe, args.set)
+    if result is None:
+        return EXIT_INVALID
+    loaded, _ = result
+    from runner.data.sources import DataError
+    from runner.datapreview import preview
+
+    try:
+        print(preview(loaded.recipe, args.split, args.head, args.json, args.template))
+    except DataError as exc:
+        print(f"{args.recipe}: error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
 def cmd_hardware(args: argparse.Namespace) -> int:
     import yaml
 
@@ -279,6 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code (run the model repository's code)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("data", help="show the first rows as the trainer receives them")
+    p.add_argument("recipe", metavar="RECIPE")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
+    p.add_argument("--split", choices=("train", "eval"), default="train")
+    p.add_argument("--head", type=int, default=3, metavar="N", help="how many rows (default 3)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--template", action="store_true", help="apply the chat template and mark the trained-on part with « »")
+    p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
     p.add_argument("--detect", action="store_true", help="print this machine as a profile")

@@ -1,0 +1,74 @@
+"""`recipe data`: the first rows exactly as the trainer receives them, optionally chat-templated with the trained-on part marked."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+OPEN, CLOSE = "«", "»"  # marks the tokens the loss is computed on
+
+
+def _render(tokenizer, messages: list, generation_prompt: bool = False) -> str:
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
+
+
+def _prompt_then(tokenizer, prompt: list, completion: list) -> str:
+    """prompt rendered, then the completion's rendering marked as trained-on."""
+    head = _render(tokenizer, prompt, generation_prompt=True)
+    full = _render(tokenizer, prompt + completion)
+    if full.startswith(head):
+        return head + OPEN + full[len(head):] + CLOSE
+    return OPEN + full + CLOSE  # a template that re-renders earlier turns: mark it all
+
+
+def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
+    """The row as text(s) through the chat template, the trained-on part between « and »."""
+    o = recipe.objective
+    if "text" in row:
+        return {"text": OPEN + row["text"] + CLOSE}
+    if "messages" in row:
+        messages = row["messages"]
+        if o.kind == "sft" and o.assistant_only_loss:
+            out, done = "", 0
+            for i, m in enumerate(messages):
+                if m["role"] != "assistant":
+                    continue
+                head = _render(tokenizer, messages[:i], generation_prompt=True)
+                upto = _render(tokenizer, messages[: i + 1])
+                out += head[done:] + OPEN + upto[len(head):] + CLOSE
+                done = len(upto)
+            return {"text": out + _render(tokenizer, messages)[done:]}
+        return {"text": OPEN + _render(tokenizer, messages) + CLOSE}
+    if "chosen" in row:
+        return {"chosen": _prompt_then(tokenizer, row["prompt"], row["chosen"]), "rejected": _prompt_then(tokenizer, row["prompt"], row["rejected"])}
+    if "completion" in row:
+        out = {"text": _prompt_then(tokenizer, row["prompt"], row["completion"])}
+        if "label" in row:
+            out["label"] = "desirable" if row["label"] else "undesirable"
+        return out
+    return {"prompt": _render(tokenizer, row["prompt"], generation_prompt=True) + f"{OPEN}(generated){CLOSE}"}
+
+
+def preview(recipe: Any, split: str, head: int, as_json: bool, template: bool) -> str:
+    from .data.sources import load_split
+
+    ds = load_split(recipe, split)
+    if ds is None:
+        return f"(no {split} data: the recipe has no eval sources and no eval_fraction)"
+    rows = [ds[i] for i in range(min(head, len(ds)))]
+    if template:
+        from .train import load_tokenizer
+
+        tokenizer = load_tokenizer(recipe, trust_remote_code=False)
+        rendered = [templated(r, tokenizer, recipe) for r in rows]
+        if as_json:
+            return json.dumps(rendered, indent=2, ensure_ascii=False)
+        blocks = []
+        for i, r in enumerate(rendered):
+            blocks.append(f"--- row {i} ---")
+            for key, text in r.items():
+                blocks.append(f"[{key}]\n{text}" if len(r) > 1 else text)
+        return "\n".join(blocks) + f"\n\n{OPEN}…{CLOSE} is what the loss is computed on. {len(ds)} rows in {split}."
+    if as_json:
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    return "\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + f"\n({len(ds)} rows in {split})"
