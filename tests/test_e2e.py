@@ -137,3 +137,19 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
     resumed = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _final_step(out) == _final_step(whole) and (out / "recipe.lock.yaml").exists()
+
+
+@pytest.mark.parametrize("zero", ["none", "2", "3"])
+def test_two_cpu_processes(tmp_path, zero):
+    """Two processes on the CPU (gloo), plain data parallel and through the generated DeepSpeed ZeRO-2/3 JSON."""
+    out = tmp_path / f"two-{zero}"
+    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "hardware.gpus_per_node=2",
+               "--set", f"hardware.zero={zero}", "--set", "training.micro_batch_size=4", "--set", "training.max_steps=6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    # 128 training rows, 4 per process: with 2 processes an epoch is 16 steps, so 6 steps are 0.375 of it
+    assert max(r["epoch"] for r in rows) == pytest.approx(0.375)
+    if zero != "none":
+        states = {p.name for p in (out / "checkpoint-6" / "global_step6").iterdir()}
+        assert any(n.startswith("zero_pp_rank_0") for n in states), states  # DeepSpeed ZeRO wrote its partitioned states
+    assert (out / "recipe.lock.yaml").exists()

@@ -84,6 +84,8 @@ def trainer_args(
         "use_cpu": on_cpu,
         "deepspeed": deepspeed_config,
     }
+    if world_size > 1 and on_cpu:
+        args["ddp_backend"] = "gloo"
     if world_size > 1 and r.adapter.kind != "full" and deepspeed_config is None:
         args["ddp_find_unused_parameters"] = False  # frozen base weights never get gradients
     if o.kind in ("sft", "pretrain"):

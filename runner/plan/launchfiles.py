@@ -102,7 +102,10 @@ def accelerate_config(
         if world_size == 1:
             config["distributed_type"] = "NO"
         else:
-            config["distributed_type"] = "MULTI_CPU" if on_cpu else "MULTI_GPU"
+            # accelerate's MULTI_CPU launcher needs mpirun; its MULTI_GPU launcher (torchrun) starts CPU
+            # processes just as well, and they join with gloo because the TrainingArguments say use_cpu.
+            config["distributed_type"] = "MULTI_GPU"
+            config["use_cpu"] = False
     if nodes > 1:
         config["main_process_port"] = DEFAULT_PORT
     return config
