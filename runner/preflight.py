@@ -13,8 +13,15 @@ from schemas import Recipe
 from .plan import Plan
 
 
+def _is_run_dir(out: Path) -> bool:
+    return (out / "launch").is_dir() or (out / "recipe.lock.yaml").exists() or any(out.glob("checkpoint-*"))
+
+
 def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]:
     out = Path(recipe.output_dir)
+    if overwrite and out.exists() and any(out.iterdir()) and not _is_run_dir(out):
+        return [f"output.dir: --overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
+                "recipe.lock.yaml); choose an empty or new directory"]
     if (out / "recipe.lock.yaml").exists() and not (overwrite or resume):
         return [f"output.dir: {out} holds a finished run (recipe.lock.yaml); pass --overwrite to replace it, or set another output.dir"]
     if resume and not any(out.glob("checkpoint-*")):

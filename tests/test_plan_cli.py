@@ -152,3 +152,18 @@ def test_hardware_detect_reads_nvidia_smi(capsys, tmp_path, monkeypatch):
     assert code == 0 and profile["accelerator"] == "cuda" and profile["compute_capability"] == 9.0 and profile["bf16"] is True
     assert 79 < profile["gpu_memory_gb"] < 80 and "2 × NVIDIA H100" in profile["description"]
     assert "# GPUs found: 2" in out
+
+
+def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
+    from runner.preflight import check_output_dir
+    from schemas import load
+
+    keep = tmp_path / "my-project"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("precious")
+    recipe = load(EXAMPLE_FILE, [f"output.dir={keep}"]).recipe
+    (problem,) = check_output_dir(recipe, overwrite=True, resume=False)
+    assert "would delete" in problem and (keep / "notes.txt").exists()
+    (keep / "recipe.lock.yaml").write_text("recipe: {}\n")
+    (finished,) = check_output_dir(recipe, overwrite=False, resume=False)
+    assert "finished run" in finished and check_output_dir(recipe, overwrite=True, resume=False) == []
