@@ -152,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     from .outputs import MetricsCallback, finish_run
 
     stop = StopOnSigterm()
-    trainer = build_trainer(recipe, plan, trust_remote_code=trust, callbacks=[MetricsCallback(Path(recipe.output_dir)), stop.callback()])
+    from .progress import LiveProgress
+
+    callbacks = [MetricsCallback(Path(recipe.output_dir)), stop.callback(), LiveProgress()]
+    trainer = build_trainer(recipe, plan, trust_remote_code=trust, callbacks=callbacks)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
+        trainer.remove_callback(duplicate)
     trainer.train(resume_from_checkpoint=True if args.resume else None)
     if stop.requested:
         if trainer.accelerator.is_main_process:

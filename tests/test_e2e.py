@@ -44,6 +44,8 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy = evals(out, "eval_rewards/accuracies")
     assert accuracy[0] <= 0.75 and accuracy[-1] >= 0.9, accuracy  # from about chance to well above, on held-out pairs
+    # the live view: every log as a line, and the progress row with throughput and the DPO metrics
+    assert "step 5: loss" in proc.stderr and "rewards/accuracies" in proc.stderr and "steps/s" in proc.stderr
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
@@ -149,6 +151,7 @@ def test_two_cpu_processes(tmp_path, zero):
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 128 training rows, 4 per process: with 2 processes an epoch is 16 steps, so 6 steps are 0.375 of it
     assert max(r["epoch"] for r in rows) == pytest.approx(0.375)
+    assert proc.stderr.count("step 5: loss") == 1  # the live view is drawn by rank 0 only
     if zero != "none":
         states = {p.name for p in (out / "checkpoint-6" / "global_step6").iterdir()}
         assert any(n.startswith("zero_pp_rank_0") for n in states), states  # DeepSpeed ZeRO wrote its partitioned states

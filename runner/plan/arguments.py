@@ -82,6 +82,7 @@ def trainer_args(
         "report_to": list(r.output.report_to) or ["none"],
         "run_name": r.output.run_name or r.name,
         "use_cpu": on_cpu,
+        "disable_tqdm": True,  # the runner draws its own progress (runner/progress.py)
         "deepspeed": deepspeed_config,
     }
     if world_size > 1 and on_cpu:
