@@ -88,6 +88,9 @@ def _reward_funcs(recipe) -> list:
 def build_trainer(recipe, plan: dict, *, trust_remote_code: bool = False, callbacks=()):
     from .data.sources import load_split
 
+    from transformers import set_seed
+
+    set_seed(recipe.training.seed)  # before loading: newly initialised heads (a reward model's score) are seeded too
     tokenizer = load_tokenizer(recipe, trust_remote_code)
     model = load_model(recipe, plan, tokenizer, trust_remote_code)
     config_cls = import_dotted(plan["trainer"]["config_class"])
