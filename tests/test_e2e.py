@@ -158,3 +158,15 @@ def test_two_cpu_processes(tmp_path, zero):
         states = {p.name for p in (out / "checkpoint-6" / "global_step6").iterdir()}
         assert any(n.startswith("zero_pp_rank_0") for n in states), states  # DeepSpeed ZeRO wrote its partitioned states
     assert (out / "recipe.lock.yaml").exists()
+
+
+def test_online_rl_scores_with_the_reward_model_a_reward_recipe_trained(tmp_path):
+    """The catalogue's PPO replacement on the tiny model: a `reward` recipe, then GRPO against its output directory."""
+    reward = tmp_path / "reward"
+    assert run("run", "recipes/tiny/reward-lora.yaml", "--set", f"output.dir={reward}", "--set", "training.max_steps=10").returncode == 0
+    out = tmp_path / "grpo"
+    proc = run("run", "recipes/tiny/grpo-lora.yaml", "--set", f"output.dir={out}", "--set", "training.max_steps=4",
+               "--set", "objective.reward_functions=[]", "--set", f"objective.reward_model={reward}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any("reward" in r for r in logged) and max(r["step"] for r in logged) == 4
