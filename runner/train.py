@@ -113,6 +113,11 @@ def build_trainer(recipe, plan: dict, *, trust_remote_code: bool = False, callba
     return trainer_cls(**kwargs)
 
 
+def remote_code_allowed(recipe, flag: bool) -> bool:
+    """Remote code runs only when the recipe asks for it and the person launching says --trust-remote-code."""
+    return bool(flag and recipe.model.trust_remote_code)
+
+
 class StopOnSigterm:
     """On SIGTERM (a preempted node), finish the current step, save a checkpoint and stop."""
 
@@ -149,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     resolved = Path(args.resolved)
     plan = json.loads((resolved.parent / "plan.json").read_text(encoding="utf-8"))
     recipe = load(resolved, check_rules=False).recipe
-    trust = bool(args.trust_remote_code and recipe.model.trust_remote_code)
+    trust = remote_code_allowed(recipe, args.trust_remote_code)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
     from .outputs import MetricsCallback, finish_run

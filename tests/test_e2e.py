@@ -170,3 +170,12 @@ def test_online_rl_scores_with_the_reward_model_a_reward_recipe_trained(tmp_path
     assert proc.returncode == 0, proc.stderr[-3000:]
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in r for r in logged) and max(r["step"] for r in logged) == 4
+
+
+def test_dpo_with_a_weighted_mixture_of_losses(tmp_path):
+    out = tmp_path / "mpo"
+    proc = run("run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}", "--set", "training.max_steps=4",
+               "--set", "objective.loss=[sigmoid, sft]", "--set", "objective.loss_weights=[1.0, 0.5]")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    plan = json.loads((out / "launch" / "plan.json").read_text())
+    assert plan["trainer"]["args"]["loss_type"] == ["sigmoid", "sft"] and plan["trainer"]["args"]["loss_weights"] == [1.0, 0.5]

@@ -1,0 +1,30 @@
+"""Pieces of the training entrypoint that need no training: chat templates and remote code."""
+
+from __future__ import annotations
+
+from runner.train import load_tokenizer, remote_code_allowed
+from schemas import load
+from conftest import ROOT
+
+SFT = ROOT / "recipes" / "tiny" / "sft-lora.yaml"
+MESSAGES = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]
+
+
+def test_tokenizer_own_template_named_template_and_jinja_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    own = load_tokenizer(load(SFT).recipe, False).apply_chat_template(MESSAGES, tokenize=False)
+    assert own.startswith("<|im_start|>user\nHi<|im_end|>")
+    named = load_tokenizer(load(SFT, ["model.chat_template=llama3"]).recipe, False).apply_chat_template(MESSAGES, tokenize=False)
+    assert named.startswith("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>")
+    jinja = tmp_path / "mine.jinja"
+    jinja.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}")
+    mine = load_tokenizer(load(SFT, [f"model.chat_template={jinja}"]).recipe, False).apply_chat_template(MESSAGES, tokenize=False)
+    assert mine == "[user] Hi\n[assistant] Hello\n"
+
+
+def test_remote_code_needs_both_the_recipe_and_the_flag():
+    asks = load(SFT, ["model.trust_remote_code=true"]).recipe
+    plain = load(SFT).recipe
+    assert remote_code_allowed(asks, True) is True
+    assert remote_code_allowed(asks, False) is False
+    assert remote_code_allowed(plain, True) is False
