@@ -55,6 +55,10 @@ class _Usage(Exception):
     pass
 
 
+class _Invalid(Exception):
+    """The recipe is invalid; its diagnostics were printed (exit code 1)."""
+
+
 def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
     noun = "recipe" if n_files == 1 else "recipes"
     extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
@@ -159,7 +163,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def _load_single(path: str, overrides, fmt: str = "text"):
-    """Load one recipe and its plan, printing diagnostics; returns (loaded, plan) or None when it cannot run."""
+    """Load one recipe and its plan, printing diagnostics; raises _Invalid when it cannot run."""
     from schemas import render
 
     if not Path(path).is_file():
@@ -168,15 +172,12 @@ def _load_single(path: str, overrides, fmt: str = "text"):
     if loaded.diagnostics:
         print(render(loaded.diagnostics, fmt), file=sys.stderr)
     if plan is None or loaded.errors:
-        return None
+        raise _Invalid()
     return loaded, plan
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    result = _load_single(args.recipe, args.set)
-    if result is None:
-        return EXIT_INVALID
-    _, plan = result
+    _, plan = _load_single(args.recipe, args.set)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
@@ -187,10 +188,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    result = _load_single(args.recipe, args.set)
-    if result is None:
-        return EXIT_INVALID
-    loaded, plan = result
+    loaded, plan = _load_single(args.recipe, args.set)
     from runner.launch import write_launch_files
     from runner.plan.launchfiles import shell_command
 
@@ -232,10 +230,7 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    result = _load_single(args.recipe, args.set)
-    if result is None:
-        return EXIT_INVALID
-    loaded, _ = result
+    loaded, _ = _load_single(args.recipe, args.set)
     from runner.data.sources import DataError
     from runner.datapreview import preview
 
@@ -330,6 +325,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     except (_Usage, UsageError) as exc:
         print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except _Invalid:
+        return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -19,15 +19,10 @@ LOCKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "deepsp
 
 
 def installed_versions() -> dict[str, str | None]:
-    from importlib import metadata
+    from .plan.probe import probe_packages
 
-    out: dict[str, str | None] = {}
-    for name in LOCKED_PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    probe = probe_packages()
+    return {name: probe[name] for name in LOCKED_PACKAGES}
 
 
 try:

@@ -49,6 +49,16 @@ def check_packages(plan: Plan, probe: dict) -> list[str]:
     return problems
 
 
+def check_chat_template(recipe: Recipe) -> list[str]:
+    from .train import TEMPLATES_DIR
+
+    choice = recipe.model.chat_template
+    if not choice or (choice.endswith(".jinja") and Path(choice).is_file()) or (TEMPLATES_DIR / f"{choice}.jinja").is_file():
+        return []
+    shipped = ", ".join(sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja")))
+    return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
+
+
 def check_model(recipe: Recipe) -> list[str]:
     path = Path(recipe.model.name_or_path)
     looks_local = path.exists() or recipe.model.name_or_path.startswith((".", "/", "~")) or recipe.model.name_or_path.count("/") > 1
@@ -77,7 +87,7 @@ def check_data(recipe: Recipe) -> list[str]:
 
 def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[str]:
     r = plan.recipe
-    problems = check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r)
+    problems = check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems

@@ -86,7 +86,7 @@ def _reward_funcs(recipe) -> list:
 
 
 def build_trainer(recipe, plan: dict, *, trust_remote_code: bool = False, callbacks=()):
-    from .data.sources import load_split
+    from .data.sources import load_splits
 
     from transformers import set_seed
 
@@ -96,14 +96,14 @@ def build_trainer(recipe, plan: dict, *, trust_remote_code: bool = False, callba
     config_cls = import_dotted(plan["trainer"]["config_class"])
     trainer_cls = import_dotted(plan["trainer"]["class"])
     config = config_cls(**plan["trainer"]["args"])
+    train_dataset, eval_dataset = load_splits(recipe)
     kwargs: dict[str, Any] = {
         "model": model,
         "args": config,
-        "train_dataset": load_split(recipe, "train"),
+        "train_dataset": train_dataset,
         "processing_class": tokenizer,
         "callbacks": list(callbacks),
     }
-    eval_dataset = load_split(recipe, "eval")
     if eval_dataset is not None:
         kwargs["eval_dataset"] = eval_dataset
     if plan["peft"] is not None:

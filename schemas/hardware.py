@@ -40,12 +40,12 @@ def profile_names() -> tuple[str, ...]:
 @lru_cache(maxsize=None)
 def load_profile(name: str) -> HardwareProfile:
     """Read a shipped profile. Raises KeyError for an unknown name."""
-    import yaml
+    from .yamlsource import safe_load
 
     path = PROFILES_DIR / f"{name}.yaml"
     if name not in profile_names():
         raise KeyError(name)
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    data = safe_load(path.read_text(encoding="utf-8"))
     return HardwareProfile.model_validate({"name": name, **data})
 
 

@@ -57,6 +57,11 @@ _Loader.add_implicit_resolver(
 )
 
 
+def safe_load(text: str) -> Any:
+    """Plain safe loading with libyaml, for trusted shipped data (profiles, tables) that needs no positions."""
+    return yaml.load(text, Loader=_Base)
+
+
 @dataclass
 class Sources:
     """Locations of keys and values by path. Paths are tuples of keys and indices."""

@@ -28,3 +28,11 @@ def test_remote_code_needs_both_the_recipe_and_the_flag():
     assert remote_code_allowed(asks, True) is True
     assert remote_code_allowed(asks, False) is False
     assert remote_code_allowed(plain, True) is False
+
+
+def test_unknown_chat_template_is_refused_before_launch():
+    from runner.preflight import check_chat_template
+
+    assert check_chat_template(load(SFT, ["model.chat_template=llama3"]).recipe) == []
+    (problem,) = check_chat_template(load(SFT, ["model.chat_template=llama9"]).recipe)
+    assert problem.startswith("model.chat_template: 'llama9'") and "chatml, llama3" in problem

@@ -167,23 +167,33 @@ def _mix(parts: list[Any], entries: list[DatasetSource], seed: int) -> Any:
     return concatenate_datasets(chosen).shuffle(seed=seed)
 
 
-def load_split(recipe: Any, split: str) -> Optional[Any]:
-    """The trainer-ready `datasets.Dataset` for `train` or `eval` (eval from `eval_fraction` when no eval sources)."""
-    objective = recipe.objective.kind
-    seed = recipe.training.seed
-    entries = recipe.datasets.train if split == "train" or not recipe.datasets.eval else recipe.datasets.eval
-    source_split = "train" if entries is recipe.datasets.train else "eval"
+def _build(recipe: Any, split: str) -> Any:
+    """The mixed, trainer-ready rows of the `train` or `eval` sources."""
+    entries = getattr(recipe.datasets, split)
     parts = []
     for i, entry in enumerate(entries):
-        where = Where(source_split, i, entry.source)
+        where = Where(split, i, entry.source)
         raw = load_raw(entry, where)
         check_columns(entry, raw, where)
-        parts.append(_convert_dataset(raw, entry, objective, where))
-    mixed = _mix(parts, entries, seed)
-    fraction = recipe.datasets.eval_fraction
-    if fraction and not recipe.datasets.eval:
-        halves = mixed.train_test_split(test_size=fraction, seed=seed)
-        return halves["train"] if split == "train" else halves["test"]
-    if split == "eval" and not recipe.datasets.eval:
-        return None
-    return mixed
+        parts.append(_convert_dataset(raw, entry, recipe.objective.kind, where))
+    return _mix(parts, entries, recipe.training.seed)
+
+
+def load_splits(recipe: Any) -> tuple[Any, Optional[Any]]:
+    """(train, eval) as the trainer reads them; eval from `eval_fraction` when there are no eval sources, else None."""
+    train = _build(recipe, "train")
+    if recipe.datasets.eval:
+        return train, _build(recipe, "eval")
+    if recipe.datasets.eval_fraction:
+        halves = train.train_test_split(test_size=recipe.datasets.eval_fraction, seed=recipe.training.seed)
+        return halves["train"], halves["test"]
+    return train, None
+
+
+def load_split(recipe: Any, split: str) -> Optional[Any]:
+    """One of `load_splits`, reading only the sources it needs."""
+    if split == "eval" and recipe.datasets.eval:
+        return _build(recipe, "eval")
+    if split == "train" and not recipe.datasets.eval_fraction:
+        return _build(recipe, "train")
+    return load_splits(recipe)[0 if split == "train" else 1]

@@ -176,9 +176,9 @@ def _from_config(name: str, cfg: dict) -> Architecture:
 
 @lru_cache(maxsize=None)
 def _table() -> dict[str, Architecture]:
-    import yaml
+    from schemas.yamlsource import safe_load
 
-    raw = yaml.load(TABLE_FILE.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    raw = safe_load(TABLE_FILE.read_text(encoding="utf-8"))
     out = {}
     for key, entry in raw.items():
         entry = dict(entry)
