@@ -1,0 +1,187 @@
+"""`recipe chat OUTPUT_DIR|MODEL`: talk to a trained model in the terminal, tokens streamed as they come.
+
+An adapter directory is loaded through its base model the way it was trained (a QLoRA run's base in
+4-bit when bitsandbytes is installed). The conversation goes through the tokenizer's chat template (the
+one training saved beside the adapter); a model without a chat template continues plain text instead.
+With `--prompt TEXT`, or text on standard input, it answers once and exits.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, TextIO
+
+from .trained import OutputError, Trained, inspect
+
+# End-of-turn markers of common chat templates; generation stops at any that the vocabulary has.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+HELP = "/reset starts a new conversation, /exit (or Ctrl-D) leaves"
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[t] for t in END_OF_TURN if t in vocab]
+    return sorted(set(ids))
+
+
+def _streamer(tokenizer, out: TextIO):
+    from transformers import TextStreamer
+
+    class Streamer(TextStreamer):
+        """Writes each finished piece of text to `out` as soon as it is decoded."""
+
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            out.write(text + ("\n" if stream_end else ""))
+            out.flush()
+
+    return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+@dataclass
+class Chat:
+    """A conversation with one model: the history, and generation settings."""
+
+    model: Any
+    tokenizer: Any
+    system: Optional[str] = None
+    max_new_tokens: int = 256
+    temperature: float = 0.7
+    history: list[dict] = field(default_factory=list)
+    trimmed: int = 0  # earlier turns dropped to fit the context window
+
+    @property
+    def templated(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    def reset(self) -> None:
+        self.history, self.trimmed = [], 0
+
+    def messages(self) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + self.history
+
+    def prompt_text(self) -> str:
+        """What the model is given: the conversation through the chat template, or the plain text."""
+        if self.templated:
+            return self.tokenizer.apply_chat_template(self.messages(), tokenize=False, add_generation_prompt=True)
+        return "\n".join(m["content"] for m in self.history)
+
+    def _encode(self):
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        while True:
+            ids = self.tokenizer(self.prompt_text(), return_tensors="pt", add_special_tokens=not self.templated)["input_ids"]
+            if limit is None or ids.shape[-1] + self.max_new_tokens <= limit or len(self.history) <= 1:
+                return ids
+            self.history = self.history[2:]  # the oldest exchange goes first
+            self.trimmed += 1
+
+    def reply(self, text: str, out: TextIO, show: Optional[Callable[[str], None]] = None) -> str:
+        """Answer `text`, streaming to `out`; the answer joins the history. `show` receives the prompt text."""
+        import torch
+
+        self.history.append({"role": "user", "content": text})
+        ids = self._encode()
+        if show is not None:
+            show(self.prompt_text())
+        device = next(self.model.parameters()).device
+        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "eos_token_id": stop_token_ids(self.tokenizer),
+                                  "pad_token_id": self.tokenizer.pad_token_id}
+        if self.temperature > 0:
+            kwargs.update(do_sample=True, temperature=self.temperature)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        with torch.no_grad():
+            generated = self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+                                            streamer=_streamer(self.tokenizer, out), **kwargs)
+        answer = self.tokenizer.decode(generated[0, ids.shape[-1]:], skip_special_tokens=True).strip()
+        self.history.append({"role": "assistant", "content": answer})
+        return answer
+
+
+def open_model(path: str, *, base: Optional[str] = None, trust_remote_code: bool = False, device: Optional[str] = None,
+               log: Callable[[str], None]) -> tuple[Any, Any, Trained]:
+    """Load a run's output (adapter through its base, as trained) or a model, for generation."""
+    trained = inspect(path, base)
+    if trained.is_sequence_classifier:
+        raise OutputError(f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text")
+    if trained.trust_remote_code and not trust_remote_code:
+        raise OutputError(f"{trained.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
+    from .trained import default_device, load_model, load_tokenizer, quiet_libraries
+
+    quiet_libraries()
+    device = device or default_device()
+    dtype = trained.trained_dtype or "auto"
+    if device == "cpu" and dtype in ("float16", "auto"):
+        dtype = "float32"  # half-precision matmuls on the CPU are slow or missing
+    quantized = False
+    if trained.is_adapter and trained.quantization is not None:
+        from .merge import _bitsandbytes_missing
+
+        quantized = not _bitsandbytes_missing()
+        if not quantized:
+            log(f"bitsandbytes is not installed: loading the base of this {trained.quantization['method']} run unquantized")
+    trust = trust_remote_code and trained.trust_remote_code
+    what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
+    log(f"loading {what} ({'4-bit ' if quantized and trained.quantization['method'] == 'bnb-4bit' else ''}{dtype}, {device}) ...")
+    tokenizer = load_tokenizer(trained, trust)
+    model = load_model(trained, dtype, quantized=quantized, trust_remote_code=trust, device=device)
+    return model, tokenizer, trained
+
+
+def interactive(chat: Chat, out: TextIO, log: Callable[[str], None], show: Optional[Callable[[str], None]]) -> None:
+    try:
+        import readline  # noqa: F401  (line editing and history for input())
+    except ImportError:
+        pass
+    log(HELP)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            out.write("\n")
+            return
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            return
+        if text == "/reset":
+            chat.reset()
+            log("(new conversation)")
+            continue
+        out.write("model> ")
+        out.flush()
+        before = chat.trimmed
+        chat.reply(text, out, show)
+        if chat.trimmed > before:
+            log(f"(the oldest {chat.trimmed} exchange(s) no longer fit the context window and were dropped)")
+
+
+def main(args, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if args.max_new_tokens < 1:
+        raise OutputError(f"--max-new-tokens {args.max_new_tokens}: must be at least 1")
+    if args.temperature < 0:
+        raise OutputError(f"--temperature {args.temperature}: must be 0 (greedy) or more")
+    once = args.prompt
+    if once is None and not stdin.isatty():
+        once = stdin.read().strip()
+        if not once:
+            raise OutputError("standard input is empty: give the message with --prompt TEXT or pipe it in")
+    model, tokenizer, trained = open_model(args.model, base=args.base, trust_remote_code=args.trust_remote_code,
+                                           device=args.device, log=log)
+    if args.seed is not None:
+        from transformers import set_seed
+
+        set_seed(args.seed)
+    chat = Chat(model, tokenizer, system=args.system, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+    if not chat.templated:
+        log(f"{trained.path}: the tokenizer has no chat template; the model continues your text as plain text")
+    show = (lambda text: log(f"--- prompt as the model sees it ---\n{text}\n---")) if args.show_prompt else None
+    if once is not None:
+        chat.reply(once, out, show)
+        return 0
+    interactive(chat, out, log, show)
+    return 0

@@ -1,0 +1,221 @@
+"""`recipe merge OUTPUT_DIR`: fold a LoRA/DoRA/IA3 adapter into its base model and save a standalone model.
+
+The base is loaded unquantized in the chosen dtype (a QLoRA run's 4-bit base too), the adapter applied,
+and the logits of the adapter model are recorded on a few probe inputs. After `merge_and_unload`, the
+merged model must give the same logits within a tolerance set by the dtype; if it does not, nothing is
+written. For a run that trained on quantized weights, the merged model is also compared with the
+model as it was trained (quantized base + adapter), and the gap is reported: merging into the original
+weights removes the quantization error the adapter was trained on top of.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from .trained import DTYPES, MERGEABLE, PROMPT_LEARNING, OutputError, Trained, inspect
+
+# Relative RMS difference of the logits (merged vs. adapter) that a correct merge stays under.
+TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
+PROBES = (
+    [{"role": "user", "content": "What color is the sky on a clear day?"}],
+    [{"role": "system", "content": "You answer in one sentence."}, {"role": "user", "content": "Name a fruit and its color."}],
+)
+PLAIN_PROBE = "The quick brown fox jumps over the lazy dog. Once upon a time"
+
+
+@dataclass
+class Agreement:
+    """How closely two models' logits agree on the probes."""
+
+    relative_error: float  # ||a - b|| / ||b|| over all probe logits
+    max_abs_diff: float
+    top1_agreement: float  # fraction of positions whose most likely token is the same
+
+    def line(self) -> str:
+        return (f"relative error {self.relative_error:.2e}, max |Δlogit| {self.max_abs_diff:.2e}, "
+                f"same top token at {self.top1_agreement:.0%} of positions")
+
+
+@dataclass
+class MergeReport:
+    source: str
+    base: str
+    adapter: str
+    dtype: str
+    target: str
+    tolerance: float
+    probes: int
+    check: Agreement
+    against_quantized: Optional[Agreement] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def refuse_unmergeable(trained: Trained) -> None:
+    where = Path(trained.path) / "adapter_config.json"
+    if not trained.is_adapter:
+        raise OutputError(f"{trained.path}: holds a whole model (a full fine-tune or an already merged model); there is no adapter to merge")
+    if trained.peft_type in PROMPT_LEARNING:
+        raise OutputError(
+            f"{where}: peft_type {trained.peft_type}: a {PROMPT_LEARNING[trained.peft_type]} adapter cannot be merged: it "
+            "adds learned virtual tokens to every input instead of changing weights, so there is nothing to fold into "
+            f"the base model. Use it as an adapter: `recipe chat {trained.path}` or PeftModel.from_pretrained(base, "
+            f"{trained.path!r})"
+        )
+    if trained.peft_type not in MERGEABLE:
+        raise OutputError(f"{where}: peft_type {trained.peft_type} cannot be merged by `recipe merge` (LoRA, DoRA and IA3 can)")
+
+
+def probe_inputs(tokenizer) -> list[Any]:
+    """Token ids of a few chat-formatted probes (plain text when there is no chat template)."""
+    texts = [PLAIN_PROBE]
+    if getattr(tokenizer, "chat_template", None):
+        texts += [tokenizer.apply_chat_template(list(m), tokenize=False, add_generation_prompt=True) for m in PROBES]
+    return [tokenizer(t, return_tensors="pt", add_special_tokens=False)["input_ids"] for t in texts]
+
+
+def probe_logits(model, inputs: list[Any]) -> list[Any]:
+    import torch
+
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        return [model(input_ids=ids.to(device)).logits.float().cpu() for ids in inputs]
+
+
+def compare(got: list[Any], reference: list[Any]) -> Agreement:
+    import torch
+
+    a, b = torch.cat([x.flatten(0, -2) for x in got]), torch.cat([x.flatten(0, -2) for x in reference])
+    same = (a.argmax(-1) == b.argmax(-1)).float().mean().item() if a.shape[-1] > 1 else float("nan")
+    return Agreement(
+        relative_error=((a - b).norm() / b.norm().clamp_min(1e-12)).item(),
+        max_abs_diff=(a - b).abs().max().item(),
+        top1_agreement=same,
+    )
+
+
+def _bitsandbytes_missing() -> bool:
+    from .plan.probe import probe_packages
+
+    return probe_packages().get("bitsandbytes") is None
+
+
+def _check_target(trained: Trained, target: Path, overwrite: bool) -> None:
+    if target.resolve() == Path(trained.path).resolve():
+        raise OutputError(f"--to {target}: is the adapter directory itself; choose another directory (default: {trained.path}/merged)")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise OutputError(f"--to {target}: already exists and is not empty; choose another --to, or pass --overwrite to replace it")
+
+
+def _write_dir(target: Path, fill: Callable[[Path], None]) -> None:
+    """Fill a temporary sibling directory, then move it into place: a reader never sees half a model."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        tmp.chmod(0o755)
+        fill(tmp)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+            target.rename(old / target.name)
+            tmp.rename(target)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def model_card(report: MergeReport, trained: Trained) -> str:
+    lines = [
+        f"# {Path(report.source).name} (merged)", "",
+        f"`{report.source}` ({report.adapter}) merged into `{report.base}` in {report.dtype} by `recipe merge`.", "",
+        "## Check", "",
+        f"Adapter model vs. merged model on {report.probes} probe inputs: {report.check.line()} "
+        f"(tolerance: relative error {report.tolerance:g}).",
+    ]
+    if report.against_quantized:
+        lines += ["", f"Against the quantized model as trained: {report.against_quantized.line()}."]
+    lines += [*(f"\n{n}" for n in report.notes), ""]
+    if trained.lock_path is not None:
+        lines += ["The run's recipe and library versions are in `recipe.lock.yaml` beside these weights.", ""]
+    return "\n".join(lines)
+
+
+def merge(
+    path: str,
+    *,
+    to: Optional[str] = None,
+    dtype: Optional[str] = None,
+    base: Optional[str] = None,
+    overwrite: bool = False,
+    tolerance: Optional[float] = None,
+    trust_remote_code: bool = False,
+    device: Optional[str] = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+) -> MergeReport:
+    """Merge the adapter in `path` and save the result; raises OutputError (writing nothing) when it cannot."""
+    trained = inspect(path, base)
+    refuse_unmergeable(trained)
+    if trained.trust_remote_code and not trust_remote_code:
+        raise OutputError(f"{trained.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
+    dtype = dtype or trained.trained_dtype or "bfloat16"
+    if dtype not in DTYPES:
+        raise OutputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
+    target = Path(to) if to else Path(trained.path) / "merged"
+    _check_target(trained, target, overwrite)
+
+    from .trained import default_device, load_model, load_tokenizer, quiet_libraries
+
+    quiet_libraries()
+    device = device or default_device()
+    trust = trust_remote_code and trained.trust_remote_code
+    tokenizer = load_tokenizer(trained, trust)
+    inputs = probe_inputs(tokenizer)
+    notes: list[str] = []
+    as_trained = None
+    quantization = trained.quantization
+    if quantization is not None:
+        if _bitsandbytes_missing():
+            notes.append("bitsandbytes is not installed: the merged model was not compared with the quantized model as trained.")
+        else:
+            log(f"loading the {quantization['method']} base with the adapter, as trained, for comparison ...")
+            quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
+            as_trained = probe_logits(quantized, inputs)
+            del quantized
+        notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into the original "
+                     f"{dtype} weights of the base model (the base is reloaded unquantized).")
+    log(f"loading {trained.base} in {dtype} with the adapter from {trained.path} ...")
+    model = load_model(trained, dtype, trust_remote_code=trust, device=device)
+    reference = probe_logits(model, inputs)
+    merged = model.merge_and_unload(safe_merge=True)
+    merged_logits = probe_logits(merged, inputs)
+    check = compare(merged_logits, reference)
+    report = MergeReport(
+        source=trained.path, base=trained.base, adapter=trained.adapter_label, dtype=dtype, target=str(target),
+        tolerance=tolerance, probes=len(inputs), check=check,
+        against_quantized=compare(merged_logits, as_trained) if as_trained is not None else None, notes=notes,
+    )
+    if not check.relative_error <= tolerance:
+        raise OutputError(
+            f"{trained.path}: the merged model does not reproduce the adapter model: {check.line()}, above the "
+            f"tolerance {tolerance:g} for {dtype}; nothing was written. Merging in float32 (--dtype float32) rules out rounding."
+        )
+    merged.config.dtype = dtype
+
+    def fill(tmp: Path) -> None:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if trained.lock_path is not None:
+            shutil.copyfile(trained.lock_path, tmp / "recipe.lock.yaml")
+        (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(report, trained), encoding="utf-8")
+
+    _write_dir(target, fill)
+    return report

@@ -1,0 +1,230 @@
+"""What a finished run left behind, and loading it back: used by `recipe merge` and `recipe chat`.
+
+A run's output directory holds either a PEFT adapter (`adapter_config.json`) or a whole model
+(`config.json`), the tokenizer with its chat template, and `recipe.lock.yaml` (the resolved recipe).
+An adapter is loaded through its base model: the lock names it (and how it was trained: dtype,
+quantization); without a lock, `adapter_config.json`'s `base_model_name_or_path` does.
+Reading the directory (`inspect`) imports nothing heavy; the `load_*` functions import torch lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from schemas.yamlsource import safe_load
+
+LOCK = "recipe.lock.yaml"
+PROMPT_LEARNING = {"PREFIX_TUNING": "prefix tuning", "PROMPT_TUNING": "prompt tuning", "P_TUNING": "P-tuning"}
+MERGEABLE = {"LORA", "IA3"}  # DoRA is LoRA with use_dora
+DTYPES = ("bfloat16", "float16", "float32")
+
+
+class OutputError(Exception):
+    """A trained output (or a model) that cannot be used as asked; the message says why and what to do."""
+
+
+@dataclass
+class Trained:
+    """A run's output directory or a model, as far as merge and chat need to know it."""
+
+    path: str  # the directory (or Hub id) named on the command line
+    adapter: Optional[dict]  # adapter_config.json, when the path is an adapter
+    recipe: Optional[dict]  # the lock file's resolved recipe, when there is one
+    base: str  # the model the adapter applies to (the path itself for a whole model)
+    lock_path: Optional[Path] = None
+
+    @property
+    def is_adapter(self) -> bool:
+        return self.adapter is not None
+
+    @property
+    def peft_type(self) -> Optional[str]:
+        return self.adapter.get("peft_type") if self.adapter else None
+
+    @property
+    def adapter_label(self) -> str:
+        if not self.adapter:
+            return "full model"
+        if self.peft_type == "LORA" and self.adapter.get("use_dora"):
+            return "DoRA"
+        return {"LORA": "LoRA", **PROMPT_LEARNING}.get(self.peft_type, self.peft_type or "adapter")
+
+    @property
+    def is_sequence_classifier(self) -> bool:
+        if self.adapter:
+            return self.adapter.get("task_type") == "SEQ_CLS"
+        return bool(self.recipe and self.recipe["objective"]["kind"] == "reward")
+
+    @property
+    def trained_dtype(self) -> Optional[str]:
+        """The recipe's model.dtype; without a lock file, the dtype the base model's config.json declares."""
+        dtype = self.recipe["model"]["dtype"] if self.recipe else None
+        config = Path(self.base) / "config.json"
+        if dtype not in DTYPES and config.is_file():
+            declared = _read_json(config)
+            dtype = declared.get("dtype") or declared.get("torch_dtype")
+        return dtype if dtype in DTYPES else None
+
+    @property
+    def quantization(self) -> Optional[dict]:
+        """The recipe's quantization section when the run trained on quantized weights."""
+        q = self.recipe.get("quantization") if self.recipe else None
+        return q if q and q.get("method", "none") != "none" else None
+
+    @property
+    def trust_remote_code(self) -> bool:
+        return bool(self.recipe and self.recipe["model"].get("trust_remote_code"))
+
+    @property
+    def revision(self) -> Optional[str]:
+        return self.recipe["model"].get("revision") if self.recipe else None
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise OutputError(f"{path}: expected a JSON object")
+    return data
+
+
+def _find_lock(directory: Path) -> Optional[Path]:
+    """The lock file of a run: in the directory, or in its parent for a `checkpoint-N` folder."""
+    for candidate in (directory / LOCK, directory.parent / LOCK):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def inspect(path: str, base: Optional[str] = None) -> Trained:
+    """Read what `path` is. `base` replaces the base model named by the lock file or adapter config."""
+    directory = Path(path)
+    if not directory.exists():
+        if base is None and "/" in path and not path.startswith((".", "/")) and path.count("/") == 1:
+            return Trained(path=path, adapter=None, recipe=None, base=path)  # a Hub model id
+        raise OutputError(f"{path}: no such directory (give a run's output.dir, a model directory or a Hub model id)")
+    if not directory.is_dir():
+        raise OutputError(f"{path}: not a directory (give a run's output.dir or a model directory)")
+    lock_path = _find_lock(directory)
+    recipe = None
+    if lock_path is not None:
+        lock = safe_load(lock_path.read_text(encoding="utf-8"))
+        recipe = lock.get("recipe") if isinstance(lock, dict) else None
+        if not isinstance(recipe, dict) or "model" not in recipe:
+            raise OutputError(f"{lock_path}: has no `recipe` section with a `model`; was it written by `recipe run`?")
+    adapter_file = directory / "adapter_config.json"
+    if adapter_file.is_file():
+        adapter = _read_json(adapter_file)
+        named = recipe["model"]["name_or_path"] if recipe else adapter.get("base_model_name_or_path")
+        if not (base or named):
+            raise OutputError(f"{adapter_file}: names no base model (base_model_name_or_path); pass --base MODEL")
+        return Trained(str(directory), adapter, recipe, base or named, lock_path)
+    if (directory / "config.json").is_file():
+        if base is not None:
+            raise OutputError(f"{path}: holds a whole model, not an adapter; --base applies to adapter directories only")
+        return Trained(str(directory), None, recipe, str(directory), lock_path)
+    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    if checkpoints:
+        raise OutputError(f"{path}: the run has checkpoints but no final adapter or model (did it finish?); "
+                          f"name a checkpoint directory instead, e.g. {checkpoints[-1]}")
+    raise OutputError(f"{path}: neither adapter_config.json nor config.json is here; give a run's output.dir or a model directory")
+
+
+def _load_failure(trained: Trained, exc: Exception) -> OutputError:
+    """Say where the base model name came from: a relative path is relative to where training started."""
+    source = trained.lock_path or (Path(trained.path) / "adapter_config.json" if trained.is_adapter else None)
+    where = f"{source}: " if source else ""
+    if not Path(trained.base).is_dir():
+        return OutputError(
+            f"{where}model {trained.base!r} is not a directory from here ({Path.cwd()}) and could not be loaded as a "
+            f"Hub id ({str(exc).splitlines()[0]}); run this command from the directory the training started in, "
+            "or pass --base PATH_OR_HUB_ID"
+        )
+    return OutputError(f"{where}model {trained.base!r} cannot be loaded: {exc}")
+
+
+def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
+    """The run's own tokenizer (saved with its chat template), else the base model's."""
+    from transformers import AutoTokenizer
+
+    own = Path(trained.path)
+    source = trained.path if (own / "tokenizer_config.json").is_file() or not trained.is_adapter else trained.base
+    revision = None if source == trained.path else trained.revision
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise _load_failure(trained, exc) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def bnb_config(trained: Trained, compute_dtype: str):
+    """The BitsAndBytesConfig the run trained with (from the lock's quantization section)."""
+    from schemas import Recipe
+
+    from .builders import quantization_config
+    from .plan.arguments import quantization_args
+
+    recipe = Recipe.model_validate(trained.recipe)
+    return quantization_config(quantization_args(recipe, compute_dtype, zero=None))
+
+
+def load_model(trained: Trained, dtype: str, *, quantized: bool = False, trust_remote_code: bool = False, device: str = "cpu") -> Any:
+    """The base model (quantized as trained when `quantized`), with the adapter applied when there is one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+    if trained.is_adapter:
+        kwargs["revision"] = trained.revision
+    if quantized:
+        kwargs["quantization_config"] = bnb_config(trained, dtype)
+        kwargs["device_map"] = {"": device}
+    cls = AutoModelForSequenceClassification if trained.is_sequence_classifier else AutoModelForCausalLM
+    if trained.is_sequence_classifier:
+        kwargs["num_labels"] = 1
+    try:
+        model = cls.from_pretrained(trained.base, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise _load_failure(trained, exc) from None
+    if not quantized:
+        model.to(device)
+    if trained.is_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, trained.path, is_trainable=False)
+    model.eval()
+    return model
+
+
+def quiet_libraries() -> None:
+    """Keep the terminal for what the command says: no load progress bars or library deprecation notes.
+
+    DeepSpeed (imported by the libraries, unused here) would announce on stdout that it found no GPU.
+    """
+    import os
+    import warnings
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
