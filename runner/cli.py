@@ -265,6 +265,40 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_diff(args: argparse.Namespace) -> int:
+    from schemas import render
+
+    from runner.recipediff import load_pair
+
+    try:
+        result, diagnostics = load_pair(args.a, args.b)
+    except FileNotFoundError as exc:
+        raise _Usage(str(exc)) from None
+    if result is None:
+        print(render(diagnostics, "text"), file=sys.stderr)
+        return EXIT_INVALID
+    print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
+    return EXIT_OK
+
+
+def cmd_new(args: argparse.Namespace) -> int:
+    from schemas import render
+
+    from runner.newrecipe import NewRecipeError, new_recipe
+
+    try:
+        path, base, diagnostics = new_recipe(args.name, args.base, force=args.force)
+    except NewRecipeError as exc:
+        raise _Usage(str(exc)) from None
+    if diagnostics:
+        print(render(diagnostics, "text"), file=sys.stderr)
+        print(f"recipe new: {base} is invalid; fix it before extending it (nothing was written)", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"wrote {path}", file=sys.stderr)
+    print(f"edit it, then: recipe diff {base} {path} && recipe plan {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -307,6 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the recipe JSON Schema (or, with --reference, the Markdown reference)")
     p.add_argument("--reference", action="store_true", help="print docs/recipe-reference.md instead")
     p.set_defaults(func=cmd_schema)
+
+    from runner.cli_trained import add_commands
+
+    add_commands(sub)
+
+    p = sub.add_parser("diff", help="what differs between two recipes (after extends and defaults) and their plans")
+    p.add_argument("a", metavar="A", help="a recipe file or a run's output.dir")
+    p.add_argument("b", metavar="B", help="a recipe file or a run's output.dir")
+    p.add_argument("--json", action="store_true", help="print {a, b, recipe: [...], plan: [...], problems}")
+    p.set_defaults(func=cmd_diff)
+
+    p = sub.add_parser("new", aliases=["init"], help="write a new recipe that extends another, ready to edit")
+    p.add_argument("name", metavar="NAME", help="the new recipe's name, or a path such as team/my-dpo (.yaml is added)")
+    p.add_argument("--from", dest="base", required=True, metavar="RECIPE", help="the recipe to extend: a file, or a shipped recipe's name")
+    p.add_argument("--force", action="store_true", help="replace an existing file")
+    p.set_defaults(func=cmd_new)
 
     p = sub.add_parser("list", help="list the recipes in a directory")
     p.add_argument("dir", nargs="?", default="recipes", metavar="DIR", help="directory to search (default: recipes)")
