@@ -1,0 +1,104 @@
+"""After training, end to end: `recipe run` trains the tiny model, then `recipe merge` and `recipe chat` use the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+RECIPE = str(Path(sys.executable).parent / "recipe")
+PROBE = "A sentence no probe of the merge check used: the green heron waits."
+
+
+def recipe(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([RECIPE, *args], cwd=ROOT, capture_output=True, text=True, timeout=900, input=stdin,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Short runs of three tiny recipes (enough steps for the adapters to move away from their initialisation)."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for name, steps in (("sft-lora", 8), ("dpo-qlora", 8), ("sft-prefix", 2)):
+        out[name] = root / name
+        proc = recipe("run", f"recipes/tiny/{name}.yaml", "--set", f"output.dir={out[name]}", "--set", f"training.max_steps={steps}")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def logits(model, tokenizer, text: str):
+    with torch.no_grad():
+        return model(**tokenizer(text, return_tensors="pt")).logits
+
+
+def adapter_on_unquantized_base(run_dir: Path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(ROOT / "assets" / "tiny-llama", dtype=torch.float32)
+    return PeftModel.from_pretrained(base, run_dir).eval()
+
+
+def test_merged_lora_run_reproduces_the_adapter_and_chats_the_same(runs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = runs["sft-lora"]
+    proc = recipe("merge", str(run_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    merged_dir = run_dir / "merged"
+    assert proc.stdout.strip() == str(merged_dir)
+    tokenizer = AutoTokenizer.from_pretrained(merged_dir)
+    merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
+    assert torch.allclose(logits(merged, tokenizer, PROBE), logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE), atol=1e-4, rtol=1e-4)
+    assert (merged_dir / "recipe.lock.yaml").read_text() == (run_dir / "recipe.lock.yaml").read_text()
+    assert "merged into `assets/tiny-llama` in float32" in (merged_dir / "README.md").read_text()
+    again = recipe("merge", str(run_dir))
+    assert again.returncode == 1 and "already exists and is not empty" in again.stderr
+
+    question = "What color is the lemon?"
+    from_adapter = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "16", "--show-prompt", stdin=question + "\n")
+    from_merged = recipe("chat", str(merged_dir), "--temperature", "0", "--max-new-tokens", "16", "--prompt", question)
+    assert from_adapter.returncode == 0 and from_merged.returncode == 0, from_adapter.stderr + from_merged.stderr
+    assert from_adapter.stdout.strip() and from_adapter.stdout == from_merged.stdout
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    assert rendered in from_adapter.stderr and rendered.endswith("<|im_start|>assistant\n")
+
+
+def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit_model(runs):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = runs["dpo-qlora"]
+    to = run_dir.parent / "dpo-merged"
+    proc = recipe("merge", str(run_dir), "--to", str(to))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "against the quantized model as trained" in proc.stderr and "reloaded unquantized" in proc.stderr
+    config = json.loads((to / "config.json").read_text())
+    assert "quantization_config" not in config  # a plain float32 model, loadable without bitsandbytes
+    record = json.loads((to / "merge.json").read_text())
+    assert record["check"]["relative_error"] < 1e-4 and record["check"]["top1_agreement"] == 1.0
+    # NF4 rounding of the base weights is what separates the merged model from the model as trained
+    assert 0 < record["against_quantized"]["relative_error"] < 0.3 and record["against_quantized"]["top1_agreement"] >= 0.75
+    tokenizer = AutoTokenizer.from_pretrained(to)
+    merged = AutoModelForCausalLM.from_pretrained(to, dtype=torch.float32)
+    assert torch.allclose(logits(merged, tokenizer, PROBE), logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE), atol=1e-4, rtol=1e-4)
+    chat = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "8", "--prompt", "Which color does the panther have?")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-2000:]
+    assert "(4-bit float32, cpu)" in chat.stderr  # the adapter talks through the base as it was trained
+
+
+def test_prefix_tuning_run_is_refused_by_merge_and_chats(runs):
+    run_dir = runs["sft-prefix"]
+    proc = recipe("merge", str(run_dir))
+    assert proc.returncode == 1 and not (run_dir / "merged").exists()
+    assert "peft_type PREFIX_TUNING: a prefix tuning adapter cannot be merged" in proc.stderr
+    chat = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "8", "--prompt", "What color is the lemon?")
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-2000:]
