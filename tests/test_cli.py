@@ -143,3 +143,20 @@ def test_console_script_is_installed():
     assert script.exists(), "install the project (pip install -e .) so the `recipe` command exists"
     proc = subprocess.run([str(script), "validate", str(EXAMPLE_FILE)], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_readme_commands_parse():
+    """Every `recipe ...` line in the README's command list is a command line the parser accepts."""
+    import shlex
+
+    from runner.cli import build_parser
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    lines = [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.startswith("recipe ")]
+    assert len(lines) >= 15 and any(line.startswith("recipe merge") for line in lines)
+    parser = build_parser()
+    for line in lines:
+        argv = shlex.split(line)[1:]
+        argv = argv[: argv.index(">")] if ">" in argv else argv
+        parser.parse_args(argv)  # exits (SystemExit) on a command line the parser refuses
