@@ -25,7 +25,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     from runner.merge import merge
 
     report = merge(args.output_dir, to=args.to, dtype=args.dtype, base=args.base, overwrite=args.overwrite,
-                   tolerance=args.tolerance, trust_remote_code=args.trust_remote_code, device=args.device)
+                   dequantize=args.dequantize, tolerance=args.tolerance, trust_remote_code=args.trust_remote_code, device=args.device)
     print(f"check: adapter vs merged on {report.probes} probes: {report.check.line()} (tolerance {report.tolerance:g})", file=sys.stderr)
     if report.against_quantized:
         print(f"against the quantized model as trained: {report.against_quantized.line()}", file=sys.stderr)
@@ -50,6 +50,8 @@ def add_commands(sub) -> None:
     p.add_argument("--to", metavar="DIR", help="where the merged model goes (default: OUTPUT_DIR/merged)")
     p.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="weights of the merged model (default: the recipe's model.dtype)")
     p.add_argument("--base", metavar="MODEL", help="the base model, instead of the one the run's lock file names")
+    p.add_argument("--dequantize", action="store_true", help="for a QLoRA/8-bit run: merge into the quantized base's weights, "
+                   "dequantized, reproducing the model as trained (default: the original weights)")
     p.add_argument("--tolerance", type=float, metavar="X", help="largest relative logit error accepted (default by dtype: float32 1e-4, float16 1e-2, bfloat16 3e-2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing merged model in --to")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")

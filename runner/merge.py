@@ -53,6 +53,7 @@ class MergeReport:
     probes: int
     check: Agreement
     against_quantized: Optional[Agreement] = None
+    dequantized: bool = False  # merged into the quantized base's dequantized weights (--dequantize)
     notes: list[str] = field(default_factory=list)
 
 
@@ -154,6 +155,7 @@ def merge(
     dtype: Optional[str] = None,
     base: Optional[str] = None,
     overwrite: bool = False,
+    dequantize: bool = False,
     tolerance: Optional[float] = None,
     trust_remote_code: bool = False,
     device: Optional[str] = None,
@@ -168,6 +170,11 @@ def merge(
     if dtype not in DTYPES:
         raise OutputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
+    quantization = trained.quantization
+    if dequantize and quantization is None:
+        raise OutputError(f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize")
+    if dequantize and _bitsandbytes_missing():
+        raise OutputError("--dequantize: needs bitsandbytes to load the quantized base (pip install bitsandbytes)")
     target = Path(to) if to else Path(trained.path) / "merged"
     _check_target(trained, target, overwrite)
 
@@ -180,7 +187,6 @@ def merge(
     inputs = probe_inputs(tokenizer)
     notes: list[str] = []
     as_trained = None
-    quantization = trained.quantization
     if quantization is not None:
         if _bitsandbytes_missing():
             notes.append("bitsandbytes is not installed: the merged model was not compared with the quantized model as trained.")
@@ -189,10 +195,16 @@ def merge(
             quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
             as_trained = probe_logits(quantized, inputs)
             del quantized
-        notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into the original "
-                     f"{dtype} weights of the base model (the base is reloaded unquantized).")
-    log(f"loading {trained.base} in {dtype} with the adapter from {trained.path} ...")
-    model = load_model(trained, dtype, trust_remote_code=trust, device=device)
+        if dequantize:
+            notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into those weights, "
+                         f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did.")
+        else:
+            notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into the original "
+                         f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
+                         "the quantized weights instead).")
+    how = f"the dequantized {quantization['method']} base" if dequantize else f"{trained.base} in {dtype}"
+    log(f"loading {how} with the adapter from {trained.path} ...")
+    model = load_model(trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device)
     reference = probe_logits(model, inputs)
     merged = model.merge_and_unload(safe_merge=True)
     merged_logits = probe_logits(merged, inputs)
@@ -200,7 +212,8 @@ def merge(
     report = MergeReport(
         source=trained.path, base=trained.base, adapter=trained.adapter_label, dtype=dtype, target=str(target),
         tolerance=tolerance, probes=len(inputs), check=check,
-        against_quantized=compare(merged_logits, as_trained) if as_trained is not None else None, notes=notes,
+        against_quantized=compare(merged_logits, as_trained) if as_trained is not None else None,
+        dequantized=dequantize, notes=notes,
     )
     if not check.relative_error <= tolerance:
         raise OutputError(

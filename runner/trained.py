@@ -164,7 +164,7 @@ def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
     return tokenizer
 
 
-def bnb_config(trained: Trained, compute_dtype: str):
+def bnb_config(trained: Trained, dtype: str):
     """The BitsAndBytesConfig the run trained with (from the lock's quantization section)."""
     from schemas import Recipe
 
@@ -172,18 +172,24 @@ def bnb_config(trained: Trained, compute_dtype: str):
     from .plan.arguments import quantization_args
 
     recipe = Recipe.model_validate(trained.recipe)
-    return quantization_config(quantization_args(recipe, compute_dtype, zero=None))
+    compute = recipe.quantization.compute_dtype
+    return quantization_config(quantization_args(recipe, compute if compute in DTYPES else dtype, zero=None))
 
 
-def load_model(trained: Trained, dtype: str, *, quantized: bool = False, trust_remote_code: bool = False, device: str = "cpu") -> Any:
-    """The base model (quantized as trained when `quantized`), with the adapter applied when there is one."""
+def load_model(trained: Trained, dtype: str, *, quantized: bool = False, dequantize: bool = False,
+               trust_remote_code: bool = False, device: str = "cpu") -> Any:
+    """The base model, with the adapter applied when there is one.
+
+    `quantized`: the base is quantized as the run trained it. `dequantize`: quantized, then turned back into
+    plain `dtype` weights (the rounded values the adapter was trained on top of).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
     if trained.is_adapter:
         kwargs["revision"] = trained.revision
-    if quantized:
+    if quantized or dequantize:
         kwargs["quantization_config"] = bnb_config(trained, dtype)
         kwargs["device_map"] = {"": device}
     cls = AutoModelForSequenceClassification if trained.is_sequence_classifier else AutoModelForCausalLM
@@ -193,6 +199,8 @@ def load_model(trained: Trained, dtype: str, *, quantized: bool = False, trust_r
         model = cls.from_pretrained(trained.base, **kwargs)
     except (OSError, ValueError) as exc:
         raise _load_failure(trained, exc) from None
+    if dequantize:
+        model = model.dequantize(dtype=kwargs["dtype"])
     if not quantized:
         model.to(device)
     if trained.is_adapter:

@@ -90,6 +90,12 @@ def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit
     tokenizer = AutoTokenizer.from_pretrained(to)
     merged = AutoModelForCausalLM.from_pretrained(to, dtype=torch.float32)
     assert torch.allclose(logits(merged, tokenizer, PROBE), logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE), atol=1e-4, rtol=1e-4)
+    # --dequantize merges into the NF4 weights the adapter was trained on: the merged model is the model as trained
+    proc = recipe("merge", str(run_dir), "--to", str(to), "--dequantize", "--overwrite")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads((to / "merge.json").read_text())
+    assert record["dequantized"] and record["against_quantized"]["relative_error"] < 1e-4 and record["against_quantized"]["top1_agreement"] == 1.0
+    assert "quantization_config" not in json.loads((to / "config.json").read_text())
     chat = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "8", "--prompt", "Which color does the panther have?")
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-2000:]
     assert "(4-bit float32, cpu)" in chat.stderr  # the adapter talks through the base as it was trained

@@ -127,6 +127,8 @@ def test_merge_refusals_name_what_to_do(capsys, adapters, tmp_path):
     assert (taken / "keep.txt").read_text() == "mine"
     code, _, err = run(capsys, "merge", str(adapters["lora"]), "--to", str(taken), "--overwrite")
     assert code == 0 and not (taken / "keep.txt").exists() and (taken / "model.safetensors").exists()
+    code, _, err = run(capsys, "merge", str(adapters["lora"]), "--to", str(tmp_path / "d"), "--dequantize")
+    assert code == 1 and "did not train on quantized weights" in err and not (tmp_path / "d").exists()
     code, _, err = run(capsys, "merge", str(adapters["lora"]), "--base", str(tmp_path / "nowhere"))
     assert code == 1 and "is not a directory from here" in err and "--base" in err
 
