@@ -106,6 +106,16 @@ def _bitsandbytes_missing() -> bool:
     return probe_packages().get("bitsandbytes") is None
 
 
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _check_target(trained: Trained, target: Path, overwrite: bool) -> None:
     if target.resolve() == Path(trained.path).resolve():
         raise OutputError(f"--to {target}: is the adapter directory itself; choose another directory (default: {trained.path}/merged)")
@@ -195,6 +205,7 @@ def merge(
             quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
             as_trained = probe_logits(quantized, inputs)
             del quantized
+            _free_memory()
         if dequantize:
             notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into those weights, "
                          f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did.")

@@ -105,8 +105,9 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
     """Read what `path` is. `base` replaces the base model named by the lock file or adapter config."""
     directory = Path(path)
     if not directory.exists():
-        if base is None and "/" in path and not path.startswith((".", "/")) and path.count("/") == 1:
-            return Trained(path=path, adapter=None, recipe=None, base=path)  # a Hub model id
+        looks_like_hub_id = path.count("/") == 1 and not path.startswith((".", "/")) and not directory.parent.is_dir()
+        if base is None and looks_like_hub_id:
+            return Trained(path=path, adapter=None, recipe=None, base=path)  # e.g. meta-llama/Meta-Llama-3-8B-Instruct
         raise OutputError(f"{path}: no such directory (give a run's output.dir, a model directory or a Hub model id)")
     if not directory.is_dir():
         raise OutputError(f"{path}: not a directory (give a run's output.dir or a model directory)")
@@ -137,6 +138,8 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
 
 def _load_failure(trained: Trained, exc: Exception) -> OutputError:
     """Say where the base model name came from: a relative path is relative to where training started."""
+    if trained.base == trained.path and not Path(trained.path).exists():
+        return OutputError(f"{trained.path}: not a local directory, and loading it as a Hub model id failed: {str(exc).splitlines()[0]}")
     source = trained.lock_path or (Path(trained.path) / "adapter_config.json" if trained.is_adapter else None)
     where = f"{source}: " if source else ""
     if not Path(trained.base).is_dir():
