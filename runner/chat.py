@@ -16,7 +16,7 @@ from .trained import OutputError, Trained, inspect
 
 # End-of-turn markers of common chat templates; generation stops at any that the vocabulary has.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
-HELP = "/reset starts a new conversation, /exit (or Ctrl-D) leaves"
+HELP = "/reset starts a new conversation, Ctrl-C stops an answer, /exit (or Ctrl-D) leaves"
 
 
 def stop_token_ids(tokenizer) -> list[int]:
@@ -152,7 +152,13 @@ def interactive(chat: Chat, out: TextIO, log: Callable[[str], None], show: Optio
         out.write("model> ")
         out.flush()
         before = chat.trimmed
-        chat.reply(text, out, show)
+        try:
+            chat.reply(text, out, show)
+        except KeyboardInterrupt:  # Ctrl-C stops this answer, not the chat
+            chat.history = chat.history[:-1] if chat.history and chat.history[-1]["role"] == "user" else chat.history
+            out.write("\n")
+            log("(interrupted; the question was dropped from the conversation)")
+            continue
         if chat.trimmed > before:
             log(f"(the oldest {chat.trimmed} exchange(s) no longer fit the context window and were dropped)")
 

@@ -114,7 +114,10 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
     lock_path = _find_lock(directory)
     recipe = None
     if lock_path is not None:
-        lock = safe_load(lock_path.read_text(encoding="utf-8"))
+        try:
+            lock = safe_load(lock_path.read_text(encoding="utf-8"))
+        except Exception as exc:  # a damaged file: say which, not a traceback
+            raise OutputError(f"{lock_path}: cannot be read as YAML ({str(exc).splitlines()[0]})") from None
         recipe = lock.get("recipe") if isinstance(lock, dict) else None
         if not isinstance(recipe, dict) or "model" not in recipe:
             raise OutputError(f"{lock_path}: has no `recipe` section with a `model`; was it written by `recipe run`?")

@@ -184,3 +184,17 @@ def test_chat_refuses_a_reward_model_and_empty_input(capsys, tmp_path, monkeypat
     monkeypatch.setattr("sys.stdin", io.StringIO("  \n"))
     code, _, err = run(capsys, "chat", TINY)
     assert code == 1 and "standard input is empty" in err and "--prompt" in err
+
+
+def test_interactive_chat_reads_turns_until_exit(adapters, monkeypatch):
+    from runner.chat import Chat, interactive, open_model
+
+    model, tokenizer, _ = open_model(str(adapters["lora"]), log=lambda line: None)
+    chat = Chat(model, tokenizer, max_new_tokens=4, temperature=0)
+    turns = iter(["What color is the lemon?", "", "/reset", "And the canary?", "/exit", "never read"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(turns))
+    out, said = io.StringIO(), []
+    interactive(chat, out, said.append, None)
+    assert out.getvalue().count("model> ") == 2 and next(turns) == "never read"
+    assert [m["content"] for m in chat.messages() if m["role"] == "user"] == ["And the canary?"]  # /reset dropped the first
+    assert "(new conversation)" in said and "/exit" in said[0]
