@@ -35,11 +35,11 @@ class Agreement:
 
     relative_error: float  # ||a - b|| / ||b|| over all probe logits
     max_abs_diff: float
-    top1_agreement: float  # fraction of positions whose most likely token is the same
+    top1_agreement: Optional[float]  # fraction of positions whose most likely token is the same (None: one output, a reward score)
 
     def line(self) -> str:
-        return (f"relative error {self.relative_error:.2e}, max |Δlogit| {self.max_abs_diff:.2e}, "
-                f"same top token at {self.top1_agreement:.0%} of positions")
+        text = f"relative error {self.relative_error:.2e}, max |Δlogit| {self.max_abs_diff:.2e}"
+        return text if self.top1_agreement is None else f"{text}, same top token at {self.top1_agreement:.0%} of positions"
 
 
 @dataclass
@@ -92,7 +92,7 @@ def compare(got: list[Any], reference: list[Any]) -> Agreement:
     import torch
 
     a, b = torch.cat([x.flatten(0, -2) for x in got]), torch.cat([x.flatten(0, -2) for x in reference])
-    same = (a.argmax(-1) == b.argmax(-1)).float().mean().item() if a.shape[-1] > 1 else float("nan")
+    same = (a.argmax(-1) == b.argmax(-1)).float().mean().item() if a.shape[-1] > 1 else None
     return Agreement(
         relative_error=((a - b).norm() / b.norm().clamp_min(1e-12)).item(),
         max_abs_diff=(a - b).abs().max().item(),

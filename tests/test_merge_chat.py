@@ -198,3 +198,20 @@ def test_interactive_chat_reads_turns_until_exit(adapters, monkeypatch):
     assert out.getvalue().count("model> ") == 2 and next(turns) == "never read"
     assert [m["content"] for m in chat.messages() if m["role"] == "user"] == ["And the canary?"]  # /reset dropped the first
     assert "(new conversation)" in said and "/exit" in said[0]
+
+
+def test_merge_of_a_reward_adapter_keeps_its_trained_score_head(capsys, tmp_path):
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(TINY, num_labels=1)
+    get_peft_model(base, LoraConfig(r=4, task_type="SEQ_CLS", init_lora_weights=False)).save_pretrained(tmp_path / "rm")
+    code, _, err = run(capsys, "merge", str(tmp_path / "rm"), "--to", str(tmp_path / "merged"))
+    assert code == 0, err
+    merged = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged")
+    torch.manual_seed(1)  # a freshly initialised score head differs from the trained one that the adapter saved
+    adapter = PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(TINY, num_labels=1), tmp_path / "rm")
+    ids = AutoTokenizer.from_pretrained(TINY)("A chosen answer.", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**ids).logits, adapter(**ids).logits, atol=1e-5)
