@@ -290,13 +290,13 @@ def cmd_new(args: argparse.Namespace) -> int:
         path, base, diagnostics = new_recipe(args.name, args.base, force=args.force)
     except NewRecipeError as exc:
         raise _Usage(str(exc)) from None
+    if diagnostics and Path(base).name.startswith("_"):
+        print(f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
+              "that extends it, or write `extends:` by hand (nothing was written)", file=sys.stderr)
+        return EXIT_INVALID
     if diagnostics:
         print(render(diagnostics, "text"), file=sys.stderr)
-        if Path(base).name.startswith("_"):
-            print(f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
-                  "that extends it, or write `extends:` by hand (nothing was written)", file=sys.stderr)
-        else:
-            print(f"recipe new: {base} is invalid; fix it before extending it (nothing was written)", file=sys.stderr)
+        print(f"recipe new: {base} is invalid; fix it before extending it (nothing was written)", file=sys.stderr)
         return EXIT_INVALID
     print(f"wrote {path}", file=sys.stderr)
     print(f"edit it, then: recipe diff {base} {path} && recipe plan {path}", file=sys.stderr)

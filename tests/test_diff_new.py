@@ -122,7 +122,7 @@ def test_new_finds_shipped_recipes_by_name(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "new", "other", "--from", "tiny-sft-lorra")
     assert code == 2 and "did you mean tiny-sft-lora" in err
     code, _, err = run(capsys, "new", "frag", "--from", str(ROOT / "recipes/tiny/_tiny-base.yaml"))
-    assert code == 1 and "is a fragment" in err and not (tmp_path / "frag.yaml").exists()
+    assert code == 1 and err.startswith("recipe new: ") and "is a fragment" in err and not (tmp_path / "frag.yaml").exists()
     code, _, err = run(capsys, "new", "bad name!", "--from", "tiny-sft-lora")
     assert code == 2 and "a recipe name uses letters" in err
 
