@@ -123,6 +123,11 @@ def test_new_finds_shipped_recipes_by_name(capsys, tmp_path, monkeypatch):
     assert code == 2 and "did you mean tiny-sft-lora" in err
     code, _, err = run(capsys, "new", "frag", "--from", str(ROOT / "recipes/tiny/_tiny-base.yaml"))
     assert code == 1 and err.startswith("recipe new: ") and "is a fragment" in err and not (tmp_path / "frag.yaml").exists()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(EXAMPLE_FILE.read_text().replace("  r: 16", "  rank: 16"))
+    code, _, err = run(capsys, "new", "child", "--from", str(broken))
+    assert code == 1 and f"{broken}:" in err and "adapter.rank" in err and "nothing was written" in err
+    assert not (tmp_path / "child.yaml").exists()
     code, _, err = run(capsys, "new", "bad name!", "--from", "tiny-sft-lora")
     assert code == 2 and "a recipe name uses letters" in err
 
