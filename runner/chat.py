@@ -105,25 +105,19 @@ def open_model(path: str, *, base: Optional[str] = None, trust_remote_code: bool
     trained = inspect(path, base)
     if trained.is_sequence_classifier:
         raise OutputError(f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text")
-    if trained.trust_remote_code and not trust_remote_code:
-        raise OutputError(f"{trained.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
-    from .trained import default_device, load_model, load_tokenizer, quiet_libraries
+    trust = trained.remote_code(trust_remote_code)
+    from .trained import bitsandbytes_installed, load_model, load_tokenizer, prepare_runtime
 
-    quiet_libraries()
-    device = device or default_device()
+    device = prepare_runtime(device)
     dtype = trained.trained_dtype or "auto"
     if device == "cpu" and dtype in ("float16", "auto"):
         dtype = "float32"  # half-precision matmuls on the CPU are slow or missing
-    quantized = False
-    if trained.is_adapter and trained.quantization is not None:
-        from .merge import _bitsandbytes_missing
-
-        quantized = not _bitsandbytes_missing()
-        if not quantized:
-            log(f"bitsandbytes is not installed: loading the base of this {trained.quantization['method']} run unquantized")
-    trust = trust_remote_code and trained.trust_remote_code
+    method = trained.quantization_method if trained.is_adapter else None
+    quantized = method is not None and bitsandbytes_installed()
+    if method is not None and not quantized:
+        log(f"bitsandbytes is not installed: loading the base of this {method} run unquantized")
     what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
-    log(f"loading {what} ({'4-bit ' if quantized and trained.quantization['method'] == 'bnb-4bit' else ''}{dtype}, {device}) ...")
+    log(f"loading {what} ({'4-bit ' if quantized and method == 'bnb-4bit' else ''}{dtype}, {device}) ...")
     tokenizer = load_tokenizer(trained, trust)
     model = load_model(trained, dtype, quantized=quantized, trust_remote_code=trust, device=device)
     return model, tokenizer, trained
@@ -163,7 +157,9 @@ def interactive(chat: Chat, out: TextIO, log: Callable[[str], None], show: Optio
             log(f"(the oldest {chat.trimmed} exchange(s) no longer fit the context window and were dropped)")
 
 
-def main(args, stdin: TextIO = sys.stdin, out: TextIO = sys.stdout) -> int:
+def main(args, stdin: Optional[TextIO] = None, out: Optional[TextIO] = None) -> int:
+    stdin, out = stdin or sys.stdin, out or sys.stdout  # looked up per call: a caller may have replaced sys.stdin
+
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 

@@ -268,15 +268,18 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from schemas import render
 
-    from runner.recipediff import load_pair
+    from runner.recipediff import diff, recipe_path
 
     try:
-        result, diagnostics = load_pair(args.a, args.b)
+        paths = [recipe_path(args.a), recipe_path(args.b)]
     except FileNotFoundError as exc:
         raise _Usage(str(exc)) from None
-    if result is None:
-        print(render(diagnostics, "text"), file=sys.stderr)
+    sides = [load_and_plan(p, ()) for p in paths]
+    if any(plan is None for _, plan in sides):  # schema or rule errors; plan problems (memory) are part of the diff
+        print(render([d for loaded, plan in sides if plan is None for d in loaded.diagnostics], "text"), file=sys.stderr)
         return EXIT_INVALID
+    (la, pa), (lb, pb) = sides
+    result = diff(la.recipe, lb.recipe, pa, pb, args.a, args.b)
     print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
     return EXIT_OK
 

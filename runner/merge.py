@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .trained import DTYPES, MERGEABLE, PROMPT_LEARNING, OutputError, Trained, inspect
+from .launch import replace_dir_atomic
+from .trained import DTYPES, MERGEABLE, PROMPT_LEARNING, OutputError, Trained, bitsandbytes_installed, inspect
 
 # Relative RMS difference of the logits (merged vs. adapter) that a correct merge stays under.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
@@ -100,12 +100,6 @@ def compare(got: list[Any], reference: list[Any]) -> Agreement:
     )
 
 
-def _bitsandbytes_missing() -> bool:
-    from .plan.probe import probe_packages
-
-    return probe_packages().get("bitsandbytes") is None
-
-
 def _free_memory() -> None:
     import gc
 
@@ -121,25 +115,6 @@ def _check_target(trained: Trained, target: Path, overwrite: bool) -> None:
         raise OutputError(f"--to {target}: is the adapter directory itself; choose another directory (default: {trained.path}/merged)")
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
         raise OutputError(f"--to {target}: already exists and is not empty; choose another --to, or pass --overwrite to replace it")
-
-
-def _write_dir(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary sibling directory, then move it into place: a reader never sees half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        tmp.chmod(0o755)
-        fill(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            target.rename(old / target.name)
-            tmp.rename(target)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def model_card(report: MergeReport, trained: Trained) -> str:
@@ -174,46 +149,43 @@ def merge(
     """Merge the adapter in `path` and save the result; raises OutputError (writing nothing) when it cannot."""
     trained = inspect(path, base)
     refuse_unmergeable(trained)
-    if trained.trust_remote_code and not trust_remote_code:
-        raise OutputError(f"{trained.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
+    trust = trained.remote_code(trust_remote_code)
     dtype = dtype or trained.trained_dtype or "bfloat16"
     if dtype not in DTYPES:
         raise OutputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
     tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
-    quantization = trained.quantization
-    if dequantize and quantization is None:
+    method = trained.quantization_method
+    if dequantize and method is None:
         raise OutputError(f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize")
-    if dequantize and _bitsandbytes_missing():
+    if dequantize and not bitsandbytes_installed():
         raise OutputError("--dequantize: needs bitsandbytes to load the quantized base (pip install bitsandbytes)")
     target = Path(to) if to else Path(trained.path) / "merged"
     _check_target(trained, target, overwrite)
 
-    from .trained import default_device, load_model, load_tokenizer, quiet_libraries
+    from .trained import load_model, load_tokenizer, prepare_runtime
 
-    quiet_libraries()
-    device = device or default_device()
-    trust = trust_remote_code and trained.trust_remote_code
+    device = prepare_runtime(device)
     tokenizer = load_tokenizer(trained, trust)
     inputs = probe_inputs(tokenizer)
     notes: list[str] = []
     as_trained = None
-    if quantization is not None:
-        if _bitsandbytes_missing():
+    if method is not None:
+        if not bitsandbytes_installed():
             notes.append("bitsandbytes is not installed: the merged model was not compared with the quantized model as trained.")
         else:
-            log(f"loading the {quantization['method']} base with the adapter, as trained, for comparison ...")
+            log(f"loading the {method} base with the adapter, as trained, for comparison ...")
             quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
             as_trained = probe_logits(quantized, inputs)
             del quantized
             _free_memory()
         if dequantize:
-            notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into those weights, "
+            notes.append(f"The run trained on {method} weights; the adapter is merged into those weights, "
                          f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did.")
         else:
-            notes.append(f"The run trained on {quantization['method']} weights; the adapter is merged into the original "
+            notes.append(f"The run trained on {method} weights; the adapter is merged into the original "
                          f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
                          "the quantized weights instead).")
-    how = f"the dequantized {quantization['method']} base" if dequantize else f"{trained.base} in {dtype}"
+    how = f"the dequantized {method} base" if dequantize else f"{trained.base} in {dtype}"
     log(f"loading {how} with the adapter from {trained.path} ...")
     model = load_model(trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device)
     reference = probe_logits(model, inputs)
@@ -241,5 +213,5 @@ def merge(
         (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(model_card(report, trained), encoding="utf-8")
 
-    _write_dir(target, fill)
+    replace_dir_atomic(target, fill)
     return report

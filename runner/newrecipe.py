@@ -15,6 +15,8 @@ from typing import Optional
 
 import yaml
 
+from schemas.yamlsource import safe_load
+
 SCHEMA_LINE = re.compile(r"^#\s*yaml-language-server:\s*\$schema=(\S+)")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # The fields shown (commented out) in a new recipe: what a team changes when it adapts a recipe.
@@ -51,7 +53,7 @@ def find_base(ref: str) -> Path:
         for f in sorted(d.rglob("*.y*ml")):
             candidates.setdefault(f.stem, f)
             try:
-                name = yaml.safe_load(f.read_text(encoding="utf-8")).get("name")
+                name = safe_load(f.read_text(encoding="utf-8")).get("name")
             except (yaml.YAMLError, AttributeError, OSError):
                 continue
             if isinstance(name, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 MISSING = "—"  # the field does not exist on this side (e.g. a different adapter kind)
 IGNORED = {"extends"}  # where a value came from is not a difference in what trains
@@ -158,23 +158,8 @@ class Diff:
 
 
 def diff(a, b, plan_a, plan_b, a_label: str, b_label: str) -> Diff:
-    """`a`, `b`: validated Recipe objects; plans from `resolve`."""
+    """`a`, `b`: validated Recipe objects; plans from `resolve` (a plan with problems is compared too)."""
     da, db = a.model_dump(mode="json"), b.model_dump(mode="json")
     problems = {label: [p.message for p in plan.problems if p.severity == "error"]
                 for label, plan in (("A", plan_a), ("B", plan_b)) if not plan.ok}
     return Diff(a_label, b_label, recipe_rows(da, db), plan_rows(plan_a, plan_b), problems)
-
-
-def load_pair(a_arg: str, b_arg: str) -> tuple[Optional[Diff], list]:
-    """Load, validate and plan both sides; returns (diff, []) or (None, diagnostics of the invalid side(s))."""
-    from schemas import load
-
-    from .plan import probe_packages, resolve
-
-    probe = probe_packages()
-    loaded = [load(recipe_path(x)) for x in (a_arg, b_arg)]
-    invalid = [d for ld in loaded if ld.recipe is None or ld.errors for d in ld.diagnostics]
-    if invalid:
-        return None, invalid
-    plans = [resolve(ld.recipe, probe) for ld in loaded]
-    return diff(loaded[0].recipe, loaded[1].recipe, plans[0], plans[1], a_arg, b_arg), []

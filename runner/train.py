@@ -20,7 +20,7 @@ from .builders import import_dotted, peft_config, quantization_config
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 
 
-def _chat_template(recipe, tokenizer) -> None:
+def set_chat_template(recipe, tokenizer) -> None:
     """Use the recipe's template (a shipped name or a .jinja file), else the tokenizer's own, else ChatML."""
     choice = recipe.model.chat_template
     if choice:
@@ -39,7 +39,7 @@ def load_tokenizer(recipe, trust_remote_code: bool):
     tokenizer = AutoTokenizer.from_pretrained(
         recipe.model.tokenizer or recipe.model.name_or_path, revision=recipe.model.revision, trust_remote_code=trust_remote_code
     )
-    _chat_template(recipe, tokenizer)
+    set_chat_template(recipe, tokenizer)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from schemas import Recipe
 from schemas.yamlsource import safe_load
 
 LOCK = "recipe.lock.yaml"
@@ -32,7 +33,7 @@ class Trained:
 
     path: str  # the directory (or Hub id) named on the command line
     adapter: Optional[dict]  # adapter_config.json, when the path is an adapter
-    recipe: Optional[dict]  # the lock file's resolved recipe, when there is one
+    recipe: Optional[Recipe]  # the lock file's resolved recipe, when there is one
     base: str  # the model the adapter applies to (the path itself for a whole model)
     lock_path: Optional[Path] = None
 
@@ -56,12 +57,12 @@ class Trained:
     def is_sequence_classifier(self) -> bool:
         if self.adapter:
             return self.adapter.get("task_type") == "SEQ_CLS"
-        return bool(self.recipe and self.recipe["objective"]["kind"] == "reward")
+        return bool(self.recipe and self.recipe.objective.kind == "reward")
 
     @property
     def trained_dtype(self) -> Optional[str]:
         """The recipe's model.dtype; without a lock file, the dtype the base model's config.json declares."""
-        dtype = self.recipe["model"]["dtype"] if self.recipe else None
+        dtype = self.recipe.model.dtype if self.recipe else None
         config = Path(self.base) / "config.json"
         if dtype not in DTYPES and config.is_file():
             declared = _read_json(config)
@@ -69,18 +70,21 @@ class Trained:
         return dtype if dtype in DTYPES else None
 
     @property
-    def quantization(self) -> Optional[dict]:
-        """The recipe's quantization section when the run trained on quantized weights."""
-        q = self.recipe.get("quantization") if self.recipe else None
-        return q if q and q.get("method", "none") != "none" else None
-
-    @property
-    def trust_remote_code(self) -> bool:
-        return bool(self.recipe and self.recipe["model"].get("trust_remote_code"))
+    def quantization_method(self) -> Optional[str]:
+        """`bnb-4bit` or `bnb-8bit` when the run trained on quantized weights."""
+        return self.recipe.quantization.method if self.recipe and self.recipe.is_quantized else None
 
     @property
     def revision(self) -> Optional[str]:
-        return self.recipe["model"].get("revision") if self.recipe else None
+        return self.recipe.model.revision if self.recipe else None
+
+    def remote_code(self, flag: bool) -> bool:
+        """Whether to run the model repository's code: the recipe asks for it and the command says --trust-remote-code."""
+        from .train import remote_code_allowed
+
+        if self.recipe and self.recipe.model.trust_remote_code and not flag:
+            raise OutputError(f"{self.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
+        return bool(self.recipe and remote_code_allowed(self.recipe, flag))
 
 
 def _read_json(path: Path) -> dict:
@@ -118,13 +122,17 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
             lock = safe_load(lock_path.read_text(encoding="utf-8"))
         except Exception as exc:  # a damaged file: say which, not a traceback
             raise OutputError(f"{lock_path}: cannot be read as YAML ({str(exc).splitlines()[0]})") from None
-        recipe = lock.get("recipe") if isinstance(lock, dict) else None
-        if not isinstance(recipe, dict) or "model" not in recipe:
+        data = lock.get("recipe") if isinstance(lock, dict) else None
+        if not isinstance(data, dict) or "model" not in data:
             raise OutputError(f"{lock_path}: has no `recipe` section with a `model`; was it written by `recipe run`?")
+        try:
+            recipe = Recipe.model_validate(data)
+        except ValueError as exc:
+            raise OutputError(f"{lock_path}: its recipe does not validate with this version of recipe ({str(exc).splitlines()[0]})") from None
     adapter_file = directory / "adapter_config.json"
     if adapter_file.is_file():
         adapter = _read_json(adapter_file)
-        named = recipe["model"]["name_or_path"] if recipe else adapter.get("base_model_name_or_path")
+        named = recipe.model.name_or_path if recipe else adapter.get("base_model_name_or_path")
         if not (base or named):
             raise OutputError(f"{adapter_file}: names no base model (base_model_name_or_path); pass --base MODEL")
         return Trained(str(directory), adapter, recipe, base or named, lock_path)
@@ -165,6 +173,10 @@ def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise _load_failure(trained, exc) from None
+    if source != trained.path and trained.recipe is not None:
+        from .train import set_chat_template
+
+        set_chat_template(trained.recipe, tokenizer)  # the template training used with this base tokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -172,14 +184,11 @@ def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
 
 def bnb_config(trained: Trained, dtype: str):
     """The BitsAndBytesConfig the run trained with (from the lock's quantization section)."""
-    from schemas import Recipe
-
     from .builders import quantization_config
     from .plan.arguments import quantization_args
 
-    recipe = Recipe.model_validate(trained.recipe)
-    compute = recipe.quantization.compute_dtype
-    return quantization_config(quantization_args(recipe, compute if compute in DTYPES else dtype, zero=None))
+    compute = trained.recipe.quantization.compute_dtype
+    return quantization_config(quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None))
 
 
 def load_model(trained: Trained, dtype: str, *, quantized: bool = False, dequantize: bool = False,
@@ -192,7 +201,7 @@ def load_model(trained: Trained, dtype: str, *, quantized: bool = False, dequant
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype), "trust_remote_code": trust_remote_code}
+    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype), "trust_remote_code": trust_remote_code}
     if trained.is_adapter:
         kwargs["revision"] = trained.revision
     if quantized or dequantize:
@@ -217,10 +226,11 @@ def load_model(trained: Trained, dtype: str, *, quantized: bool = False, dequant
     return model
 
 
-def quiet_libraries() -> None:
-    """Keep the terminal for what the command says: no load progress bars or library deprecation notes.
+def prepare_runtime(device: Optional[str]) -> str:
+    """Quiet the libraries and return the device to use (`device`, else CUDA when available, else CPU).
 
-    DeepSpeed (imported by the libraries, unused here) would announce on stdout that it found no GPU.
+    Keeps the terminal for what the command says: no load progress bars or library deprecation notes,
+    and DeepSpeed (imported by the libraries, unused here) does not announce on stdout that it found no GPU.
     """
     import os
     import warnings
@@ -236,9 +246,10 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def default_device() -> str:
-    import torch
+def bitsandbytes_installed() -> bool:
+    from .plan.probe import probe_packages
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return probe_packages().get("bitsandbytes") is not None

@@ -215,3 +215,21 @@ def test_merge_of_a_reward_adapter_keeps_its_trained_score_head(capsys, tmp_path
     ids = AutoTokenizer.from_pretrained(TINY)("A chosen answer.", return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**ids).logits, adapter(**ids).logits, atol=1e-5)
+
+
+def test_an_adapter_without_its_tokenizer_gets_the_template_its_recipe_trained_with(adapters, tmp_path):
+    import shutil
+
+    import yaml
+
+    from runner.trained import inspect, load_tokenizer
+    from schemas import load
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(adapters["lora"] / name, run_dir / name)
+    recipe = load(ROOT / "recipes/tiny/sft-lora.yaml", [f"model.name_or_path={TINY}", "model.chat_template=llama3"]).recipe
+    (run_dir / "recipe.lock.yaml").write_text(yaml.safe_dump({"recipe": recipe.model_dump(mode="json")}))
+    tokenizer = load_tokenizer(inspect(str(run_dir)))
+    assert tokenizer.chat_template == (ROOT / "runner/templates/llama3.jinja").read_text()
