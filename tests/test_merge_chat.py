@@ -98,6 +98,9 @@ def test_prefix_tuning_merge_is_refused(capsys, adapters, tmp_path):
     assert f"{adapters['prefix']}/adapter_config.json: peft_type PREFIX_TUNING" in err
     assert "prefix tuning adapter cannot be merged" in err and "virtual tokens" in err and "recipe chat" in err
     assert not (tmp_path / "m").exists()
+    code, out, err = run(capsys, "chat", str(adapters["prefix"]), "--prompt", "What color is the lemon?", "--temperature", "0",
+                         "--max-new-tokens", "6")
+    assert code == 0 and out.strip(), err  # what cannot be merged is used as an adapter
 
 
 def test_a_merge_that_does_not_reproduce_the_adapter_writes_nothing(capsys, adapters, tmp_path, monkeypatch):
