@@ -27,7 +27,9 @@ BIN = Path(sys.executable).parent
 
 def timed(cmd: list[str]) -> float:
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"})
+    proc = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TRL_EXPERIMENTAL_SILENCE": "1"}
+    )
     if proc.returncode != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
@@ -49,14 +51,34 @@ def main() -> None:
                 out = Path(tmp) / f"runner-{kind}"
                 shutil.rmtree(out, ignore_errors=True)
                 r["runner_wall"].append(timed([str(BIN / "recipe"), "run", recipe, "--set", f"output.dir={out}"]))
-                r["runner_sps"].append(steps_per_second([json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]))
+                r["runner_sps"].append(
+                    steps_per_second([json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()])
+                )
                 out = Path(tmp) / f"hand-{kind}"
                 shutil.rmtree(out, ignore_errors=True)
-                r["hand_wall"].append(timed([str(BIN / "accelerate"), "launch", "--num_processes", "1", "--cpu",
-                                             "benchmarks/handwritten_trl.py", kind, str(out)]))
+                r["hand_wall"].append(
+                    timed(
+                        [
+                            str(BIN / "accelerate"),
+                            "launch",
+                            "--num_processes",
+                            "1",
+                            "--cpu",
+                            "benchmarks/handwritten_trl.py",
+                            kind,
+                            str(out),
+                        ]
+                    )
+                )
                 r["hand_sps"].append(steps_per_second(json.loads((out / "log_history.json").read_text())))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; rounds: {args.rounds} (medians)")
-    print(f"{'run':<5} {'runner steps/s':>15} {'hand steps/s':>13} {'ratio':>6}   {'runner wall s':>13} {'hand wall s':>11} {'ratio':>6}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}; rounds: {args.rounds} (medians)"
+    )
+    print(
+        f"{'run':<5} {'runner steps/s':>15} {'hand steps/s':>13} {'ratio':>6}   "
+        f"{'runner wall s':>13} {'hand wall s':>11} {'ratio':>6}"
+    )
     for kind, r in results.items():
         rs, hs = statistics.median(r["runner_sps"]), statistics.median(r["hand_sps"])
         rw, hw = statistics.median(r["runner_wall"]), statistics.median(r["hand_wall"])

@@ -72,8 +72,10 @@ def main() -> None:
     print(f"recipes validated: {len(files)}; runs per command: {args.runs} (median)")
     print(f"baseline  python -c pass               {med['baseline'] * 1000:7.1f} ms")
     print(f"imports   import yaml, pydantic        {med['imports'] * 1000:7.1f} ms")
-    print(f"validate  recipe validate recipes/     {med['validate'] * 1000:7.1f} ms"
-          f"   ({med['validate'] / med['baseline']:.1f}x baseline, {med['validate'] / med['imports']:.2f}x imports)")
+    print(
+        f"validate  recipe validate recipes/     {med['validate'] * 1000:7.1f} ms"
+        f"   ({med['validate'] / med['baseline']:.1f}x baseline, {med['validate'] / med['imports']:.2f}x imports)"
+    )
     print(f"in-process: {per_recipe_ms:.2f} ms per recipe (load, rules and plan) after imports")
 
 

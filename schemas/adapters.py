@@ -22,7 +22,9 @@ class LoraAdapter(Section):
 
     kind: Literal["lora"] = Field(description="`lora`: low-rank adaptation.")
     r: int = Field(16, ge=1, le=4096, description="Rank of the update matrices.")
-    alpha: int = Field(32, gt=0, description="Scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with `rslora`).")
+    alpha: int = Field(
+        32, gt=0, description="Scaling numerator: the update is scaled by alpha / r (alpha / sqrt(r) with `rslora`)."
+    )
     dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input.")
     target_modules: Union[Literal["all-linear"], list[str]] = Field(
         "all-linear",
@@ -32,7 +34,9 @@ class LoraAdapter(Section):
     bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases train.")
     rslora: bool = Field(False, description="Rank-stabilised LoRA: scale by alpha / sqrt(r).")
     modules_to_save: list[str] = Field(
-        default_factory=list, description="Modules trained in full and saved with the adapter (e.g. `[embed_tokens, lm_head]` after adding tokens)."
+        default_factory=list,
+        description="Modules trained in full and saved with the adapter (e.g. `[embed_tokens, "
+        "lm_head]` after adding tokens).",
     )
 
 
@@ -50,8 +54,12 @@ class PrefixAdapter(Section):
 
     kind: Literal["prefix"] = Field(description="`prefix`: prefix tuning.")
     num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Length of the learned prefix.")
-    prefix_projection: bool = Field(False, description="Reparameterise the prefix through an MLP (the paper's stabilising trick).")
-    encoder_hidden_size: Optional[int] = Field(None, ge=1, description="Hidden size of that MLP; default the model's hidden size.")
+    prefix_projection: bool = Field(
+        False, description="Reparameterise the prefix through an MLP (the paper's stabilising trick)."
+    )
+    encoder_hidden_size: Optional[int] = Field(
+        None, ge=1, description="Hidden size of that MLP; default the model's hidden size."
+    )
 
 
 class PromptAdapter(Section):
@@ -59,8 +67,12 @@ class PromptAdapter(Section):
 
     kind: Literal["prompt"] = Field(description="`prompt`: prompt tuning.")
     num_virtual_tokens: int = Field(20, ge=1, le=1024, description="Number of soft-prompt tokens.")
-    init: Literal["random", "text"] = Field("random", description="Initialise the soft prompt randomly or from the embedding of `init_text`.")
-    init_text: Optional[str] = Field(None, description="Text whose token embeddings initialise the soft prompt (with `init: text`).")
+    init: Literal["random", "text"] = Field(
+        "random", description="Initialise the soft prompt randomly or from the embedding of `init_text`."
+    )
+    init_text: Optional[str] = Field(
+        None, description="Text whose token embeddings initialise the soft prompt (with `init: text`)."
+    )
 
     @model_validator(mode="after")
     def _text_given(self) -> "PromptAdapter":
@@ -85,10 +97,13 @@ class IA3Adapter(Section):
 
     kind: Literal["ia3"] = Field(description="`ia3`: infused adapter by inhibiting and amplifying inner activations.")
     target_modules: Union[Literal["auto"], list[str]] = Field(
-        "auto", description="Modules rescaled; `auto` uses PEFT's table for the architecture (keys, values, down projection)."
+        "auto",
+        description="Modules rescaled; `auto` uses PEFT's table for the architecture (keys, values, down projection).",
     )
     feedforward_modules: Union[Literal["auto"], list[str]] = Field(
-        "auto", description="Which of `target_modules` are feed-forward layers (their input is rescaled); `auto` uses PEFT's table."
+        "auto",
+        description="Which of `target_modules` are feed-forward layers (their input is rescaled); "
+        "`auto` uses PEFT's table.",
     )
 
 

@@ -25,29 +25,52 @@ class Format:
 FORMATS: dict[str, Format] = {
     "messages": Format(("messages",), "conversation", summary="`messages`: a list of `{role, content}` turns."),
     "text": Format(("text",), "text", summary="`text`: raw text."),
-    "prompt-completion": Format(("prompt", "completion"), "prompt-completion", summary="`prompt` and `completion` (strings or message lists)."),
+    "prompt-completion": Format(
+        ("prompt", "completion"), "prompt-completion", summary="`prompt` and `completion` (strings or message lists)."
+    ),
     "preference": Format(
-        ("prompt", "chosen", "rejected"), "preference", optional=("prompt",),
+        ("prompt", "chosen", "rejected"),
+        "preference",
+        optional=("prompt",),
         summary="`chosen` and `rejected` (strings or message lists), with an optional shared `prompt`.",
     ),
     "unpaired-preference": Format(
-        ("prompt", "completion", "label"), "unpaired-preference",
+        ("prompt", "completion", "label"),
+        "unpaired-preference",
         summary="`prompt`, `completion` and a boolean `label` (true = desirable), as KTO reads them.",
     ),
     "prompt-only": Format(("prompt",), "prompt-only", summary="`prompt` only (for online RL)."),
     "hh-rlhf": Format(
-        ("chosen", "rejected"), "preference",
-        summary="Anthropic HH-RLHF: `chosen` and `rejected` dialogues with `\\n\\nHuman:`/`\\n\\nAssistant:` turns sharing a prefix.",
+        ("chosen", "rejected"),
+        "preference",
+        summary="Anthropic HH-RLHF: `chosen` and `rejected` dialogues with "
+        "`\\n\\nHuman:`/`\\n\\nAssistant:` turns sharing a prefix.",
     ),
     "ultrafeedback": Format(
-        ("prompt", "chosen", "rejected"), "preference",
+        ("prompt", "chosen", "rejected"),
+        "preference",
         summary="UltraFeedback binarized: `prompt` and `chosen`/`rejected` message lists.",
     ),
     "ultrachat": Format(("messages",), "conversation", summary="UltraChat 200k: a `messages` list of turns."),
-    "sharegpt": Format(("conversations",), "conversation", summary="ShareGPT: `conversations` of `{from, value}` with human/gpt roles."),
-    "alpaca": Format(("instruction", "input", "output"), "prompt-completion", optional=("input",), summary="Alpaca: `instruction`, optional `input`, `output`."),
-    "triviaqa": Format(("question", "answer"), "prompt-completion", summary="TriviaQA: `question` and an `answer` record whose `value` is the answer."),
-    "lima": Format(("conversations",), "conversation", summary="LIMA: `conversations`, a list of strings alternating user and assistant."),
+    "sharegpt": Format(
+        ("conversations",), "conversation", summary="ShareGPT: `conversations` of `{from, value}` with human/gpt roles."
+    ),
+    "alpaca": Format(
+        ("instruction", "input", "output"),
+        "prompt-completion",
+        optional=("input",),
+        summary="Alpaca: `instruction`, optional `input`, `output`.",
+    ),
+    "triviaqa": Format(
+        ("question", "answer"),
+        "prompt-completion",
+        summary="TriviaQA: `question` and an `answer` record whose `value` is the answer.",
+    ),
+    "lima": Format(
+        ("conversations",),
+        "conversation",
+        summary="LIMA: `conversations`, a list of strings alternating user and assistant.",
+    ),
 }
 
 SOURCE_KINDS = ("hf", "jsonl", "json", "csv", "parquet", "text", "local")
@@ -74,16 +97,26 @@ class DatasetSource(Section):
         "`text:PATH` (one example per line) or `local:PATH` (a `save_to_disk` folder). Paths are relative to the "
         "directory `recipe` runs in."
     )
-    split: str = Field("train", min_length=1, description="Split to read, e.g. `train`, `test` or a slice like `train[:10%]`.")
-    format: Literal[tuple(FORMATS)] = Field(description="Format preset that turns rows into what the objective's trainer reads.")  # type: ignore[valid-type]
+    split: str = Field(
+        "train", min_length=1, description="Split to read, e.g. `train`, `test` or a slice like `train[:10%]`."
+    )
+    format: Literal[tuple(FORMATS)] = Field(
+        description="Format preset that turns rows into what the objective's trainer reads."
+    )  # type: ignore[valid-type]
     columns: dict[str, str] = Field(
         default_factory=dict,
         description="Rename the file's columns to the preset's canonical ones: `{canonical: column_in_file}`, "
         "e.g. `{prompt: question, chosen: good, rejected: bad}`.",
     )
-    weight: Optional[float] = Field(None, gt=0, description="Mixture weight: this source's share of the mixture, relative to the others' weights.")
-    samples: Optional[int] = Field(None, gt=0, description="Mixture by count: take exactly this many rows from this source (repeating if needed).")
-    limit: Optional[int] = Field(None, gt=0, description="Read at most this many rows from the source (the first ones).")
+    weight: Optional[float] = Field(
+        None, gt=0, description="Mixture weight: this source's share of the mixture, relative to the others' weights."
+    )
+    samples: Optional[int] = Field(
+        None, gt=0, description="Mixture by count: take exactly this many rows from this source (repeating if needed)."
+    )
+    limit: Optional[int] = Field(
+        None, gt=0, description="Read at most this many rows from the source (the first ones)."
+    )
 
     @field_validator("source")
     @classmethod
@@ -99,7 +132,9 @@ class DatasetSource(Section):
                 f"Use one of: {', '.join(k + ':' for k in SOURCE_KINDS)}"
             )
         suffix = next((s for s in _SUFFIX_TO_KIND if value.endswith(s)), None)
-        hint = f"Did you mean '{_SUFFIX_TO_KIND[suffix]}:{value}'?" if suffix else f"For a Hub dataset write 'hf:{value}'."
+        hint = (
+            f"Did you mean '{_SUFFIX_TO_KIND[suffix]}:{value}'?" if suffix else f"For a Hub dataset write 'hf:{value}'."
+        )
         raise ValueError(f"'{value}' has no source kind prefix. {hint}")
 
     @model_validator(mode="after")
@@ -119,5 +154,8 @@ class Datasets(Section):
     train: list[DatasetSource] = Field(min_length=1, description="Training sources; several form a mixture.")
     eval: list[DatasetSource] = Field(default_factory=list, description="Evaluation sources.")
     eval_fraction: Optional[float] = Field(
-        None, gt=0, lt=1, description="Hold out this fraction of the training rows for evaluation (when `eval` is empty)."
+        None,
+        gt=0,
+        lt=1,
+        description="Hold out this fraction of the training rows for evaluation (when `eval` is empty).",
     )

@@ -239,9 +239,12 @@ def _message(error: dict, root: type, refused: dict[str, str]) -> str:
         if tag in refused:
             return f"'{tag}' is not supported: {refused[tag]}"
         tags = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
-        return f"unknown {ctx.get('discriminator', 'kind').strip(chr(39))} '{tag}'.{did_you_mean(str(tag), tags)} Expected one of: {', '.join(tags)}"
+        field = ctx.get("discriminator", "kind").strip(chr(39))
+        return f"unknown {field} '{tag}'.{did_you_mean(str(tag), tags)} Expected one of: {', '.join(tags)}"
     if etype == "union_tag_not_found":
-        return f"missing `{str(ctx.get('discriminator', 'kind')).strip(chr(39))}`, which selects the type of this section"
+        return (
+            f"missing `{str(ctx.get('discriminator', 'kind')).strip(chr(39))}`, which selects the type of this section"
+        )
     if etype == "literal_error":
         options = _expected_literals(error)
         hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
@@ -252,7 +255,10 @@ def _message(error: dict, root: type, refused: dict[str, str]) -> str:
     if etype == "value_error":
         msg = msg.removeprefix("Value error, ")
     elif etype == "string_pattern_mismatch" and loc == ("name",):
-        return f"{_describe(value)} is not a valid name: use letters, digits, '.', '_' and '-', starting with a letter or digit"
+        return (
+            f"{_describe(value)} is not a valid name: use letters, digits, '.', '_' and '-', "
+            "starting with a letter or digit"
+        )
     else:
         msg = msg[:1].lower() + msg[1:]
         if not isinstance(value, (dict, list)):
@@ -282,7 +288,9 @@ def translate_validation_error(
         literals = [o for e in errors if e["type"] == "literal_error" for o in _expected_literals(e)]
         if len(errors) > 1 and all(x or e["type"] == "literal_error" for x, e in zip(expectations, errors)):
             quoted = ", ".join(f"'{o}'" for o in literals)
-            wanted = [x for x in expectations if x] + ([quoted if len(literals) == 1 else f"one of {quoted}"] if literals else [])
+            wanted = [x for x in expectations if x] + (
+                [quoted if len(literals) == 1 else f"one of {quoted}"] if literals else []
+            )
             message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {_describe(errors[0].get('input'))}"
         else:
             message = "; ".join(dict.fromkeys(_message(e, root, REFUSED_KINDS) for e in errors))

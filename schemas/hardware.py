@@ -58,11 +58,16 @@ class Hardware(Section):
     profile: Optional[str] = Field(
         None,
         description="A shipped hardware profile (see `recipe hardware`), e.g. `a100-80gb`. "
-        "When omitted, `accelerator`, `gpu_memory_gb`, `compute_capability`, `bf16` and `cpu_ram_gb` must be given inline.",
+        "When omitted, `accelerator`, `gpu_memory_gb`, `compute_capability`, `bf16` and "
+        "`cpu_ram_gb` must be given inline.",
     )
     accelerator: Optional[Literal["cuda", "cpu"]] = Field(None, description="Overrides the profile's accelerator.")
-    gpu_memory_gb: Optional[float] = Field(None, ge=0, description="Overrides the profile's usable memory per GPU, in GiB.")
-    compute_capability: Optional[float] = Field(None, ge=3.0, description="Overrides the profile's CUDA compute capability.")
+    gpu_memory_gb: Optional[float] = Field(
+        None, ge=0, description="Overrides the profile's usable memory per GPU, in GiB."
+    )
+    compute_capability: Optional[float] = Field(
+        None, ge=3.0, description="Overrides the profile's CUDA compute capability."
+    )
     bf16: Optional[bool] = Field(None, description="Overrides whether the GPU supports bfloat16.")
     cpu_ram_gb: Optional[float] = Field(None, gt=0, description="Overrides the CPU memory of one node, in GiB.")
     gpus_per_node: int = Field(

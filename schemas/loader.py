@@ -66,9 +66,16 @@ def _read_file(path: Path, shown: str, where: Location | None) -> tuple[Optional
     except FileNotFoundError:
         return None, Diagnostic(loc, "extends" if where else "", f"file not found: {shown}", "file-not-found")
     except IsADirectoryError:
-        return None, Diagnostic(loc, "extends" if where else "", f"{shown} is a directory, not a recipe file", "file-not-found")
+        return None, Diagnostic(
+            loc, "extends" if where else "", f"{shown} is a directory, not a recipe file", "file-not-found"
+        )
     except UnicodeDecodeError as exc:
-        return None, Diagnostic(Location(shown, None, None), "", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})", "file-encoding")
+        return None, Diagnostic(
+            Location(shown, None, None),
+            "",
+            f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            "file-encoding",
+        )
     except OSError as exc:
         return None, Diagnostic(loc, "", f"cannot read {shown}: {exc.strerror}", "file-not-found")
 
@@ -109,7 +116,9 @@ def _merged_sources(data: Any, child: Sources, base: Sources, path: tuple = ()) 
     return out
 
 
-def _load_tree(path: Path, shown: str, stack: tuple[Path, ...], where: Location | None, loaded: Loaded) -> tuple[Any, Sources]:
+def _load_tree(
+    path: Path, shown: str, stack: tuple[Path, ...], where: Location | None, loaded: Loaded
+) -> tuple[Any, Sources]:
     """Parse `path` and everything it extends, merged. Appends diagnostics to `loaded`."""
     text, problem = _read_file(path, shown, where)
     if problem:
@@ -121,11 +130,18 @@ def _load_tree(path: Path, shown: str, stack: tuple[Path, ...], where: Location 
     data, sources = parsed.data, parsed.sources
     if data is None:
         if not parsed.diagnostics:
-            loaded.diagnostics.append(Diagnostic(Location(shown, 1, 1), "", "the file is empty; a recipe is a YAML mapping", "not-a-mapping"))
+            loaded.diagnostics.append(
+                Diagnostic(Location(shown, 1, 1), "", "the file is empty; a recipe is a YAML mapping", "not-a-mapping")
+            )
         return None, sources
     if not isinstance(data, dict):
         loaded.diagnostics.append(
-            Diagnostic(sources.locate(()) or Location(shown, 1, 1), "", "a recipe is a YAML mapping of sections (model:, adapter:, ...)", "not-a-mapping")
+            Diagnostic(
+                sources.locate(()) or Location(shown, 1, 1),
+                "",
+                "a recipe is a YAML mapping of sections (model:, adapter:, ...)",
+                "not-a-mapping",
+            )
         )
         return None, sources
 
@@ -135,7 +151,12 @@ def _load_tree(path: Path, shown: str, stack: tuple[Path, ...], where: Location 
     base_list = [bases] if isinstance(bases, str) else bases
     if not isinstance(base_list, list) or not all(isinstance(b, str) and b for b in base_list):
         loaded.diagnostics.append(
-            Diagnostic(sources.locate(("extends",)), "extends", "`extends` takes a file path or a list of file paths", "extends")
+            Diagnostic(
+                sources.locate(("extends",)),
+                "extends",
+                "`extends` takes a file path or a list of file paths",
+                "extends",
+            )
         )
         return data, sources
 
@@ -148,10 +169,16 @@ def _load_tree(path: Path, shown: str, stack: tuple[Path, ...], where: Location 
         base_shown = _display(path.parent / base)
         if base_path in stack or base_path == path.resolve():
             chain = " -> ".join([_display(p) for p in stack] + [shown, base_shown])
-            loaded.diagnostics.append(Diagnostic(loc, dotted(key_path), f"`extends` forms a cycle: {chain}", "extends-cycle"))
+            loaded.diagnostics.append(
+                Diagnostic(loc, dotted(key_path), f"`extends` forms a cycle: {chain}", "extends-cycle")
+            )
             continue
         if len(stack) >= MAX_EXTENDS_DEPTH:
-            loaded.diagnostics.append(Diagnostic(loc, dotted(key_path), f"`extends` chain is deeper than {MAX_EXTENDS_DEPTH} files", "extends-cycle"))
+            loaded.diagnostics.append(
+                Diagnostic(
+                    loc, dotted(key_path), f"`extends` chain is deeper than {MAX_EXTENDS_DEPTH} files", "extends-cycle"
+                )
+            )
             continue
         base_data, base_sources = _load_tree(base_path, base_shown, stack + (path.resolve(),), loc, loaded)
         if isinstance(base_data, dict):
@@ -170,7 +197,9 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _apply_override(data: dict, sources: Sources, path: tuple, value: Any, shown: str, raw: str, loaded: Loaded) -> None:
+def _apply_override(
+    data: dict, sources: Sources, path: tuple, value: Any, shown: str, raw: str, loaded: Loaded
+) -> None:
     node: Any = data
     where = Location(shown, None, None, via_set=True)
     for i, part in enumerate(path[:-1]):
@@ -181,16 +210,37 @@ def _apply_override(data: dict, sources: Sources, path: tuple, value: Any, shown
             node = node[part]
         elif isinstance(node, list) and isinstance(part, int):
             if part >= len(node):
-                loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: index {part} is out of range ('{dotted(path[:i])}' has {len(node)} items)", "set-path"))
+                loaded.diagnostics.append(
+                    Diagnostic(
+                        where,
+                        dotted(path),
+                        f"--set {raw}: index {part} is out of range ('{dotted(path[:i])}' has {len(node)} items)",
+                        "set-path",
+                    )
+                )
                 return
             node = node[part]
         else:
-            loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: '{dotted(path[: i + 1])}' is not a mapping or list index here", "set-path"))
+            loaded.diagnostics.append(
+                Diagnostic(
+                    where,
+                    dotted(path),
+                    f"--set {raw}: '{dotted(path[: i + 1])}' is not a mapping or list index here",
+                    "set-path",
+                )
+            )
             return
     last = path[-1]
     if isinstance(node, list):
         if not isinstance(last, int) or last > len(node):
-            loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: index {last} is out of range (the list has {len(node)} items)", "set-path"))
+            loaded.diagnostics.append(
+                Diagnostic(
+                    where,
+                    dotted(path),
+                    f"--set {raw}: index {last} is out of range (the list has {len(node)} items)",
+                    "set-path",
+                )
+            )
             return
         if last == len(node):
             node.append(value)
@@ -199,7 +249,9 @@ def _apply_override(data: dict, sources: Sources, path: tuple, value: Any, shown
     elif isinstance(node, dict):
         node[last] = value
     else:
-        loaded.diagnostics.append(Diagnostic(where, dotted(path), f"--set {raw}: cannot set a field inside a plain value", "set-path"))
+        loaded.diagnostics.append(
+            Diagnostic(where, dotted(path), f"--set {raw}: cannot set a field inside a plain value", "set-path")
+        )
         return
     sources.drop(path)
     sources.keys[path] = where

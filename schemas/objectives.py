@@ -6,6 +6,7 @@ they can (the plan shows TRL's exact names).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal, Optional, Union
 
 from pydantic import Field
@@ -43,7 +44,9 @@ class SFTObjective(Section):
     """Supervised fine-tuning with cross-entropy on conversations, prompt-completion pairs or text (TRL SFTTrainer)."""
 
     kind: Literal["sft"] = Field(description="`sft`: supervised fine-tuning.")
-    assistant_only_loss: bool = Field(False, description="Train only on the assistant turns of conversations (needs a chat template that marks them).")
+    assistant_only_loss: bool = Field(
+        False, description="Train only on the assistant turns of conversations (needs a chat template that marks them)."
+    )
     completion_only_loss: Optional[bool] = Field(
         None, description="Train only on completions of prompt-completion rows; default TRL's (true for such data)."
     )
@@ -59,14 +62,18 @@ class DPOObjective(Section):
     """Direct Preference Optimization and its loss variants (TRL DPOTrainer)."""
 
     kind: Literal["dpo"] = Field(description="`dpo`: direct preference optimization.")
-    beta: float = Field(0.1, gt=0, description="Strength of the pull towards the reference model (higher stays closer).")
+    beta: float = Field(
+        0.1, gt=0, description="Strength of the pull towards the reference model (higher stays closer)."
+    )
     loss: list[Literal[DPO_LOSSES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["sigmoid"],
         min_length=1,
         description="DPO loss names (TRL's `loss_type`); several are combined with `loss_weights` (e.g. MPO).",
     )
     loss_weights: Optional[list[float]] = Field(None, description="One weight per entry of `loss`; default all 1.0.")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="Assumed probability of a flipped preference label (robust DPO, EXO).")
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=0.5, description="Assumed probability of a flipped preference label (robust DPO, EXO)."
+    )
 
 
 class ORPOObjective(Section):
@@ -86,7 +93,7 @@ class KTOObjective(Section):
 
 
 class SimPOObjective(Section):
-    """SimPO: reference-free, length-normalised preference optimization with a target margin (TRL CPOTrainer, loss `simpo`)."""
+    """SimPO: reference-free, length-normalised preference optimization with a margin (TRL CPOTrainer, loss `simpo`)."""
 
     kind: Literal["simpo"] = Field(description="`simpo`: simple preference optimization.")
     beta: float = Field(2.0, gt=0, description="Reward scale β (the paper uses 2.0-2.5).")
@@ -109,19 +116,25 @@ class RewardObjective(Section):
 
     kind: Literal["reward"] = Field(description="`reward`: train a reward model.")
     center_rewards_coefficient: Optional[float] = Field(
-        None, ge=0, description="Weight of a penalty keeping rewards centred on zero (TRL's `center_rewards_coefficient`)."
+        None,
+        ge=0,
+        description="Weight of a penalty keeping rewards centred on zero (TRL's `center_rewards_coefficient`).",
     )
 
 
 class _OnlineRL(Section):
     reward_model: Optional[str] = Field(
-        None, description="Path or id of a sequence-classification reward model, e.g. the output dir of a `reward` recipe."
+        None,
+        description="Path or id of a sequence-classification reward model, e.g. the output dir of a `reward` recipe.",
     )
     reward_functions: list[str] = Field(
         default_factory=list,
-        description="Named reward functions (`module:function` or a name shipped by the runner) scoring each completion.",
+        description="Named reward functions (`module:function` or a name shipped by the runner) "
+        "scoring each completion.",
     )
-    reward_weights: Optional[list[float]] = Field(None, description="One weight per reward source (model first, then functions).")
+    reward_weights: Optional[list[float]] = Field(
+        None, description="One weight per reward source (model first, then functions)."
+    )
     max_completion_length: int = Field(512, ge=1, description="Maximum tokens generated per completion.")
     temperature: float = Field(1.0, gt=0, description="Sampling temperature for generations.")
     generation_batch_size: Optional[int] = Field(
@@ -133,7 +146,9 @@ class GRPOObjective(_OnlineRL):
     """Group Relative Policy Optimization: online RL with group-normalised rewards (TRL GRPOTrainer)."""
 
     kind: Literal["grpo"] = Field(description="`grpo`: group relative policy optimization.")
-    num_generations: int = Field(8, description="Completions sampled per prompt (at least 2; must divide the generation batch).")
+    num_generations: int = Field(
+        8, description="Completions sampled per prompt (at least 2; must divide the generation batch)."
+    )
     beta: float = Field(0.0, ge=0, description="KL penalty towards the reference model (0 loads no reference model).")
 
 
@@ -141,7 +156,9 @@ class RLOOObjective(_OnlineRL):
     """REINFORCE Leave-One-Out: online RL with a leave-one-out baseline (TRL RLOOTrainer)."""
 
     kind: Literal["rloo"] = Field(description="`rloo`: REINFORCE leave-one-out.")
-    num_generations: int = Field(2, description="Completions sampled per prompt (at least 2; must divide the generation batch).")
+    num_generations: int = Field(
+        2, description="Completions sampled per prompt (at least 2; must divide the generation batch)."
+    )
     beta: float = Field(0.05, ge=0, description="KL penalty towards the reference model.")
 
 
@@ -161,5 +178,86 @@ Objective = Annotated[
     Field(discriminator="kind"),
 ]
 
-PREFERENCE_KINDS = ("dpo", "orpo", "kto", "simpo", "cpo", "reward")
-ONLINE_RL_KINDS = ("grpo", "rloo")
+
+@dataclass(frozen=True)
+class ObjectiveFacts:
+    """What the rest of the program needs to know about an objective kind, in one place.
+
+    Resolution (trainer classes, memory profile), the rules (data formats, packing), the data loader (row
+    shapes) and the training process (reward functions) read this table; adding an objective adds a row
+    here, its section class above, and its TRL arguments in `runner/plan/arguments.py`.
+    """
+
+    trainer: str  # TRL trainer class, as an importable dotted name
+    config: str  # its config class (a transformers.TrainingArguments subclass)
+    families: tuple[str, ...]  # dataset format families the trainer reads (schemas.datasets.FORMATS)
+    rows: Literal["as-is", "unpaired", "prompt", "text"]  # how a canonical record is shaped for the trainer
+    sequences_per_example: int = 1  # 2 when chosen and rejected (or a KL pair) go through the model together
+    reference_model: bool = False  # compares with a frozen reference policy (when its `beta` is above 0)
+    generates: bool = False  # samples completions during training (online RL): needs reward sources
+    packing: bool = False  # whether packing several sequences into one row applies
+    reward_head: bool = False  # the model is a one-score sequence classifier (no vocabulary logits)
+
+
+OBJECTIVES: dict[str, ObjectiveFacts] = {
+    "sft": ObjectiveFacts(
+        "trl.SFTTrainer", "trl.SFTConfig", ("conversation", "prompt-completion", "text"), "as-is", packing=True
+    ),
+    "pretrain": ObjectiveFacts("trl.SFTTrainer", "trl.SFTConfig", ("text",), "text", packing=True),
+    "dpo": ObjectiveFacts(
+        "trl.DPOTrainer", "trl.DPOConfig", ("preference",), "as-is", sequences_per_example=2, reference_model=True
+    ),
+    "orpo": ObjectiveFacts(
+        "trl.experimental.orpo.ORPOTrainer",
+        "trl.experimental.orpo.ORPOConfig",
+        ("preference",),
+        "as-is",
+        sequences_per_example=2,
+    ),
+    "kto": ObjectiveFacts(
+        "trl.KTOTrainer",
+        "trl.KTOConfig",
+        ("unpaired-preference", "preference"),
+        "unpaired",
+        sequences_per_example=2,
+        reference_model=True,
+    ),
+    "simpo": ObjectiveFacts(
+        "trl.experimental.cpo.CPOTrainer",
+        "trl.experimental.cpo.CPOConfig",
+        ("preference",),
+        "as-is",
+        sequences_per_example=2,
+    ),
+    "cpo": ObjectiveFacts(
+        "trl.experimental.cpo.CPOTrainer",
+        "trl.experimental.cpo.CPOConfig",
+        ("preference",),
+        "as-is",
+        sequences_per_example=2,
+    ),
+    "reward": ObjectiveFacts(
+        "trl.RewardTrainer", "trl.RewardConfig", ("preference",), "as-is", sequences_per_example=2, reward_head=True
+    ),
+    "grpo": ObjectiveFacts(
+        "trl.GRPOTrainer",
+        "trl.GRPOConfig",
+        ("prompt-only", "prompt-completion"),
+        "prompt",
+        reference_model=True,
+        generates=True,
+    ),
+    "rloo": ObjectiveFacts(
+        "trl.RLOOTrainer",
+        "trl.RLOOConfig",
+        ("prompt-only", "prompt-completion"),
+        "prompt",
+        reference_model=True,
+        generates=True,
+    ),
+}
+
+
+def facts(kind: str) -> ObjectiveFacts:
+    """The facts of an objective kind (`sft`, `dpo`, ...)."""
+    return OBJECTIVES[kind]

@@ -21,7 +21,8 @@ class Recipe(Section):
     name: str = Field(
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         max_length=128,
-        description="Short identifier of the recipe (letters, digits, `.`, `_`, `-`); names the default output directory.",
+        description="Short identifier of the recipe (letters, digits, `.`, `_`, `-`); names the "
+        "default output directory.",
     )
     description: str = Field("", description="What the recipe trains and why, in a sentence or two.")
     extends: Optional[Union[str, list[str]]] = Field(
@@ -30,7 +31,9 @@ class Recipe(Section):
         "and scalars replace; a different adapter or objective `kind` replaces the whole section.",
     )
     model: Model = Field(description="The base model.")
-    quantization: Quantization = Field(default_factory=Quantization, description="Quantized loading of the base weights.")
+    quantization: Quantization = Field(
+        default_factory=Quantization, description="Quantized loading of the base weights."
+    )
     adapter: Adapter = Field(description="Which parameters train: `full` or a PEFT adapter.")
     objective: Objective = Field(description="What the model learns; selects the TRL trainer.")
     datasets: Datasets = Field(description="Training and evaluation data.")

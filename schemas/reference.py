@@ -84,28 +84,64 @@ def recipe_reference() -> str:
         if len(members) > 1:
             for m in members:
                 kind = typing.get_args(m.model_fields["kind"].annotation)[0]
-                out += [f"### `{name}.kind: {kind}`", "", m.__doc__.strip() if m.__doc__ else "", "", *_table(m, skip=("kind",)), ""]
+                out += [
+                    f"### `{name}.kind: {kind}`",
+                    "",
+                    m.__doc__.strip() if m.__doc__ else "",
+                    "",
+                    *_table(m, skip=("kind",)),
+                    "",
+                ]
             continue
         model = members[0]
         out += [model.__doc__.strip() if model.__doc__ else "", "", *_table(model), ""]
         for sub_name, sub in model.model_fields.items():
             for sub_model in _members(sub):
                 if sub_model is not model:
-                    out += [f"### `{name}.{sub_name}[]`" if "list" in _type(sub.annotation) else f"### `{name}.{sub_name}`", "",
-                            sub_model.__doc__.strip() if sub_model.__doc__ else "", "", *_table(sub_model), ""]
-    out += ["## Dataset sources", "", "`" + "`, `".join(k + ":" for k in SOURCE_KINDS) + "`", "",
-            "## Dataset formats", "", "| format | canonical columns | rows become | what it reads |", "|---|---|---|---|"]
+                    out += [
+                        f"### `{name}.{sub_name}[]`" if "list" in _type(sub.annotation) else f"### `{name}.{sub_name}`",
+                        "",
+                        sub_model.__doc__.strip() if sub_model.__doc__ else "",
+                        "",
+                        *_table(sub_model),
+                        "",
+                    ]
+    out += [
+        "## Dataset sources",
+        "",
+        "`" + "`, `".join(k + ":" for k in SOURCE_KINDS) + "`",
+        "",
+        "## Dataset formats",
+        "",
+        "| format | canonical columns | rows become | what it reads |",
+        "|---|---|---|---|",
+    ]
     for fname, spec in FORMATS.items():
         cols = ", ".join(f"`{c}`" + (" (optional)" if c in spec.optional else "") for c in spec.columns)
         out.append(f"| `{fname}` | {cols} | {spec.family} | {spec.summary.replace('|', '/')} |")
-    out += ["", "## Hardware profiles", "", "| profile | GPU memory (GiB) | compute capability | bf16 | CPU RAM per node (GiB) | description |",
-            "|---|---|---|---|---|---|"]
+    out += [
+        "",
+        "## Hardware profiles",
+        "",
+        "| profile | GPU memory (GiB) | compute capability | bf16 | CPU RAM per node (GiB) | description |",
+        "|---|---|---|---|---|---|",
+    ]
     for pname in profile_names():
         p = load_profile(pname)
-        out.append(f"| `{pname}` | {p.gpu_memory_gb:g} | {p.compute_capability if p.compute_capability is not None else '-'} | "
-                   f"{'yes' if p.bf16 else 'no'} | {p.cpu_ram_gb:g} | {p.description} |")
-    out += ["", "## Rules", "", "Cross-field rules (`schemas/rules.py`); `recipe validate --format json` reports the id.", "",
-            "| id | severity | what it checks |", "|---|---|---|"]
+        out.append(
+            f"| `{pname}` | {p.gpu_memory_gb:g} | "
+            f"{p.compute_capability if p.compute_capability is not None else '-'} | "
+            f"{'yes' if p.bf16 else 'no'} | {p.cpu_ram_gb:g} | {p.description} |"
+        )
+    out += [
+        "",
+        "## Rules",
+        "",
+        "Cross-field rules (`schemas/rules.py`); `recipe validate --format json` reports the id.",
+        "",
+        "| id | severity | what it checks |",
+        "|---|---|---|",
+    ]
     for r in RULES:
         out.append(f"| `{r.id}` | {r.severity} | {r.summary} |")
     return "\n".join(out) + "\n"

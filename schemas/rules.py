@@ -13,7 +13,7 @@ from typing import Callable, Iterable, Iterator
 
 from .datasets import FORMATS
 from .diagnostics import Diagnostic, Location, did_you_mean
-from .objectives import DPOObjective, GRPOObjective, ONLINE_RL_KINDS, RLOOObjective
+from .objectives import DPOObjective, GRPOObjective, RLOOObjective, facts
 from .recipe import Recipe
 from .yamlsource import Sources, dotted
 
@@ -40,105 +40,131 @@ def rule(id: str, summary: str, severity: str = "error") -> Callable[[Check], Ch
     return register
 
 
-# Which dataset format families each objective's trainer reads.
-OBJECTIVE_FAMILIES: dict[str, tuple[str, ...]] = {
-    "sft": ("conversation", "prompt-completion", "text"),
-    "pretrain": ("text",),
-    "dpo": ("preference",),
-    "orpo": ("preference",),
-    "simpo": ("preference",),
-    "cpo": ("preference",),
-    "reward": ("preference",),
-    "kto": ("unpaired-preference", "preference"),
-    "grpo": ("prompt-only", "prompt-completion"),
-    "rloo": ("prompt-only", "prompt-completion"),
-}
-
-
 def _sources(r: Recipe) -> Iterator[tuple[tuple, object]]:
     for split in ("train", "eval"):
         for i, entry in enumerate(getattr(r.datasets, split)):
             yield ("datasets", split, i), entry
 
 
-@rule("quantization-needs-adapter", "A quantized base model trains only through an adapter (bnb-4bit with lora/dora is QLoRA).")
+@rule(
+    "quantization-needs-adapter",
+    "A quantized base model trains only through an adapter (bnb-4bit with lora/dora is QLoRA).",
+)
 def _quantization_needs_adapter(r: Recipe) -> Iterable[Finding]:
     if r.is_quantized and r.adapter.kind == "full":
-        yield ("quantization", "method"), (
-            f"{r.quantization.method} weights cannot be trained directly: use an adapter (e.g. `adapter: {{kind: lora}}`, "
-            "which with bnb-4bit is QLoRA) or set `quantization.method: none` for full fine-tuning"
+        yield (
+            ("quantization", "method"),
+            (
+                f"{r.quantization.method} weights cannot be trained directly: use an adapter (e.g. "
+                f"`adapter: {{kind: lora}}`, "
+                "which with bnb-4bit is QLoRA) or set `quantization.method: none` for full fine-tuning"
+            ),
         )
 
 
 @rule("objective-dataset-format", "Each objective reads certain dataset formats (e.g. DPO needs preference pairs).")
 def _objective_dataset_format(r: Recipe) -> Iterable[Finding]:
-    families = OBJECTIVE_FAMILIES[r.objective.kind]
+    families = facts(r.objective.kind).families
     fitting = [name for name, f in FORMATS.items() if f.family in families]
     for path, entry in _sources(r):
         if entry.spec.family not in families:
-            yield path + ("format",), (
-                f"objective '{r.objective.kind}' cannot train on format '{entry.format}' ({entry.spec.family} rows); "
-                f"it reads: {', '.join(fitting)}"
+            yield (
+                path + ("format",),
+                (
+                    f"objective '{r.objective.kind}' cannot train on format '{entry.format}' "
+                    f"({entry.spec.family} rows); "
+                    f"it reads: {', '.join(fitting)}"
+                ),
             )
 
 
 @rule("online-rl-reward-source", "GRPO and RLOO need a reward model or reward functions.")
 def _online_rl_reward(r: Recipe) -> Iterable[Finding]:
     o = r.objective
-    if o.kind in ONLINE_RL_KINDS and not o.reward_model and not o.reward_functions:
-        yield ("objective",), (
-            f"'{o.kind}' scores its own generations: set `reward_model:` (e.g. the output directory of a `kind: reward` "
-            "recipe) or `reward_functions:`"
+    if facts(o.kind).generates and not o.reward_model and not o.reward_functions:
+        yield (
+            ("objective",),
+            (
+                f"'{o.kind}' scores its own generations: set `reward_model:` (e.g. the output "
+                f"directory of a `kind: reward` "
+                "recipe) or `reward_functions:`"
+            ),
         )
 
 
 @rule("online-rl-reward-weights", "GRPO/RLOO reward_weights has one weight per reward source.")
 def _online_rl_reward_weights(r: Recipe) -> Iterable[Finding]:
     o = r.objective
-    if o.kind in ONLINE_RL_KINDS and o.reward_weights is not None:
+    if facts(o.kind).generates and o.reward_weights is not None:
         n = (1 if o.reward_model else 0) + len(o.reward_functions)
         if len(o.reward_weights) != n:
-            yield ("objective", "reward_weights"), f"{len(o.reward_weights)} weights given for {n} reward sources (reward model first, then functions)"
+            yield (
+                ("objective", "reward_weights"),
+                f"{len(o.reward_weights)} weights given for {n} reward sources (reward model first, then functions)",
+            )
 
 
-@rule("online-rl-num-generations", "GRPO/RLOO sample at least 2 completions per prompt, and that number divides the generation batch.")
+@rule(
+    "online-rl-num-generations",
+    "GRPO/RLOO sample at least 2 completions per prompt, and that number divides the generation batch.",
+)
 def _num_generations(r: Recipe) -> Iterable[Finding]:
     o = r.objective
     if not isinstance(o, (GRPOObjective, RLOOObjective)):
         return
     if o.num_generations < 2:
-        yield ("objective", "num_generations"), (
-            f"num_generations is {o.num_generations}; group-relative advantages need at least 2 completions per prompt"
+        yield (
+            ("objective", "num_generations"),
+            (
+                f"num_generations is {o.num_generations}; group-relative advantages need at least 2 "
+                f"completions per prompt"
+            ),
         )
         return
     batch = o.generation_batch_size or r.training.global_batch_size
     name = "objective.generation_batch_size" if o.generation_batch_size else "training.global_batch_size"
     if batch % o.num_generations:
-        yield ("objective", "num_generations"), (
-            f"num_generations {o.num_generations} does not divide the generation batch ({name} = {batch}); "
-            f"choose a divisor of {batch} or a batch that is a multiple of {o.num_generations}"
+        yield (
+            ("objective", "num_generations"),
+            (
+                f"num_generations {o.num_generations} does not divide the generation batch ({name} = {batch}); "
+                f"choose a divisor of {batch} or a batch that is a multiple of {o.num_generations}"
+            ),
         )
 
 
-@rule("prefix-vs-gradient-checkpointing", "Prefix tuning cannot be combined with gradient checkpointing (PEFT refuses it).")
+@rule(
+    "prefix-vs-gradient-checkpointing",
+    "Prefix tuning cannot be combined with gradient checkpointing (PEFT refuses it).",
+)
 def _prefix_gc(r: Recipe) -> Iterable[Finding]:
     if r.adapter.kind == "prefix" and r.training.gradient_checkpointing is True:
-        yield ("training", "gradient_checkpointing"), (
-            "prefix tuning's past key/values cannot be recomputed under gradient checkpointing; "
-            "set `gradient_checkpointing: false` (or `auto`)"
+        yield (
+            ("training", "gradient_checkpointing"),
+            (
+                "prefix tuning's past key/values cannot be recomputed under gradient checkpointing; "
+                "set `gradient_checkpointing: false` (or `auto`)"
+            ),
         )
 
 
 @rule("bnb-8bit-vs-zero3", "8-bit bitsandbytes weights cannot be sharded by ZeRO-3.")
 def _bnb8_zero3(r: Recipe) -> Iterable[Finding]:
     if r.quantization.method == "bnb-8bit" and r.hardware.zero == 3:
-        yield ("hardware", "zero"), "ZeRO-3 cannot partition bnb-8bit weights; use bnb-4bit (QLoRA) with ZeRO-3, or ZeRO 0-2 with bnb-8bit"
+        yield (
+            ("hardware", "zero"),
+            "ZeRO-3 cannot partition bnb-8bit weights; use bnb-4bit (QLoRA) with ZeRO-3, or ZeRO 0-2 with bnb-8bit",
+        )
 
 
 @rule("param-offload-needs-zero3", "Offloading parameters (offload: all) needs ZeRO stage 3.")
 def _param_offload(r: Recipe) -> Iterable[Finding]:
     if r.hardware.offload == "all" and r.hardware.zero in ("none", 0, 1, 2):
-        yield ("hardware", "offload"), f"parameter offload needs ZeRO-3, but `zero` is {r.hardware.zero}; set `zero: 3` (or `auto`) or `offload: optimizer`"
+        yield (
+            ("hardware", "offload"),
+            f"parameter offload needs ZeRO-3, but `zero` is {r.hardware.zero}; set `zero: 3` (or "
+            f"`auto`) or `offload: optimizer`",
+        )
 
 
 @rule("offload-needs-zero", "Offloading optimizer states needs ZeRO stage 1 or higher.")
@@ -159,9 +185,13 @@ def _bf16_ampere(r: Recipe) -> Iterable[Finding]:
     hw = r.hardware.resolved_profile()
     if hw.is_gpu and not hw.bf16:
         for path in _bf16_fields(r):
-            yield path, (
-                f"{hw.name} (compute capability {hw.compute_capability}) has no bfloat16; use `float16` (trained with loss "
-                "scaling) or `auto`"
+            yield (
+                path,
+                (
+                    f"{hw.name} (compute capability {hw.compute_capability}) has no bfloat16; use "
+                    f"`float16` (trained with loss "
+                    "scaling) or `auto`"
+                ),
             )
 
 
@@ -171,15 +201,25 @@ def _fa2_ampere(r: Recipe) -> Iterable[Finding]:
         return
     hw = r.hardware.resolved_profile()
     if not hw.is_gpu:
-        yield ("model", "attention"), "FlashAttention-2 runs only on NVIDIA GPUs; this recipe targets a CPU. Use `sdpa` or `auto`"
+        yield (
+            ("model", "attention"),
+            "FlashAttention-2 runs only on NVIDIA GPUs; this recipe targets a CPU. Use `sdpa` or `auto`",
+        )
     elif (hw.compute_capability or 0) < 8.0:
-        yield ("model", "attention"), f"FlashAttention-2 needs compute capability 8.0+, {hw.name} has {hw.compute_capability}; use `sdpa` or `auto`"
+        yield (
+            ("model", "attention"),
+            f"FlashAttention-2 needs compute capability 8.0+, {hw.name} has "
+            f"{hw.compute_capability}; use `sdpa` or `auto`",
+        )
 
 
 @rule("flash-attention-vs-float32", "FlashAttention-2 computes in float16/bfloat16 only.")
 def _fa2_fp32(r: Recipe) -> Iterable[Finding]:
     if r.model.attention == "flash_attention_2" and r.model.dtype == "float32":
-        yield ("model", "attention"), "FlashAttention-2 does not run in float32; set `model.dtype` to bfloat16/float16 or use `sdpa`"
+        yield (
+            ("model", "attention"),
+            "FlashAttention-2 does not run in float32; set `model.dtype` to bfloat16/float16 or use `sdpa`",
+        )
 
 
 @rule("batch-divisibility", "global_batch_size must equal micro_batch_size × gradient accumulation × world size.")
@@ -187,19 +227,25 @@ def _batch(r: Recipe) -> Iterable[Finding]:
     t, world = r.training, r.hardware.world_size
     if t.micro_batch_size == "auto":
         if t.global_batch_size % world:
-            yield ("training", "global_batch_size"), (
-                f"global_batch_size {t.global_batch_size} is not divisible by the world size {world} "
-                f"({r.hardware.gpus_per_node} per node × {r.hardware.nodes} nodes)"
+            yield (
+                ("training", "global_batch_size"),
+                (
+                    f"global_batch_size {t.global_batch_size} is not divisible by the world size {world} "
+                    f"({r.hardware.gpus_per_node} per node × {r.hardware.nodes} nodes)"
+                ),
             )
         return
     per_step = t.micro_batch_size * world
     if t.global_batch_size % per_step:
         lower = t.global_batch_size // per_step * per_step
         options = [str(x) for x in (lower, lower + per_step) if x > 0]
-        yield ("training", "global_batch_size"), (
-            f"global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size × world size = "
-            f"{t.micro_batch_size} × {world} = {per_step}, so gradient accumulation would not be a whole number; "
-            f"use {' or '.join(options)}"
+        yield (
+            ("training", "global_batch_size"),
+            (
+                f"global_batch_size {t.global_batch_size} is not a multiple of micro_batch_size × world size = "
+                f"{t.micro_batch_size} × {world} = {per_step}, so gradient accumulation would not be a whole number; "
+                f"use {' or '.join(options)}"
+            ),
         )
 
 
@@ -213,19 +259,29 @@ def _warmup(r: Recipe) -> Iterable[Finding]:
 def _dpo_weights(r: Recipe) -> Iterable[Finding]:
     o = r.objective
     if isinstance(o, DPOObjective) and o.loss_weights is not None and len(o.loss_weights) != len(o.loss):
-        yield ("objective", "loss_weights"), f"{len(o.loss_weights)} weights for {len(o.loss)} losses ({', '.join(o.loss)}); give one weight per loss"
+        yield (
+            ("objective", "loss_weights"),
+            f"{len(o.loss_weights)} weights for {len(o.loss)} losses ({', '.join(o.loss)}); give one weight per loss",
+        )
 
 
 @rule("kto-micro-batch", "KTO needs at least 2 sequences per forward pass to estimate its KL term.")
 def _kto_batch(r: Recipe) -> Iterable[Finding]:
     if r.objective.kind == "kto" and r.training.micro_batch_size == 1:
-        yield ("training", "micro_batch_size"), "KTO estimates its KL term from other rows of the micro batch; with 1 it equals the implied reward. Use 2 or more"
+        yield (
+            ("training", "micro_batch_size"),
+            "KTO estimates its KL term from other rows of the micro batch; with 1 it equals the "
+            "implied reward. Use 2 or more",
+        )
 
 
 @rule("packing-needs-sft", "Packing applies to SFT and pretraining only.")
 def _packing(r: Recipe) -> Iterable[Finding]:
-    if r.training.packing and r.objective.kind not in ("sft", "pretrain"):
-        yield ("training", "packing"), f"'{r.objective.kind}' compares whole sequences, which packing would mix; set `packing: false`"
+    if r.training.packing and not facts(r.objective.kind).packing:
+        yield (
+            ("training", "packing"),
+            f"'{r.objective.kind}' compares whole sequences, which packing would mix; set `packing: false`",
+        )
 
 
 @rule("dataset-columns", "`columns` maps a format's canonical column names to the file's names.")
@@ -234,9 +290,12 @@ def _columns(r: Recipe) -> Iterable[Finding]:
         canonical = entry.spec.columns
         for key in entry.columns:
             if key not in canonical:
-                yield path + ("columns", key), (
-                    f"'{key}' is not a column of format '{entry.format}'.{did_you_mean(key, canonical)} "
-                    f"Its columns: {', '.join(canonical)} (write `{{canonical: name_in_file}}`)"
+                yield (
+                    path + ("columns", key),
+                    (
+                        f"'{key}' is not a column of format '{entry.format}'.{did_you_mean(key, canonical)} "
+                        f"Its columns: {', '.join(canonical)} (write `{{canonical: name_in_file}}`)"
+                    ),
                 )
 
 
@@ -247,13 +306,19 @@ def _mixture(r: Recipe) -> Iterable[Finding]:
         weighted = [i for i, e in enumerate(entries) if e.weight is not None]
         counted = [i for i, e in enumerate(entries) if e.samples is not None]
         if weighted and counted:
-            yield ("datasets", split, counted[0], "samples"), "this mixture mixes `weight` and `samples`; use one of them on every source"
+            yield (
+                ("datasets", split, counted[0], "samples"),
+                "this mixture mixes `weight` and `samples`; use one of them on every source",
+            )
 
 
 @rule("eval-without-data", "Evaluation every N steps needs eval data or eval_fraction.")
 def _eval_data(r: Recipe) -> Iterable[Finding]:
     if r.training.eval_every and not r.datasets.eval and r.datasets.eval_fraction is None:
-        yield ("training", "eval_every"), "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`"
+        yield (
+            ("training", "eval_every"),
+            "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`",
+        )
 
 
 @rule("eval-data-twice", "Give eval datasets or eval_fraction, not both.")
@@ -269,9 +334,12 @@ def _eval_twice(r: Recipe) -> Iterable[Finding]:
 )
 def _remote_code(r: Recipe) -> Iterable[Finding]:
     if r.model.trust_remote_code:
-        yield ("model", "trust_remote_code"), (
-            "this recipe asks to run the model repository's own code; `recipe run` honours it only when also given "
-            "`--trust-remote-code`"
+        yield (
+            ("model", "trust_remote_code"),
+            (
+                "this recipe asks to run the model repository's own code; `recipe run` honours it only when also given "
+                "`--trust-remote-code`"
+            ),
         )
 
 

@@ -85,18 +85,26 @@ class Quantization(Section):
     method: Literal["none", "bnb-4bit", "bnb-8bit"] = Field(
         "none", description="`bnb-4bit` (QLoRA), `bnb-8bit` (LLM.int8()) or `none` for unquantized weights."
     )
-    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type: NormalFloat4 (`nf4`, the QLoRA paper's) or `fp4`.")
-    double_quant: bool = Field(True, description="Quantize the quantization constants too (saves about 0.4 bits per parameter).")
+    quant_type: Literal["nf4", "fp4"] = Field(
+        "nf4", description="4-bit data type: NormalFloat4 (`nf4`, the QLoRA paper's) or `fp4`."
+    )
+    double_quant: bool = Field(
+        True, description="Quantize the quantization constants too (saves about 0.4 bits per parameter)."
+    )
     compute_dtype: Dtype = Field(
-        "auto", description="Data type the 4-bit weights are dequantized to for matrix multiplies; `auto` follows the model's dtype."
+        "auto",
+        description="Data type the 4-bit weights are dequantized to for matrix multiplies; `auto` "
+        "follows the model's dtype.",
     )
     quant_storage: Literal["auto", "uint8", "bfloat16", "float16", "float32"] = Field(
         "auto",
-        description="Storage type of packed 4-bit weights. `auto` is `uint8`, except under ZeRO-3 where it must equal the "
+        description="Storage type of packed 4-bit weights. `auto` is `uint8`, except under ZeRO-3 "
+        "where it must equal the "
         "compute dtype so DeepSpeed can shard the weights.",
     )
     skip_modules: list[str] = Field(
-        default_factory=list, description="Modules kept unquantized (e.g. `lm_head`); passed as `llm_int8_skip_modules`."
+        default_factory=list,
+        description="Modules kept unquantized (e.g. `lm_head`); passed as `llm_int8_skip_modules`.",
     )
 
 
@@ -104,34 +112,56 @@ class Training(Section):
     """Optimisation: schedule, batch arithmetic, sequence length, checkpointing and logging."""
 
     epochs: float = Field(1.0, gt=0, description="Number of passes over the training data (may be fractional).")
-    max_steps: Optional[int] = Field(None, gt=0, description="Stop after this many optimizer steps; overrides `epochs`.")
+    max_steps: Optional[int] = Field(
+        None, gt=0, description="Stop after this many optimizer steps; overrides `epochs`."
+    )
     learning_rate: float = Field(gt=0, lt=1, description="Peak learning rate.")
-    lr_scheduler: Literal[LR_SCHEDULERS] = Field("linear", description="Learning-rate schedule after warm-up (transformers' `SchedulerType`).")  # type: ignore[valid-type]
+    lr_scheduler: Literal[LR_SCHEDULERS] = Field(
+        "linear", description="Learning-rate schedule after warm-up (transformers' `SchedulerType`)."
+    )  # type: ignore[valid-type]
     lr_scheduler_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="Extra arguments of the schedule, e.g. `{num_cycles: 3}` for `cosine_with_restarts`.",
     )
-    warmup_ratio: Optional[float] = Field(None, ge=0, lt=1, description="Fraction of the training steps spent warming up. Give this or `warmup_steps`.")
+    warmup_ratio: Optional[float] = Field(
+        None, ge=0, lt=1, description="Fraction of the training steps spent warming up. Give this or `warmup_steps`."
+    )
     warmup_steps: Optional[int] = Field(None, ge=0, description="Number of warm-up steps. Give this or `warmup_ratio`.")
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
     optimizer: Literal[OPTIMIZERS] = Field("adamw_torch", description="Optimizer (transformers' `optim` names).")  # type: ignore[valid-type]
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping by global norm; 0 disables clipping.")
     global_batch_size: int = Field(
         ge=1,
-        description="Sequences per optimizer step across all processes = micro_batch_size × gradient accumulation × world size.",
+        description="Sequences per optimizer step across all processes = micro_batch_size × "
+        "gradient accumulation × world size.",
     )
     micro_batch_size: Union[int, Literal["auto"]] = Field(
         "auto",
-        description="Sequences per process per forward pass. `auto` picks the largest power of two that fits the memory.",
+        description="Sequences per process per forward pass. `auto` picks the largest power of two "
+        "that fits the memory.",
     )
-    max_length: int = Field(1024, ge=8, description="Maximum tokens per training sequence (prompt and completion together); longer ones are truncated.")
+    max_length: int = Field(
+        1024,
+        ge=8,
+        description="Maximum tokens per training sequence (prompt and completion together); longer ones are truncated.",
+    )
     gradient_checkpointing: Union[bool, Literal["auto"]] = Field(
-        "auto", description="Recompute activations in the backward pass to save memory. `auto` turns it on only when needed to fit."
+        "auto",
+        description="Recompute activations in the backward pass to save memory. `auto` turns it on "
+        "only when needed to fit.",
     )
     packing: bool = Field(False, description="Pack several short sequences into one row (SFT and pretraining only).")
-    eval_every: Optional[int] = Field(None, gt=0, description="Evaluate every this many optimizer steps (needs eval data).")
-    save_every: Optional[int] = Field(None, gt=0, description="Save a checkpoint every this many optimizer steps; omit to save at the end of each epoch.")
-    save_total_limit: Optional[int] = Field(None, gt=0, description="Keep at most this many checkpoints, deleting the oldest.")
+    eval_every: Optional[int] = Field(
+        None, gt=0, description="Evaluate every this many optimizer steps (needs eval data)."
+    )
+    save_every: Optional[int] = Field(
+        None,
+        gt=0,
+        description="Save a checkpoint every this many optimizer steps; omit to save at the end of each epoch.",
+    )
+    save_total_limit: Optional[int] = Field(
+        None, gt=0, description="Keep at most this many checkpoints, deleting the oldest."
+    )
     logging_every: int = Field(10, gt=0, description="Log metrics every this many optimizer steps.")
     seed: int = Field(42, ge=0, description="Random seed for initialisation, data order and dropout.")
 
@@ -139,7 +169,9 @@ class Training(Section):
 class Output(Section):
     """Where results go and which trackers receive metrics."""
 
-    dir: Optional[str] = Field(None, description="Output directory for the adapter or model, checkpoints and logs; default `outputs/<name>`.")
+    dir: Optional[str] = Field(
+        None, description="Output directory for the adapter or model, checkpoints and logs; default `outputs/<name>`."
+    )
     report_to: list[Literal[REPORTERS]] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Experiment trackers to log to, e.g. `[tensorboard]` or `[wandb]`."
     )

@@ -40,9 +40,7 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag not in (_TAG + "float", _TAG + "bool")]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver(
-    _TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
+_Loader.add_implicit_resolver(_TAG + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _Loader.add_implicit_resolver(
     _TAG + "float",
     re.compile(
@@ -117,7 +115,9 @@ class _Builder:
         if self.count > _MAX_NODES:
             raise _TooLarge(node)
         if id(node) in self.stack:
-            self.error(node.start_mark, path, "a YAML alias refers to itself; recipes must be finite", "yaml-recursive-alias")
+            self.error(
+                node.start_mark, path, "a YAML alias refers to itself; recipes must be finite", "yaml-recursive-alias"
+            )
             return None
         self.sources.values[path] = _loc(self.file, node.start_mark)
         if isinstance(node, yaml.MappingNode):
@@ -218,9 +218,13 @@ def parse(text: str, file: str) -> Parsed:
             problem = exc.problem or str(exc)
             if "expected a single document" in (exc.context or ""):
                 problem = "a recipe file holds one YAML document; remove the extra '---' section"
-            return Parsed(None, Sources(), [Diagnostic(_loc(file, mark), "", f"invalid YAML: {problem}", "yaml-syntax")])
+            return Parsed(
+                None, Sources(), [Diagnostic(_loc(file, mark), "", f"invalid YAML: {problem}", "yaml-syntax")]
+            )
         except yaml.YAMLError as exc:
-            return Parsed(None, Sources(), [Diagnostic(Location(file, 1, 1), "", f"invalid YAML: {exc}", "yaml-syntax")])
+            return Parsed(
+                None, Sources(), [Diagnostic(Location(file, 1, 1), "", f"invalid YAML: {exc}", "yaml-syntax")]
+            )
         if node is None:
             return Parsed(None, Sources(), [])
         builder = _Builder(loader, file)
@@ -230,7 +234,14 @@ def parse(text: str, file: str) -> Parsed:
             return Parsed(
                 None,
                 Sources(),
-                [Diagnostic(_loc(file, exc.node.start_mark), "", "the document expands to too many values (alias bomb?)", "yaml-too-large")],
+                [
+                    Diagnostic(
+                        _loc(file, exc.node.start_mark),
+                        "",
+                        "the document expands to too many values (alias bomb?)",
+                        "yaml-too-large",
+                    )
+                ],
             )
         return Parsed(data, builder.sources, builder.diagnostics)
     finally:

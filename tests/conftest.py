@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -63,3 +65,32 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
         return path
 
     return _write
+
+
+@pytest.fixture
+def cli(capsys) -> Callable[..., tuple[int, str, str]]:
+    """Run `recipe ARGS...` in this process: returns (exit code, stdout, stderr)."""
+    from runner.cli import main
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+RECIPE = str(Path(sys.executable).parent / "recipe")
+
+
+def recipe_process(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `recipe` command in a subprocess from the repository root, offline."""
+    return subprocess.run(
+        [RECIPE, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        input=stdin,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    )

@@ -12,27 +12,22 @@ import pytest
 
 from runner.cli import main
 from schemas.jsonschema import SCHEMA_FILE
+
 from conftest import EXAMPLE_FILE, ROOT
 
 EXAMPLE = EXAMPLE_FILE.read_text()
 BROKEN = EXAMPLE.replace("  r: 16", "  r: 16\n  rank: 8").replace("global_batch_size: 8", "global_batch_size: 7")
-RANK_LINE = next(i for i, l in enumerate(BROKEN.splitlines(), 1) if "rank: 8" in l)
+RANK_LINE = next(i for i, line in enumerate(BROKEN.splitlines(), 1) if "rank: 8" in line)
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_validate_ok(capsys):
-    code, out, err = run(capsys, "validate", str(EXAMPLE_FILE))
+def test_validate_ok(cli):
+    code, out, err = cli("validate", str(EXAMPLE_FILE))
     assert code == 0 and out == "" and "1 recipe valid" in err
 
 
-def test_validate_invalid_text(capsys, write):
+def test_validate_invalid_text(cli, write):
     path = write("bad.yaml", BROKEN)
-    code, out, err = run(capsys, "validate", str(path))
+    code, out, err = cli("validate", str(path))
     assert code == 1
     lines = out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith(f"{path}:{RANK_LINE}:3: error: adapter.rank: unknown field 'rank'")
@@ -40,34 +35,36 @@ def test_validate_invalid_text(capsys, write):
     assert "1 of 1 recipe invalid (2 errors)" in err
 
 
-def test_rules_run_once_schema_is_valid(capsys, write):
+def test_rules_run_once_schema_is_valid(cli, write):
     path = write("bad.yaml", EXAMPLE.replace("global_batch_size: 8", "global_batch_size: 7"))
-    code, out, _ = run(capsys, "validate", str(path), "--format", "json")
+    code, out, _ = cli("validate", str(path), "--format", "json")
     (diag,) = json.loads(out)
     assert code == 1
     assert diag["rule"] == "batch-divisibility" and diag["field"] == "training.global_batch_size"
     assert diag["file"] == str(path) and diag["line"] > 1 and diag["column"] > 1 and diag["severity"] == "error"
 
 
-def test_github_annotations(capsys, write):
+def test_github_annotations(cli, write):
     path = write("bad.yaml", BROKEN)
-    code, out, _ = run(capsys, "validate", str(path), "--format", "github")
+    code, out, _ = cli("validate", str(path), "--format", "github")
     assert code == 1
-    assert out.startswith(f"::error file={path},line={RANK_LINE},col=3,title=unknown-field::adapter.rank: unknown field")
+    assert out.startswith(
+        f"::error file={path},line={RANK_LINE},col=3,title=unknown-field::adapter.rank: unknown field"
+    )
 
 
-def test_warning_keeps_exit_zero(capsys, write):
+def test_warning_keeps_exit_zero(cli, write):
     path = write("remote.yaml", EXAMPLE.replace("trust_remote_code: false", "trust_remote_code: true"))
-    code, out, err = run(capsys, "validate", str(path))
+    code, out, err = cli("validate", str(path))
     assert code == 0 and ": warning: model.trust_remote_code:" in out and "1 warning" in err
 
 
-def test_directories_recursive_and_fragments_skipped(capsys, write):
+def test_directories_recursive_and_fragments_skipped(cli, write):
     recipes = write("recipes/a.yaml", EXAMPLE).parent
     write("recipes/team/b.yml", "extends: ../_base.yaml\nname: b\n")
     write("recipes/_base.yaml", EXAMPLE.replace("name: llama3-8b-dpo-qlora\n", ""))  # a fragment: no name, skipped
     write("recipes/.hidden/c.yaml", "junk: [")
-    code, out, err = run(capsys, "validate", str(recipes))
+    code, out, err = cli("validate", str(recipes))
     assert code == 0, out
     assert "2 recipes valid" in err
 
@@ -88,30 +85,32 @@ def test_usage_errors_exit_2(capsys, argv, needle):
     assert exc.value.code == 2 and needle in err and "Traceback" not in err
 
 
-def test_bad_set_is_usage_error(capsys):
-    code, _, err = run(capsys, "validate", str(EXAMPLE_FILE), "--set", "training.learning_rate")
+def test_bad_set_is_usage_error(cli):
+    code, _, err = cli("validate", str(EXAMPLE_FILE), "--set", "training.learning_rate")
     assert code == 2 and "KEY=VALUE" in err
 
 
-def test_empty_directory_is_usage_error(capsys, tmp_path):
-    code, _, err = run(capsys, "validate", str(tmp_path))
+def test_empty_directory_is_usage_error(cli, tmp_path):
+    code, _, err = cli("validate", str(tmp_path))
     assert code == 2 and "no recipe files" in err
 
 
-def test_schema_command_prints_the_checked_in_schema(capsys):
-    code, out, _ = run(capsys, "schema")
+def test_schema_command_prints_the_checked_in_schema(cli):
+    code, out, _ = cli("schema")
     assert code == 0 and out == SCHEMA_FILE.read_text()
 
 
-def test_list(capsys):
-    code, out, _ = run(capsys, "list", str(ROOT / "recipes"))
+def test_list(cli):
+    code, out, _ = cli("list", str(ROOT / "recipes"))
     assert code == 0
     header, rule, *rows = out.splitlines()
     assert header.split() == ["FILE", "NAME", "OBJECTIVE", "ADAPTER", "MODEL", "HARDWARE"]
     assert any("llama3-8b-dpo-qlora" in r and "qlora" in r and "meta-llama/Meta-Llama-3-8B" in r for r in rows)
-    code, out, _ = run(capsys, "list", str(ROOT / "recipes"), "--json")
+    code, out, _ = cli("list", str(ROOT / "recipes"), "--json")
     listed = {row["name"]: row for row in json.loads(out)}
-    assert listed["llama3-8b-dpo-qlora"]["objective"] == "dpo" and listed["llama3-8b-dpo-qlora"]["file"].endswith("llama3-dpo-qlora.yaml")
+    assert listed["llama3-8b-dpo-qlora"]["objective"] == "dpo" and listed["llama3-8b-dpo-qlora"]["file"].endswith(
+        "llama3-dpo-qlora.yaml"
+    )
 
 
 BLOCKER = textwrap.dedent(

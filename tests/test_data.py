@@ -10,6 +10,7 @@ from runner.data.formats import FormatError, convert, for_objective, parse_hh_di
 from runner.data.sources import DataError, Where, check_columns, load_raw, load_split
 from schemas import Recipe
 from schemas.datasets import DatasetSource
+
 from conftest import ROOT, example, set_path
 
 FIX = ROOT / "tests" / "fixtures" / "formats"
@@ -20,13 +21,19 @@ EXPECTED_FIRST = {
     "messages": {"messages": [{"role": "system", "content": "Be brief."}, U("Capital of France?"), A("Paris.")]},
     "ultrachat": {"messages": [U("How do plants grow?"), A("With light, water and nutrients.")]},
     "sharegpt": {"messages": [{"role": "system", "content": "You help."}, U("Hi"), A("Hello!")]},
-    "lima": {"messages": [U("What is LIMA?"), A("Less Is More for Alignment."), U("Who made it?"), A("Meta AI and others.")]},
+    "lima": {
+        "messages": [U("What is LIMA?"), A("Less Is More for Alignment."), U("Who made it?"), A("Meta AI and others.")]
+    },
     "alpaca": {"prompt": [U("Translate to French.\n\ncat")], "completion": [A("chat")]},
     "triviaqa": {"prompt": [U("Which planet is known as the Red Planet?")], "completion": [A("Mars")]},
     "prompt-completion": {"prompt": [U("The sky is")], "completion": [A(" blue.")]},
     "preference": {"prompt": [U("Best pet?")], "chosen": [A("A dog.")], "rejected": [A("A rock.")]},
     "ultrafeedback": {"prompt": [U("Write a haiku.")], "chosen": [A("Leaves fall in silence")], "rejected": [A("No.")]},
-    "hh-rlhf": {"prompt": [U("How do I bake bread?")], "chosen": [A("Mix flour, water, yeast and salt, then bake.")], "rejected": [A("Buy it.")]},
+    "hh-rlhf": {
+        "prompt": [U("How do I bake bread?")],
+        "chosen": [A("Mix flour, water, yeast and salt, then bake.")],
+        "rejected": [A("Buy it.")],
+    },
     "unpaired-preference": {"prompt": [U("Capital of Italy?")], "completion": [A("Rome.")], "label": True},
     "prompt-only": {"prompt": [U("Write a limerick about cats.")]},
 }
@@ -51,7 +58,10 @@ def test_every_preset_on_its_public_format(fmt):
 def test_text_preset_on_a_text_file():
     entry = source("text", "text.txt")
     ds = load_raw(entry, Where("train", 0, entry.source))
-    assert [convert("text", r) for r in ds] == [{"text": "The first line of raw text."}, {"text": "The second line of raw text."}]
+    assert [convert("text", r) for r in ds] == [
+        {"text": "The first line of raw text."},
+        {"text": "The second line of raw text."},
+    ]
 
 
 def test_preference_without_prompt_splits_the_shared_turns():
@@ -72,15 +82,25 @@ def test_hh_rlhf_multi_turn_keeps_the_dialogue_as_prompt():
 
 
 def test_hh_rlhf_on_the_real_rows():
-    rows = [json.loads(line) for line in (ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl").read_text().splitlines()] \
-        if (ROOT.parent / "shared" / "data").exists() else []
+    rows = (
+        [
+            json.loads(line)
+            for line in (ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        if (ROOT.parent / "shared" / "data").exists()
+        else []
+    )
     for row in rows:
         out = convert("hh-rlhf", row)
         assert out["prompt"][-1]["role"] == "user" and len(out["chosen"]) == len(out["rejected"]) == 1
 
 
 def test_columns_rename_to_canonical_names():
-    entry = source("preference", "custom-columns.jsonl", columns={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    entry = source(
+        "preference", "custom-columns.jsonl", columns={"prompt": "question", "chosen": "good", "rejected": "bad"}
+    )
     ds = load_raw(entry, Where("train", 0, entry.source))
     assert convert("preference", ds[0]) == EXPECTED_FIRST["preference"]
 
@@ -91,7 +111,9 @@ def test_missing_column_names_the_dataset_and_its_columns():
     with pytest.raises(DataError) as exc:
         check_columns(entry, load_raw(entry, where), where)
     msg = str(exc.value)
-    assert msg.startswith("datasets.train.2 (jsonl:") and "chosen, rejected" in msg and "question, good, bad, extra" in msg
+    assert (
+        msg.startswith("datasets.train.2 (jsonl:") and "chosen, rejected" in msg and "question, good, bad, extra" in msg
+    )
     assert "columns: {chosen: your_column}" in msg
 
 
@@ -170,8 +192,12 @@ def test_local_save_to_disk_and_csv_and_parquet(tmp_path):
     datasets.DatasetDict({"train": ds, "test": ds.select([0])}).save_to_disk(str(tmp_path / "saved"))
     ds.to_csv(str(tmp_path / "a.csv"))
     ds.to_parquet(str(tmp_path / "a.parquet"))
-    for src, split, n in ((f"local:{tmp_path / 'saved'}", "test", 1), (f"local:{tmp_path / 'saved'}", "train[:2]", 2),
-                          (f"csv:{tmp_path / 'a.csv'}", "train", 3), (f"parquet:{tmp_path / 'a.parquet'}", "train", 3)):
+    for src, split, n in (
+        (f"local:{tmp_path / 'saved'}", "test", 1),
+        (f"local:{tmp_path / 'saved'}", "train[:2]", 2),
+        (f"csv:{tmp_path / 'a.csv'}", "train", 3),
+        (f"parquet:{tmp_path / 'a.parquet'}", "train", 3),
+    ):
         entry = DatasetSource.model_validate({"source": src, "split": split, "format": "alpaca"})
         rows = load_raw(entry, Where("train", 0, src))
         assert len(rows) == n and convert("alpaca", rows[0])["completion"] == [A("yes")]

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import RECIPE, ROOT
+from conftest import recipe_process as run
 
 pytestmark = pytest.mark.e2e
-RECIPE = str(Path(sys.executable).parent / "recipe")
 SECRET = "hf_secret_value_that_must_not_leak_1234"
-
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([RECIPE, *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})})
 
 
 def evals(out: Path, key: str) -> list[float]:
@@ -40,7 +33,13 @@ def test_tiny_sft_lora_learns(tmp_path):
 
 def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     out = tmp_path / "dpo"
-    proc = run("run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}", env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET})
+    proc = run(
+        "run",
+        "recipes/tiny/dpo-qlora.yaml",
+        "--set",
+        f"output.dir={out}",
+        env={"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     accuracy = evals(out, "eval_rewards/accuracies")
     assert accuracy[0] <= 0.75 and accuracy[-1] >= 0.9, accuracy  # from about chance to well above, on held-out pairs
@@ -50,7 +49,9 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
     assert lock["recipe"]["quantization"]["method"] == "bnb-4bit" and lock["content_hash"].startswith("sha256:")
-    assert {"torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "datasets"} <= set(lock["versions"])
+    assert {"torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "datasets"} <= set(
+        lock["versions"]
+    )
     card = (out / "README.md").read_text()
     assert "assets/tiny-llama" in card and "dpo" in card and "preference-train.jsonl" in card
     for path in out.rglob("*"):
@@ -62,12 +63,25 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
 
 def test_preflight_stops_before_launching(tmp_path):
     out = tmp_path / "nothing"
-    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.source=jsonl:assets/data/missing.jsonl")
+    proc = run(
+        "run",
+        "recipes/tiny/sft-lora.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "datasets.train.0.source=jsonl:assets/data/missing.jsonl",
+    )
     assert proc.returncode == 1
     assert "datasets.train.0 (jsonl:assets/data/missing.jsonl): no such file" in proc.stderr
     assert not out.exists()
-    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.format=sharegpt")
-    assert proc.returncode == 1 and "needs column(s) conversations" in proc.stderr and "the data has: messages" in proc.stderr
+    proc = run(
+        "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.format=sharegpt"
+    )
+    assert (
+        proc.returncode == 1
+        and "needs column(s) conversations" in proc.stderr
+        and "the data has: messages" in proc.stderr
+    )
 
 
 def test_tiny_reward_model_ranks_held_out_pairs(tmp_path):
@@ -99,7 +113,18 @@ def test_tiny_recipes_cover_every_objective_and_adapter():
     from schemas import load
 
     recipes = [load(ROOT / "recipes" / "tiny" / f"{n}.yaml").recipe for n in TINY]
-    assert {r.objective.kind for r in recipes} == {"sft", "pretrain", "dpo", "orpo", "kto", "simpo", "cpo", "reward", "grpo", "rloo"}
+    assert {r.objective.kind for r in recipes} == {
+        "sft",
+        "pretrain",
+        "dpo",
+        "orpo",
+        "kto",
+        "simpo",
+        "cpo",
+        "reward",
+        "grpo",
+        "rloo",
+    }
     adapters = {(r.adapter.kind, r.quantization.method) for r in recipes}
     assert {a for a, _ in adapters} == {"full", "lora", "dora", "prefix", "prompt", "p-tuning", "ia3"}
     assert ("lora", "bnb-4bit") in adapters and ("lora", "bnb-8bit") in adapters
@@ -113,13 +138,27 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
     import signal
     import time
 
-    common = ["--set", "training.epochs=12", "--set", "training.save_every=4", "--set", "training.eval_every=null", "--set", "datasets.eval=[]"]
+    common = [
+        "--set",
+        "training.epochs=12",
+        "--set",
+        "training.save_every=4",
+        "--set",
+        "training.eval_every=null",
+        "--set",
+        "datasets.eval=[]",
+    ]
     whole = tmp_path / "whole"
     assert run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={whole}", *common).returncode == 0
 
     out = tmp_path / "preempted"
-    proc = subprocess.Popen([RECIPE, "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [RECIPE, "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     while not (out / "checkpoint-8").exists() and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -134,7 +173,9 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(ROOT / "assets" / "tiny-llama"), str(last))  # loadable
+    PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(ROOT / "assets" / "tiny-llama"), str(last)
+    )  # loadable
 
     refused = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common)
     assert refused.returncode == 1 and "--resume" in refused.stderr
@@ -147,8 +188,20 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
 def test_two_cpu_processes(tmp_path, zero):
     """Two processes on the CPU (gloo), plain data parallel and through the generated DeepSpeed ZeRO-2/3 JSON."""
     out = tmp_path / f"two-{zero}"
-    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "hardware.gpus_per_node=2",
-               "--set", f"hardware.zero={zero}", "--set", "training.micro_batch_size=4", "--set", "training.max_steps=6")
+    proc = run(
+        "run",
+        "recipes/tiny/sft-lora.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "hardware.gpus_per_node=2",
+        "--set",
+        f"hardware.zero={zero}",
+        "--set",
+        "training.micro_batch_size=4",
+        "--set",
+        "training.max_steps=6",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     # 128 training rows, 4 per process: with 2 processes an epoch is 16 steps, so 6 steps are 0.375 of it
@@ -156,17 +209,34 @@ def test_two_cpu_processes(tmp_path, zero):
     assert proc.stderr.count("step 5: loss") == 1  # the live view is drawn by rank 0 only
     if zero != "none":
         states = {p.name for p in (out / "checkpoint-6" / "global_step6").iterdir()}
-        assert any(n.startswith("zero_pp_rank_0") for n in states), states  # DeepSpeed ZeRO wrote its partitioned states
+        assert any(n.startswith("zero_pp_rank_0") for n in states), (
+            states
+        )  # DeepSpeed ZeRO wrote its partitioned states
     assert (out / "recipe.lock.yaml").exists()
 
 
 def test_online_rl_scores_with_the_reward_model_a_reward_recipe_trained(tmp_path):
     """The catalogue's PPO replacement on the tiny model: a `reward` recipe, then GRPO against its output directory."""
     reward = tmp_path / "reward"
-    assert run("run", "recipes/tiny/reward-lora.yaml", "--set", f"output.dir={reward}", "--set", "training.max_steps=10").returncode == 0
+    assert (
+        run(
+            "run", "recipes/tiny/reward-lora.yaml", "--set", f"output.dir={reward}", "--set", "training.max_steps=10"
+        ).returncode
+        == 0
+    )
     out = tmp_path / "grpo"
-    proc = run("run", "recipes/tiny/grpo-lora.yaml", "--set", f"output.dir={out}", "--set", "training.max_steps=4",
-               "--set", "objective.reward_functions=[]", "--set", f"objective.reward_model={reward}")
+    proc = run(
+        "run",
+        "recipes/tiny/grpo-lora.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "training.max_steps=4",
+        "--set",
+        "objective.reward_functions=[]",
+        "--set",
+        f"objective.reward_model={reward}",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any("reward" in r for r in logged) and max(r["step"] for r in logged) == 4
@@ -174,8 +244,21 @@ def test_online_rl_scores_with_the_reward_model_a_reward_recipe_trained(tmp_path
 
 def test_dpo_with_a_weighted_mixture_of_losses(tmp_path):
     out = tmp_path / "mpo"
-    proc = run("run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}", "--set", "training.max_steps=4",
-               "--set", "objective.loss=[sigmoid, sft]", "--set", "objective.loss_weights=[1.0, 0.5]")
+    proc = run(
+        "run",
+        "recipes/tiny/dpo-qlora.yaml",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "training.max_steps=4",
+        "--set",
+        "objective.loss=[sigmoid, sft]",
+        "--set",
+        "objective.loss_weights=[1.0, 0.5]",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads((out / "launch" / "plan.json").read_text())
-    assert plan["trainer"]["args"]["loss_type"] == ["sigmoid", "sft"] and plan["trainer"]["args"]["loss_weights"] == [1.0, 0.5]
+    assert plan["trainer"]["args"]["loss_type"] == ["sigmoid", "sft"] and plan["trainer"]["args"]["loss_weights"] == [
+        1.0,
+        0.5,
+    ]

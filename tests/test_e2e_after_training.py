@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import ROOT
+from conftest import recipe_process as recipe
 
 pytestmark = pytest.mark.e2e
-RECIPE = str(Path(sys.executable).parent / "recipe")
 PROBE = "A sentence no probe of the merge check used: the green heron waits."
-
-
-def recipe(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([RECIPE, *args], cwd=ROOT, capture_output=True, text=True, timeout=900, input=stdin,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,14 @@ def runs(tmp_path_factory):
     out = {}
     for name, steps in (("sft-lora", 8), ("dpo-qlora", 8)):
         out[name] = root / name
-        proc = recipe("run", f"recipes/tiny/{name}.yaml", "--set", f"output.dir={out[name]}", "--set", f"training.max_steps={steps}")
+        proc = recipe(
+            "run",
+            f"recipes/tiny/{name}.yaml",
+            "--set",
+            f"output.dir={out[name]}",
+            "--set",
+            f"training.max_steps={steps}",
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
@@ -60,18 +59,27 @@ def test_merged_lora_run_reproduces_the_adapter_and_chats_the_same(runs):
     assert proc.stdout.strip() == str(merged_dir)
     tokenizer = AutoTokenizer.from_pretrained(merged_dir)
     merged = AutoModelForCausalLM.from_pretrained(merged_dir, dtype=torch.float32)
-    assert torch.allclose(logits(merged, tokenizer, PROBE), logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(
+        logits(merged, tokenizer, PROBE),
+        logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE),
+        atol=1e-4,
+        rtol=1e-4,
+    )
     assert (merged_dir / "recipe.lock.yaml").read_text() == (run_dir / "recipe.lock.yaml").read_text()
     assert "merged into `assets/tiny-llama` in float32" in (merged_dir / "README.md").read_text()
     again = recipe("merge", str(run_dir))
     assert again.returncode == 1 and "already exists and is not empty" in again.stderr
 
     question = "What color is the lemon?"
-    from_adapter = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "16", "--show-prompt", stdin=question + "\n")
+    from_adapter = recipe(
+        "chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "16", "--show-prompt", stdin=question + "\n"
+    )
     from_merged = recipe("chat", str(merged_dir), "--temperature", "0", "--max-new-tokens", "16", "--prompt", question)
     assert from_adapter.returncode == 0 and from_merged.returncode == 0, from_adapter.stderr + from_merged.stderr
     assert from_adapter.stdout.strip() and from_adapter.stdout == from_merged.stdout
-    rendered = tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
     assert rendered in from_adapter.stderr and rendered.endswith("<|im_start|>assistant\n")
 
 
@@ -88,16 +96,37 @@ def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit
     record = json.loads((to / "merge.json").read_text())
     assert record["check"]["relative_error"] < 1e-4 and record["check"]["top1_agreement"] == 1.0
     # NF4 rounding of the base weights is what separates the merged model from the model as trained
-    assert 0 < record["against_quantized"]["relative_error"] < 0.3 and record["against_quantized"]["top1_agreement"] >= 0.75
+    assert (
+        0 < record["against_quantized"]["relative_error"] < 0.3
+        and record["against_quantized"]["top1_agreement"] >= 0.75
+    )
     tokenizer = AutoTokenizer.from_pretrained(to)
     merged = AutoModelForCausalLM.from_pretrained(to, dtype=torch.float32)
-    assert torch.allclose(logits(merged, tokenizer, PROBE), logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE), atol=1e-4, rtol=1e-4)
+    assert torch.allclose(
+        logits(merged, tokenizer, PROBE),
+        logits(adapter_on_unquantized_base(run_dir), tokenizer, PROBE),
+        atol=1e-4,
+        rtol=1e-4,
+    )
     # --dequantize merges into the NF4 weights the adapter was trained on: the merged model is the model as trained
     proc = recipe("merge", str(run_dir), "--to", str(to), "--dequantize", "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((to / "merge.json").read_text())
-    assert record["dequantized"] and record["against_quantized"]["relative_error"] < 1e-4 and record["against_quantized"]["top1_agreement"] == 1.0
+    assert (
+        record["dequantized"]
+        and record["against_quantized"]["relative_error"] < 1e-4
+        and record["against_quantized"]["top1_agreement"] == 1.0
+    )
     assert "quantization_config" not in json.loads((to / "config.json").read_text())
-    chat = recipe("chat", str(run_dir), "--temperature", "0", "--max-new-tokens", "8", "--prompt", "Which color does the panther have?")
+    chat = recipe(
+        "chat",
+        str(run_dir),
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "8",
+        "--prompt",
+        "Which color does the panther have?",
+    )
     assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-2000:]
     assert "(4-bit float32, cpu)" in chat.stderr  # the adapter talks through the base as it was trained

@@ -11,13 +11,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas import load
+
 from conftest import EXAMPLE_FILE, example
 
 EXAMPLE_TEXT = EXAMPLE_FILE.read_text()
 REQUIRED = [
-    ("version",), ("name",), ("model",), ("model", "name_or_path"), ("adapter",), ("adapter", "kind"), ("objective",),
-    ("objective", "kind"), ("datasets",), ("datasets", "train"), ("datasets", "train", 0, "source"),
-    ("datasets", "train", 0, "format"), ("training",), ("training", "learning_rate"), ("training", "global_batch_size"), ("hardware",),
+    ("version",),
+    ("name",),
+    ("model",),
+    ("model", "name_or_path"),
+    ("adapter",),
+    ("adapter", "kind"),
+    ("objective",),
+    ("objective", "kind"),
+    ("datasets",),
+    ("datasets", "train"),
+    ("datasets", "train", 0, "source"),
+    ("datasets", "train", 0, "format"),
+    ("training",),
+    ("training", "learning_rate"),
+    ("training", "global_batch_size"),
+    ("hardware",),
 ]
 
 
@@ -48,8 +62,14 @@ def get(data, path):
     return data
 
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False), st.text(max_size=12))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=3), max_leaves=8)
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**6), 10**6), st.floats(allow_nan=False), st.text(max_size=12)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(min_size=1, max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 @st.composite

@@ -11,7 +11,9 @@ RECIPES = shipped_recipes()
 
 def test_every_recipe_has_a_snapshot_and_no_stale_ones():
     assert RECIPES
-    assert {golden_name(p) for p in RECIPES} == {p.name for p in GOLDEN.glob("*.json")}, "run: python tests/golden_plans.py"
+    assert {golden_name(p) for p in RECIPES} == {p.name for p in GOLDEN.glob("*.json")}, (
+        "run: python tests/golden_plans.py"
+    )
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[golden_name(p) for p in RECIPES])

@@ -12,6 +12,7 @@ import pytest
 from runner.cli import find_recipes, main
 from runner.plan import resolve
 from schemas import load
+
 from conftest import ROOT
 
 RECIPES = ROOT / "recipes"
@@ -39,11 +40,11 @@ def batch(name: str) -> tuple[int, int, int]:
 
 
 def test_002_llama3_dpo_qlora_project():
-    a, l, q = args("llama3-dpo-qlora"), lora("llama3-dpo-qlora"), plan("llama3-dpo-qlora").quantization["args"]
+    a, lo, q = args("llama3-dpo-qlora"), lora("llama3-dpo-qlora"), plan("llama3-dpo-qlora").quantization["args"]
     assert plan("llama3-dpo-qlora").trainer["class"] == "trl.DPOTrainer"
     assert (a["beta"], a["learning_rate"], a["loss_type"]) == (0.1, 5e-5, ["sigmoid"])
     assert batch("llama3-dpo-qlora") == (2, 4, 1)  # per-device 2, accumulation 4: effective 8
-    assert (l["r"], l["lora_alpha"], l["lora_dropout"]) == (16, 32, 0.05)
+    assert (lo["r"], lo["lora_alpha"], lo["lora_dropout"]) == (16, 32, 0.05)
     assert (q["bnb_4bit_quant_type"], q["bnb_4bit_use_double_quant"], q["load_in_4bit"]) == ("nf4", True, True)
     assert a["activation_checkpointing"] is True and a["bf16"] is True
     assert (a["eval_steps"], a["save_steps"]) == (100, 100)
@@ -88,10 +89,20 @@ def test_001_triviaqa_catalogue(name):
     assert p.recipe.adapter.kind == kind and p.recipe.datasets.train[0].format == "triviaqa"
     assert (a["learning_rate"], a["lr_scheduler_type"], a["warmup_steps"]) == (lr, sched, warmup)
     assert (p.micro_batch_size, p.gradient_accumulation_steps) == (micro, accum)
-    assert (a["num_train_epochs"], a["optim"], a["max_grad_norm"], a["logging_steps"]) == (3, "adamw_torch_fused", 0.3, logging)
+    assert (a["num_train_epochs"], a["optim"], a["max_grad_norm"], a["logging_steps"]) == (
+        3,
+        "adamw_torch_fused",
+        0.3,
+        logging,
+    )
     assert a["save_strategy"] == "epoch" and a["report_to"] == ["wandb"]
     if kind in ("lora", "dora"):
-        assert (p.peft["args"]["r"], p.peft["args"]["lora_alpha"], p.peft["args"]["lora_dropout"], p.peft["args"]["bias"]) == (8, 32, 0.1, "none")
+        assert (
+            p.peft["args"]["r"],
+            p.peft["args"]["lora_alpha"],
+            p.peft["args"]["lora_dropout"],
+            p.peft["args"]["bias"],
+        ) == (8, 32, 0.1, "none")
     if kind in ("prefix", "p-tuning"):
         assert p.peft["args"]["num_virtual_tokens"] == 30
     if kind == "p-tuning":
@@ -129,7 +140,12 @@ def test_003_chat_jsonl_trainers(name, variant):
     p = plan(name)
     a = p.trainer["args"]
     assert p.trainer["class"] == trainer and p.recipe.model.name_or_path == "meta-llama/Llama-3.1-8B-Instruct"
-    assert (a["learning_rate"], a["lr_scheduler_type"], a["max_length"], a["num_train_epochs"]) == (lr, "cosine", 1024, 1)
+    assert (a["learning_rate"], a["lr_scheduler_type"], a["max_length"], a["num_train_epochs"]) == (
+        lr,
+        "cosine",
+        1024,
+        1,
+    )
     assert (p.micro_batch_size, p.gradient_accumulation_steps, p.world_size) == (micro, accum, 4)
     if beta is not None:
         assert a["beta"] == beta
@@ -143,25 +159,43 @@ def test_003_chat_jsonl_trainers(name, variant):
         assert p.peft is None
 
 
-LIMA = ["llama2-7b-lima-sft-qlora", "gemma-2b-lima-sft-qlora", "mamba-1.4b-lima-sft-qlora", "bloom-1b1-lima-sft-full",
-        "llama2-7b-pretrain-qlora", "llama2-7b-lima-dpo-qlora"]
+LIMA = [
+    "llama2-7b-lima-sft-qlora",
+    "gemma-2b-lima-sft-qlora",
+    "mamba-1.4b-lima-sft-qlora",
+    "bloom-1b1-lima-sft-full",
+    "llama2-7b-pretrain-qlora",
+    "llama2-7b-lima-dpo-qlora",
+]
 
 
 @pytest.mark.parametrize("name", LIMA)
 def test_004_lima_argument_files(name):
     p = plan(name)
     a = p.trainer["args"]
-    assert a["num_train_epochs"] == 5 and a["save_total_limit"] == 1 and a["save_steps"] == 100 and a["logging_steps"] == 100
+    assert (
+        a["num_train_epochs"] == 5
+        and a["save_total_limit"] == 1
+        and a["save_steps"] == 100
+        and a["logging_steps"] == 100
+    )
     assert (a["lr_scheduler_type"], a["warmup_steps"], a["seed"]) == ("constant_with_warmup", 100, 42)
     if "full" in name:
         assert p.peft is None and p.quantization is None and p.zero == 2 and p.world_size == 4
         assert a["learning_rate"] == 1e-5
     else:
-        assert p.quantization["args"]["load_in_4bit"] and p.peft["args"]["r"] == 64 and p.peft["args"]["lora_alpha"] == 16
+        assert (
+            p.quantization["args"]["load_in_4bit"] and p.peft["args"]["r"] == 64 and p.peft["args"]["lora_alpha"] == 16
+        )
     if "sft" in name:
         assert p.recipe.datasets.train[0].format == "lima" and p.trainer["class"] == "trl.SFTTrainer"
         assert p.gradient_accumulation_steps == 1
-    expected_models = {"llama2": "meta-llama/Llama-2-7b-hf", "gemma": "google/gemma-2b", "mamba": "state-spaces/mamba-1.4b-hf", "bloom": "bigscience/bloom-1b1"}
+    expected_models = {
+        "llama2": "meta-llama/Llama-2-7b-hf",
+        "gemma": "google/gemma-2b",
+        "mamba": "state-spaces/mamba-1.4b-hf",
+        "bloom": "bigscience/bloom-1b1",
+    }
     assert p.recipe.model.name_or_path == expected_models[name.split("-")[0]]
 
 

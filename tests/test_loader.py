@@ -6,13 +6,14 @@ import pytest
 
 from schemas import UsageError, load
 from schemas.yamlsource import parse
+
 from conftest import EXAMPLE_FILE
 
 EXAMPLE = EXAMPLE_FILE.read_text()
 
 
 def line_of(text: str, needle: str) -> int:
-    return next(i for i, l in enumerate(text.splitlines(), 1) if needle in l)
+    return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
 def only(loaded, rule):
@@ -100,7 +101,9 @@ def test_multiple_documents_refused(write):
     assert "one YAML document" in d.message
 
 
-@pytest.mark.parametrize("text,rule", [("", "not-a-mapping"), ("- a\n- b\n", "not-a-mapping"), ("just text\n", "not-a-mapping")])
+@pytest.mark.parametrize(
+    "text,rule", [("", "not-a-mapping"), ("- a\n- b\n", "not-a-mapping"), ("just text\n", "not-a-mapping")]
+)
 def test_non_mapping_files(write, text, rule):
     only(load(write("r.yaml", text)), rule)
 
@@ -201,7 +204,9 @@ def test_extends_missing_base(write):
 
 def test_set_overrides_parse_yaml_and_are_marked(write):
     path = write("r.yaml", EXAMPLE)
-    loaded = load(path, ["training.learning_rate=1e-4", "adapter.target_modules=[q_proj, v_proj]", "datasets.train.0.limit=10"])
+    loaded = load(
+        path, ["training.learning_rate=1e-4", "adapter.target_modules=[q_proj, v_proj]", "datasets.train.0.limit=10"]
+    )
     assert loaded.ok
     r = loaded.recipe
     assert r.training.learning_rate == 1e-4 and r.adapter.target_modules == ["q_proj", "v_proj"]

@@ -16,6 +16,7 @@ from runner.plan import resolve
 from runner.plan.architecture import find_architecture
 from runner.plan.memory import GiB, deepspeed_model_states
 from schemas import Recipe
+
 from conftest import example, set_path
 
 NO_PACKAGES: dict = {}
@@ -62,19 +63,35 @@ def test_zero3_model_states_match_deepspeed(name, gpus, nodes):
     arch, _ = find_architecture(name)
     p, ll = arch.total_params, arch.largest_layer_params
     for offload, cpu_offload, cpu_params in (("none", False, False), ("optimizer", True, False), ("all", True, True)):
-        _, ds_gpu, _ = estimate_zero3_model_states_mem_needs(p, ll, gpus, nodes, cpu_offload=cpu_offload, cpu_offload_params=cpu_params)
+        _, ds_gpu, _ = estimate_zero3_model_states_mem_needs(
+            p, ll, gpus, nodes, cpu_offload=cpu_offload, cpu_offload_params=cpu_params
+        )
         ours = deepspeed_model_states(p, 3, gpus * nodes, offload, ll)
         assert int(sum(ours.values())) == pytest.approx(ds_gpu, abs=2)
 
 
 def test_parameter_counts_from_the_table_and_from_config_json(tmp_path):
-    counts = {"meta-llama/Meta-Llama-3-8B": 8.03e9, "meta-llama/Meta-Llama-3-70B": 70.55e9, "meta-llama/Llama-2-7b-hf": 6.74e9,
-              "google/gemma-2b": 2.51e9, "gpt2": 124.4e6, "state-spaces/mamba-1.4b-hf": 1.37e9}
+    counts = {
+        "meta-llama/Meta-Llama-3-8B": 8.03e9,
+        "meta-llama/Meta-Llama-3-70B": 70.55e9,
+        "meta-llama/Llama-2-7b-hf": 6.74e9,
+        "google/gemma-2b": 2.51e9,
+        "gpt2": 124.4e6,
+        "state-spaces/mamba-1.4b-hf": 1.37e9,
+    }
     for name, expected in counts.items():
         arch, _ = find_architecture(name)
         assert arch.total_params == pytest.approx(expected, rel=0.01), name
-    cfg = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-           "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "tie_word_embeddings": True}
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 256,
+        "tie_word_embeddings": True,
+    }
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     arch, source = find_architecture(str(tmp_path))
     assert "config.json" in source
@@ -85,8 +102,15 @@ def test_parameter_counts_from_the_table_and_from_config_json(tmp_path):
 def test_parameter_count_matches_transformers_on_a_local_config(tmp_path):
     """The formula agrees with the number of parameters transformers itself builds (random weights, no download)."""
     transformers = pytest.importorskip("transformers")
-    cfg = transformers.LlamaConfig(hidden_size=64, intermediate_size=160, num_hidden_layers=3, num_attention_heads=4,
-                                   num_key_value_heads=2, vocab_size=300, tie_word_embeddings=False)
+    cfg = transformers.LlamaConfig(
+        hidden_size=64,
+        intermediate_size=160,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=300,
+        tie_word_embeddings=False,
+    )
     cfg.save_pretrained(tmp_path)
     model = transformers.AutoModelForCausalLM.from_config(cfg)
     arch, _ = find_architecture(str(tmp_path))
@@ -101,7 +125,10 @@ def test_memory_components_behave():
     with_gc = plan.memory["breakdown"]["activations"]
     no_gc = resolve(recipe({"training.gradient_checkpointing": False}), NO_PACKAGES).memory["breakdown"]["activations"]
     assert no_gc > 4 * with_gc
-    full = resolve(recipe({"adapter": {"kind": "full"}, "quantization.method": "none", "hardware.profile": "h200-141gb"}), NO_PACKAGES)
+    full = resolve(
+        recipe({"adapter": {"kind": "full"}, "quantization.method": "none", "hardware.profile": "h200-141gb"}),
+        NO_PACKAGES,
+    )
     assert full.memory["breakdown"]["reference_model"] == pytest.approx(8.03e9 * 2 / GiB, rel=0.01)
     arch, _ = find_architecture("meta-llama/Meta-Llama-3-8B")
     # logits: chosen and rejected (2) × micro 2 × 1024 tokens × 128256 vocab × (2 + 4 + 4) bytes
@@ -123,8 +150,20 @@ def test_8b_qlora_dpo_on_one_24gb_gpu_needs_no_deepspeed():
 
 def test_flash_attention_when_installed_on_ampere():
     assert resolve(recipe(), {"flash_attn": "2.8.3"}).attention == "flash_attention_2"
-    assert resolve(recipe({"hardware.profile": "t4-16gb", "model.dtype": "auto", "quantization.compute_dtype": "auto"}), {"flash_attn": "2.8.3"}).attention == "sdpa"
-    assert resolve(recipe({"hardware.profile": "cpu", "model.dtype": "auto", "quantization.compute_dtype": "auto"}), {"flash_attn": "2.8.3"}).attention == "sdpa"
+    assert (
+        resolve(
+            recipe({"hardware.profile": "t4-16gb", "model.dtype": "auto", "quantization.compute_dtype": "auto"}),
+            {"flash_attn": "2.8.3"},
+        ).attention
+        == "sdpa"
+    )
+    assert (
+        resolve(
+            recipe({"hardware.profile": "cpu", "model.dtype": "auto", "quantization.compute_dtype": "auto"}),
+            {"flash_attn": "2.8.3"},
+        ).attention
+        == "sdpa"
+    )
 
 
 def test_70b_full_finetune_on_8xa100_refuses_with_numbers():
@@ -152,7 +191,11 @@ def test_70b_qlora_on_8xa100_uses_zero3_with_matching_quant_storage():
     data["hardware"].update(zero=3)
     plan = resolve(Recipe.model_validate(data), NO_PACKAGES)
     assert plan.ok and plan.zero == 3
-    assert plan.quantization["args"]["bnb_4bit_quant_storage"] == "bfloat16" == plan.quantization["args"]["bnb_4bit_compute_dtype"]
+    assert (
+        plan.quantization["args"]["bnb_4bit_quant_storage"]
+        == "bfloat16"
+        == plan.quantization["args"]["bnb_4bit_compute_dtype"]
+    )
     assert any(d.what == "bnb_4bit_quant_storage" for d in plan.decisions)
 
 
@@ -164,41 +207,93 @@ def test_two_nodes_of_eight_gpus_argv_and_slurm():
     plan = resolve(Recipe.model_validate(data), NO_PACKAGES)
     argv = plan.launch
     assert plan.world_size == 16 and plan.accelerate["num_processes"] == 16 and plan.accelerate["num_machines"] == 2
-    for flag, value in (("--num_machines", "2"), ("--machine_rank", "${MACHINE_RANK}"), ("--main_process_ip", "${MAIN_PROCESS_IP}"),
-                        ("--deepspeed_multinode_launcher", "standard")):
+    for flag, value in (
+        ("--num_machines", "2"),
+        ("--machine_rank", "${MACHINE_RANK}"),
+        ("--main_process_ip", "${MAIN_PROCESS_IP}"),
+        ("--deepspeed_multinode_launcher", "standard"),
+    ):
         assert argv[argv.index(flag) + 1] == value
     assert "--main_process_port" in argv
-    assert argv[-3:] == ["-m", "runner.train", "outputs/llama3-70b-full/launch/recipe.resolved.yaml"]
+    assert argv[-3:] == ["-m", "runner.run.train", "outputs/llama3-70b-full/launch/plan.json"]
     script = slurm_script(name="x", argv=argv, nodes=2, gpus_per_node=8, launch_dir=plan.launch_dir)
-    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=1" in script and "#SBATCH --gpus-per-node=8" in script
-    assert "scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1" in script
+    assert (
+        "#SBATCH --nodes=2" in script
+        and "#SBATCH --ntasks-per-node=1" in script
+        and "#SBATCH --gpus-per-node=8" in script
+    )
+    assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in script
     assert "srun" in script and "--machine_rank $SLURM_NODEID" in script
 
 
 @pytest.mark.parametrize("profile", ["v100-32gb", "t4-16gb"])
 def test_fp16_fallback_on_pre_ampere(profile):
-    plan = resolve(recipe({"hardware.profile": profile, "model.dtype": "auto", "quantization.compute_dtype": "auto"}), NO_PACKAGES)
+    plan = resolve(
+        recipe({"hardware.profile": profile, "model.dtype": "auto", "quantization.compute_dtype": "auto"}), NO_PACKAGES
+    )
     assert plan.precision == "fp16" and plan.dtype == "float16"
     assert plan.trainer["args"]["fp16"] is True and plan.trainer["args"]["bf16"] is False
     assert plan.quantization["args"]["bnb_4bit_compute_dtype"] == "float16"
-    full = resolve(recipe({"hardware.profile": profile, "model.dtype": "auto", "adapter": {"kind": "full"}, "quantization.method": "none",
-                           "model.name_or_path": "gpt2"}), NO_PACKAGES)
+    full = resolve(
+        recipe(
+            {
+                "hardware.profile": profile,
+                "model.dtype": "auto",
+                "adapter": {"kind": "full"},
+                "quantization.method": "none",
+                "model.name_or_path": "gpt2",
+            }
+        ),
+        NO_PACKAGES,
+    )
     assert full.dtype == "float32"  # fp16 autocast needs float32 master weights
 
 
 def test_cpu_plan_is_fp32_without_deepspeed():
-    plan = resolve(recipe({"hardware.profile": "cpu", "model.dtype": "auto", "quantization.compute_dtype": "auto", "model.name_or_path": "gpt2"}), NO_PACKAGES)
+    plan = resolve(
+        recipe(
+            {
+                "hardware.profile": "cpu",
+                "model.dtype": "auto",
+                "quantization.compute_dtype": "auto",
+                "model.name_or_path": "gpt2",
+            }
+        ),
+        NO_PACKAGES,
+    )
     assert plan.precision == "fp32" and plan.deepspeed is None and plan.trainer["args"]["use_cpu"] is True
     assert plan.accelerate["use_cpu"] is True and plan.accelerate["distributed_type"] == "NO"
 
 
 def test_auto_micro_batch_is_the_largest_power_of_two_that_fits():
-    small = resolve(recipe({"training.micro_batch_size": "auto", "training.global_batch_size": 64, "training.max_length": 128, "model.name_or_path": "gpt2"}), NO_PACKAGES)
+    small = resolve(
+        recipe(
+            {
+                "training.micro_batch_size": "auto",
+                "training.global_batch_size": 64,
+                "training.max_length": 128,
+                "model.name_or_path": "gpt2",
+            }
+        ),
+        NO_PACKAGES,
+    )
     assert small.micro_batch_size == 64 and small.gradient_accumulation_steps == 1
-    big = resolve(recipe({"training.micro_batch_size": "auto", "training.global_batch_size": 64, "training.max_length": 4096}), NO_PACKAGES)
+    big = resolve(
+        recipe({"training.micro_batch_size": "auto", "training.global_batch_size": 64, "training.max_length": 4096}),
+        NO_PACKAGES,
+    )
     assert big.micro_batch_size < 64 and big.micro_batch_size * big.gradient_accumulation_steps == 64
     assert big.memory["fits"]
-    doubled = resolve(recipe({"training.micro_batch_size": big.micro_batch_size * 2, "training.global_batch_size": 64, "training.max_length": 4096}), NO_PACKAGES)
+    doubled = resolve(
+        recipe(
+            {
+                "training.micro_batch_size": big.micro_batch_size * 2,
+                "training.global_batch_size": 64,
+                "training.max_length": 4096,
+            }
+        ),
+        NO_PACKAGES,
+    )
     assert not doubled.memory["fits"]
 
 
@@ -233,7 +328,10 @@ ALL_OBJECTIVES = {
     "cpo": ({"objective": {"kind": "cpo"}}, "preference"),
     "reward": ({"objective": {"kind": "reward"}}, "preference"),
     "grpo": ({"objective": {"kind": "grpo", "reward_model": "outputs/rm", "num_generations": 4}}, "prompt-only"),
-    "rloo": ({"objective": {"kind": "rloo", "reward_functions": ["trl.rewards:think_format_reward"], "num_generations": 4}}, "prompt-only"),
+    "rloo": (
+        {"objective": {"kind": "rloo", "reward_functions": ["trl.rewards:think_format_reward"], "num_generations": 4}},
+        "prompt-only",
+    ),
 }
 
 
@@ -245,8 +343,17 @@ def _import(dotted: str):
 @pytest.mark.parametrize("kind", sorted(ALL_OBJECTIVES))
 def test_trainer_args_build_the_trl_config(kind, tmp_path):
     changes, fmt = ALL_OBJECTIVES[kind]
-    r = recipe({**changes, "datasets.train.0.format": fmt, "datasets.eval.0.format": fmt, "hardware.profile": "cpu",
-                "model.dtype": "auto", "quantization.compute_dtype": "auto", "model.name_or_path": "gpt2"})
+    r = recipe(
+        {
+            **changes,
+            "datasets.train.0.format": fmt,
+            "datasets.eval.0.format": fmt,
+            "hardware.profile": "cpu",
+            "model.dtype": "auto",
+            "quantization.compute_dtype": "auto",
+            "model.name_or_path": "gpt2",
+        }
+    )
     plan = resolve(r, NO_PACKAGES)
     trainer_cls, config_cls = _import(plan.trainer["class"]), _import(plan.trainer["config_class"])
     assert trainer_cls.__name__.endswith("Trainer")
@@ -273,7 +380,7 @@ ADAPTERS = {
 def test_peft_args_build_the_peft_config(kind):
     r = recipe({"adapter": ADAPTERS[kind], "quantization.method": "none", "training.gradient_checkpointing": "auto"})
     plan = resolve(r, NO_PACKAGES)
-    from runner.builders import peft_config
+    from runner.common.models import peft_config
 
     config = peft_config(plan.peft)
     assert type(config).__name__ == plan.peft["class"].rsplit(".", 1)[1]
@@ -288,7 +395,7 @@ def test_peft_args_build_the_peft_config(kind):
 def test_quantization_args_build_bitsandbytes_config(changes):
     import torch
 
-    from runner.builders import quantization_config
+    from runner.common.models import quantization_config
 
     plan = resolve(recipe(changes), NO_PACKAGES)
     config = quantization_config(plan.quantization)
@@ -306,7 +413,13 @@ DS_CASES = [
     {"hardware.zero": 2, "hardware.gpus_per_node": 4, "hardware.offload": "optimizer"},
     {"hardware.zero": 3, "hardware.gpus_per_node": 8, "hardware.nodes": 2, "training.global_batch_size": 64},
     {"hardware.zero": 3, "hardware.offload": "all", "hardware.gpus_per_node": 2},
-    {"hardware.zero": 2, "hardware.profile": "v100-32gb", "model.dtype": "float16", "quantization.compute_dtype": "float16", "hardware.gpus_per_node": 2},
+    {
+        "hardware.zero": 2,
+        "hardware.profile": "v100-32gb",
+        "model.dtype": "float16",
+        "quantization.compute_dtype": "float16",
+        "hardware.gpus_per_node": 2,
+    },
 ]
 
 
@@ -319,7 +432,10 @@ def test_generated_deepspeed_config_is_accepted_by_deepspeed(changes):
     assert plan.deepspeed is not None
     text = json.dumps(plan.deepspeed)
     assert '"auto"' not in text
-    with mock.patch.object(dist, "get_world_size", return_value=plan.world_size), mock.patch.object(dist, "get_rank", return_value=0):
+    with (
+        mock.patch.object(dist, "get_world_size", return_value=plan.world_size),
+        mock.patch.object(dist, "get_rank", return_value=0),
+    ):
         parsed = DeepSpeedConfig(copy.deepcopy(plan.deepspeed))
     assert parsed.world_size == plan.world_size
     assert parsed.train_batch_size == plan.recipe.training.global_batch_size
@@ -336,7 +452,9 @@ def test_deepspeed_config_matches_the_training_arguments(changes):
     from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 
     plan = resolve(recipe(changes), NO_PACKAGES)
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainingArguments) if f.default is not dataclasses.MISSING}
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(TrainingArguments) if f.default is not dataclasses.MISSING
+    }
     args = types.SimpleNamespace(**{**defaults, **plan.trainer["args"], "world_size": plan.world_size})
     hf = HfTrainerDeepSpeedConfig(copy.deepcopy(plan.deepspeed))
     hf.trainer_config_process(args)
@@ -347,8 +465,15 @@ def test_accelerate_config_with_deepspeed_file_repeats_nothing():
     plan = resolve(recipe({"hardware.zero": 3, "hardware.gpus_per_node": 8}), NO_PACKAGES)
     acc = plan.accelerate
     assert acc["distributed_type"] == "DEEPSPEED" and "mixed_precision" not in acc
-    forbidden = {"gradient_accumulation_steps", "gradient_clipping", "zero_stage", "offload_optimizer_device", "offload_param_device",
-                 "zero3_save_16bit_model", "mixed_precision"}
+    forbidden = {
+        "gradient_accumulation_steps",
+        "gradient_clipping",
+        "zero_stage",
+        "offload_optimizer_device",
+        "offload_param_device",
+        "zero3_save_16bit_model",
+        "mixed_precision",
+    }
     assert set(acc["deepspeed_config"]) == {"deepspeed_config_file", "zero3_init_flag"}
     assert not forbidden & set(acc["deepspeed_config"])
     assert acc["deepspeed_config"]["deepspeed_config_file"] == plan.trainer["args"]["deepspeed"]

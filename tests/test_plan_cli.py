@@ -10,22 +10,28 @@ import sys
 import pytest
 import yaml
 
-from runner.cli import main
-from test_cli import BLOCKER
 from conftest import EXAMPLE_FILE, ROOT
+from test_cli import BLOCKER
 
 EXAMPLE = EXAMPLE_FILE.read_text()
-PLAN_KEYS = {"recipe", "world_size", "precision", "attention", "trainer", "peft", "quantization", "deepspeed", "accelerate", "launch", "memory", "decisions"}
+PLAN_KEYS = {
+    "recipe",
+    "world_size",
+    "precision",
+    "attention",
+    "trainer",
+    "peft",
+    "quantization",
+    "deepspeed",
+    "accelerate",
+    "launch",
+    "memory",
+    "decisions",
+}
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_plan_json_has_the_documented_keys(capsys):
-    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE), "--json")
+def test_plan_json_has_the_documented_keys(cli):
+    code, out, _ = cli("plan", str(EXAMPLE_FILE), "--json")
     plan = json.loads(out)
     assert code == 0 and PLAN_KEYS <= set(plan)
     assert set(plan["trainer"]) == {"class", "config_class", "args"} and plan["trainer"]["class"] == "trl.DPOTrainer"
@@ -35,93 +41,132 @@ def test_plan_json_has_the_documented_keys(capsys):
     assert plan["recipe"]["training"]["micro_batch_size"] == 2 and plan["recipe"]["hardware"]["zero"] == "none"
 
 
-def test_plan_text_shows_decisions_memory_bar_and_command(capsys):
-    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE))
+def test_plan_text_shows_decisions_memory_bar_and_command(cli):
+    code, out, _ = cli("plan", str(EXAMPLE_FILE))
     assert code == 0
     assert "decisions" in out and "gradient_accumulation_steps  4" in out
     assert "memory per GPU (estimate):" in out and "of 23.5 GiB" in out and "[####" in out
     assert "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml" in out
 
 
-def test_plan_with_set_and_invalid_recipe(capsys, write):
-    code, out, _ = run(capsys, "plan", str(EXAMPLE_FILE), "--set", "hardware.gpus_per_node=4", "--set", "hardware.zero=2", "--json")
+def test_plan_with_set_and_invalid_recipe(cli, write):
+    code, out, _ = cli(
+        "plan", str(EXAMPLE_FILE), "--set", "hardware.gpus_per_node=4", "--set", "hardware.zero=2", "--json"
+    )
     plan = json.loads(out)
     assert code == 0 and plan["world_size"] == 4 and plan["deepspeed"]["zero_optimization"]["stage"] == 2
-    code, out, err = run(capsys, "plan", str(write("bad.yaml", EXAMPLE.replace("r: 16", "r: x"))))
+    code, out, err = cli("plan", str(write("bad.yaml", EXAMPLE.replace("r: 16", "r: x"))))
     assert code == 1 and out == "" and "adapter.r" in err
 
 
-def test_validate_reports_a_plan_that_does_not_fit(capsys, write):
+def test_validate_reports_a_plan_that_does_not_fit(cli, write):
     start, end = EXAMPLE.index("adapter:"), EXAMPLE.index("objective:")
     text = (EXAMPLE[:start] + "adapter:\n  kind: full\n" + EXAMPLE[end:]).replace("method: bnb-4bit", "method: none")
     path = write("huge.yaml", text)
-    code, out, _ = run(capsys, "validate", str(path), "--format", "json")
+    code, out, _ = cli("validate", str(path), "--format", "json")
     (diag,) = json.loads(out)
     assert code == 1 and diag["rule"] == "memory-fit" and diag["field"] == "hardware.profile"
-    assert diag["line"] == next(i for i, l in enumerate(text.splitlines(), 1) if "profile: rtx4090-24gb" in l)
+    assert diag["line"] == next(i for i, line in enumerate(text.splitlines(), 1) if "profile: rtx4090-24gb" in line)
     assert "GiB" in diag["message"] and "Try:" in diag["message"]
 
 
-def test_run_dry_run_writes_the_launch_directory(capsys, tmp_path, monkeypatch):
+def test_run_dry_run_writes_the_launch_directory(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, err = run(capsys, "run", str(EXAMPLE_FILE), "--dry-run", "--set", "hardware.gpus_per_node=2", "--set", "hardware.zero=3")
+    code, out, err = cli(
+        "run", str(EXAMPLE_FILE), "--dry-run", "--set", "hardware.gpus_per_node=2", "--set", "hardware.zero=3"
+    )
     assert code == 0
     launch = tmp_path / "outputs/llama3-8b-dpo-qlora/launch"
-    assert {p.name for p in launch.iterdir()} == {"recipe.resolved.yaml", "plan.json", "ds_config.json", "accelerate.yaml", "launch.sh"}
-    assert out.strip() == "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml -m runner.train outputs/llama3-8b-dpo-qlora/launch/recipe.resolved.yaml"
+    assert {p.name for p in launch.iterdir()} == {
+        "recipe.resolved.yaml",
+        "plan.json",
+        "ds_config.json",
+        "accelerate.yaml",
+        "launch.sh",
+    }
+    assert (
+        out.strip() == "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml -m "
+        "runner.run.train outputs/llama3-8b-dpo-qlora/launch/plan.json"
+    )
     assert os.access(launch / "launch.sh", os.X_OK)
     ds = json.loads((launch / "ds_config.json").read_text())
-    assert ds["zero_optimization"]["stage"] == 3 and ds["train_micro_batch_size_per_gpu"] == 2 and ds["gradient_accumulation_steps"] == 2
+    assert (
+        ds["zero_optimization"]["stage"] == 3
+        and ds["train_micro_batch_size_per_gpu"] == 2
+        and ds["gradient_accumulation_steps"] == 2
+    )
     acc = yaml.safe_load((launch / "accelerate.yaml").read_text())
     assert acc["deepspeed_config"]["deepspeed_config_file"] == "outputs/llama3-8b-dpo-qlora/launch/ds_config.json"
 
 
-def test_resolved_recipe_replans_to_the_same_plan(capsys, tmp_path, monkeypatch):
+def test_resolved_recipe_replans_to_the_same_plan(cli, tmp_path, monkeypatch):
     """What runs is what `recipe plan` showed: the resolved file validates and resolves to the same plan."""
     monkeypatch.chdir(tmp_path)
-    assert run(capsys, "run", str(EXAMPLE_FILE), "--dry-run")[0] == 0
+    assert cli("run", str(EXAMPLE_FILE), "--dry-run")[0] == 0
     launch = tmp_path / "outputs/llama3-8b-dpo-qlora/launch"
     first = json.loads((launch / "plan.json").read_text())
-    code, out, err = run(capsys, "plan", str(launch / "recipe.resolved.yaml"), "--json")
+    code, out, err = cli("plan", str(launch / "recipe.resolved.yaml"), "--json")
     assert code == 0, err
     again = json.loads(out)
-    for key in ("trainer", "peft", "quantization", "deepspeed", "accelerate", "launch", "memory", "world_size", "precision", "attention"):
+    for key in (
+        "trainer",
+        "peft",
+        "quantization",
+        "deepspeed",
+        "accelerate",
+        "launch",
+        "memory",
+        "world_size",
+        "precision",
+        "attention",
+    ):
         assert again[key] == first[key], key
 
 
-def test_run_slurm_writes_sbatch(capsys, tmp_path, monkeypatch):
+def test_run_slurm_writes_sbatch(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "run", str(EXAMPLE_FILE), "--slurm", "--set", "hardware.nodes=2", "--set", "hardware.gpus_per_node=8",
-                       "--set", "training.global_batch_size=32")
+    code, out, _ = cli(
+        "run",
+        str(EXAMPLE_FILE),
+        "--slurm",
+        "--set",
+        "hardware.nodes=2",
+        "--set",
+        "hardware.gpus_per_node=8",
+        "--set",
+        "training.global_batch_size=32",
+    )
     assert code == 0 and out.strip() == "sbatch outputs/llama3-8b-dpo-qlora/launch/slurm.sbatch"
     script = (tmp_path / "outputs/llama3-8b-dpo-qlora/launch/slurm.sbatch").read_text()
     assert "#SBATCH --nodes=2" in script and "$SLURM_NODEID" in script and "--num_machines 2" in script
 
 
-def test_run_refuses_before_launching_when_data_cannot_be_read(capsys, tmp_path, monkeypatch):
+def test_run_refuses_before_launching_when_data_cannot_be_read(cli, tmp_path, monkeypatch):
     """The contract recipe names a Hub dataset; offline, the preflight says so and nothing is started."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    code, _, err = run(capsys, "run", str(EXAMPLE_FILE))
+    code, _, err = cli("run", str(EXAMPLE_FILE))
     assert code == 1
     assert "datasets.train.0 (hf:Anthropic/hh-rlhf): cannot read the dataset" in err
     assert "nothing was started" in err and not (tmp_path / "outputs").exists()
 
 
-def test_hardware_lists_profiles(capsys):
-    code, out, _ = run(capsys, "hardware")
+def test_hardware_lists_profiles(cli):
+    code, out, _ = cli("hardware")
     assert code == 0 and out.splitlines()[0].split()[:2] == ["PROFILE", "GPU"]
     assert any(line.startswith("h100-80gb") for line in out.splitlines())
 
 
-def test_hardware_detect_prints_a_usable_profile(capsys, write):
-    code, out, _ = run(capsys, "hardware", "--detect")
+def test_hardware_detect_prints_a_usable_profile(cli, write):
+    code, out, _ = cli("hardware", "--detect")
     assert code == 0
     profile = yaml.safe_load(out)
     inline = {k: v for k, v in profile.items() if k != "description"}
-    text = EXAMPLE.replace("  profile: rtx4090-24gb      # a shipped profile name; fields may also be given inline\n",
-                           "".join(f"  {k}: {json.dumps(v)}\n" for k, v in inline.items()))
+    text = EXAMPLE.replace(
+        "  profile: rtx4090-24gb      # a shipped profile name; fields may also be given inline\n",
+        "".join(f"  {k}: {json.dumps(v)}\n" for k, v in inline.items()),
+    )
     from schemas import load
 
     loaded = load(write("detected.yaml", text))
@@ -129,33 +174,46 @@ def test_hardware_detect_prints_a_usable_profile(capsys, write):
     assert loaded.recipe.hardware.resolved_profile().accelerator == profile["accelerator"]
 
 
-@pytest.mark.parametrize("argv", [["plan", "recipes/llama3-dpo-qlora.yaml"], ["plan", "recipes/llama3-dpo-qlora.yaml", "--json"], ["hardware"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["plan", "recipes/llama3-dpo-qlora.yaml"], ["plan", "recipes/llama3-dpo-qlora.yaml", "--json"], ["hardware"]],
+)
 def test_plan_imports_no_training_libraries(argv):
     proc = subprocess.run([sys.executable, "-c", BLOCKER, *argv], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_run_dry_run_imports_no_training_libraries(tmp_path):
-    proc = subprocess.run([sys.executable, "-c", BLOCKER, "run", str(EXAMPLE_FILE), "--dry-run"], cwd=tmp_path, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", BLOCKER, "run", str(EXAMPLE_FILE), "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "outputs/llama3-8b-dpo-qlora/launch/launch.sh").exists()
 
 
-def test_hardware_detect_reads_nvidia_smi(capsys, tmp_path, monkeypatch):
+def test_hardware_detect_reads_nvidia_smi(cli, tmp_path, monkeypatch):
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 81559, 9.0'\necho 'NVIDIA H100 80GB HBM3, 81559, 9.0'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    code, out, _ = run(capsys, "hardware", "--detect")
+    code, out, _ = cli("hardware", "--detect")
     profile = yaml.safe_load(out)
-    assert code == 0 and profile["accelerator"] == "cuda" and profile["compute_capability"] == 9.0 and profile["bf16"] is True
+    assert (
+        code == 0
+        and profile["accelerator"] == "cuda"
+        and profile["compute_capability"] == 9.0
+        and profile["bf16"] is True
+    )
     assert 79 < profile["gpu_memory_gb"] < 80 and "2 × NVIDIA H100" in profile["description"]
     assert "# GPUs found: 2" in out
 
 
 def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
-    from runner.preflight import check_output_dir
+    from runner.run.preflight import check_output_dir
     from schemas import load
 
     keep = tmp_path / "my-project"

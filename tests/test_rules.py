@@ -7,17 +7,26 @@ import re
 import pytest
 
 from schemas.rules import RULES
+
 from conftest import DELETE
 
 PROMPT_ONLY = {"datasets.train.0.format": "prompt-only", "datasets.eval.0.format": "prompt-only"}
 GRPO = {"objective": {"kind": "grpo", "reward_model": "outputs/reward-model", "num_generations": 4}, **PROMPT_ONLY}
-SFT_MESSAGES = {"objective": {"kind": "sft"}, "datasets.train.0.format": "messages", "datasets.eval.0.format": "messages"}
+SFT_MESSAGES = {
+    "objective": {"kind": "sft"},
+    "datasets.train.0.format": "messages",
+    "datasets.eval.0.format": "messages",
+}
 UNQUANTIZED = {"quantization.method": "none"}
 SECOND_SOURCE = {"source": "jsonl:data/more.jsonl", "format": "hh-rlhf"}
 
 # rule id -> (changes that trip it, the field it must point at, changes that pass)
 CASES = {
-    "quantization-needs-adapter": ({"adapter": {"kind": "full"}}, "quantization.method", {"adapter": {"kind": "full"}, **UNQUANTIZED}),
+    "quantization-needs-adapter": (
+        {"adapter": {"kind": "full"}},
+        "quantization.method",
+        {"adapter": {"kind": "full"}, **UNQUANTIZED},
+    ),
     "objective-dataset-format": ({"datasets.train.0.format": "messages"}, "datasets.train.0.format", SFT_MESSAGES),
     "online-rl-reward-source": ({**GRPO, "objective": {"kind": "grpo", "num_generations": 4}}, "objective", GRPO),
     "online-rl-reward-weights": (
@@ -35,16 +44,33 @@ CASES = {
         "training.gradient_checkpointing",
         {"adapter": {"kind": "prefix"}, **UNQUANTIZED, "training.gradient_checkpointing": "auto"},
     ),
-    "bnb-8bit-vs-zero3": ({"quantization.method": "bnb-8bit", "hardware.zero": 3}, "hardware.zero", {"quantization.method": "bnb-8bit", "hardware.zero": 2}),
-    "param-offload-needs-zero3": ({"hardware.offload": "all", "hardware.zero": 2}, "hardware.offload", {"hardware.offload": "all", "hardware.zero": 3}),
-    "offload-needs-zero": ({"hardware.offload": "optimizer", "hardware.zero": 0}, "hardware.offload", {"hardware.offload": "optimizer", "hardware.zero": 1}),
+    "bnb-8bit-vs-zero3": (
+        {"quantization.method": "bnb-8bit", "hardware.zero": 3},
+        "hardware.zero",
+        {"quantization.method": "bnb-8bit", "hardware.zero": 2},
+    ),
+    "param-offload-needs-zero3": (
+        {"hardware.offload": "all", "hardware.zero": 2},
+        "hardware.offload",
+        {"hardware.offload": "all", "hardware.zero": 3},
+    ),
+    "offload-needs-zero": (
+        {"hardware.offload": "optimizer", "hardware.zero": 0},
+        "hardware.offload",
+        {"hardware.offload": "optimizer", "hardware.zero": 1},
+    ),
     "bf16-needs-ampere": (
         {"hardware.profile": "t4-16gb"},
         "model.dtype",
         {"hardware.profile": "t4-16gb", "model.dtype": "float16", "quantization.compute_dtype": "float16"},
     ),
     "flash-attention-needs-ampere": (
-        {"hardware.profile": "v100-32gb", "model.dtype": "float16", "quantization.compute_dtype": "float16", "model.attention": "flash_attention_2"},
+        {
+            "hardware.profile": "v100-32gb",
+            "model.dtype": "float16",
+            "quantization.compute_dtype": "float16",
+            "model.attention": "flash_attention_2",
+        },
         "model.attention",
         {"hardware.profile": "a100-40gb", "model.attention": "flash_attention_2"},
     ),
@@ -53,7 +79,11 @@ CASES = {
         "model.attention",
         {"model.attention": "flash_attention_2", "model.dtype": "bfloat16"},
     ),
-    "batch-divisibility": ({"training.global_batch_size": 7}, "training.global_batch_size", {"training.global_batch_size": 12}),
+    "batch-divisibility": (
+        {"training.global_batch_size": 7},
+        "training.global_batch_size",
+        {"training.global_batch_size": 12},
+    ),
     "warmup-steps-and-ratio": (
         {"training.warmup_steps": 10},
         "training.warmup_steps",
@@ -85,8 +115,16 @@ CASES = {
         "training.eval_every",
         {"datasets.eval": DELETE, "datasets.eval_fraction": 0.05},
     ),
-    "eval-data-twice": ({"datasets.eval_fraction": 0.1}, "datasets.eval_fraction", {"datasets.eval": DELETE, "datasets.eval_fraction": 0.1}),
-    "trust-remote-code": ({"model.trust_remote_code": True}, "model.trust_remote_code", {"model.trust_remote_code": False}),
+    "eval-data-twice": (
+        {"datasets.eval_fraction": 0.1},
+        "datasets.eval_fraction",
+        {"datasets.eval": DELETE, "datasets.eval_fraction": 0.1},
+    ),
+    "trust-remote-code": (
+        {"model.trust_remote_code": True},
+        "model.trust_remote_code",
+        {"model.trust_remote_code": False},
+    ),
 }
 
 
@@ -151,7 +189,9 @@ def test_rule_points_at_the_line_of_the_field(write):
     text = EXAMPLE_TEXT().replace("global_batch_size: 8", "global_batch_size: 7")
     loaded = load(write("r.yaml", text))
     (diag,) = [d for d in loaded.diagnostics if d.rule == "batch-divisibility"]
-    line, col = next((i, l.index("7") + 1) for i, l in enumerate(text.splitlines(), 1) if "global_batch_size: 7" in l)
+    line, col = next(
+        (i, line.index("7") + 1) for i, line in enumerate(text.splitlines(), 1) if "global_batch_size: 7" in line
+    )
     assert (diag.location.line, diag.location.column) == (line, col)
     assert "use 6 or 8" in diag.message
 
@@ -164,7 +204,12 @@ def test_batch_divisibility_counts_world_size(recipe_variant):
 
 def test_flash_attention_on_cpu_is_refused(recipe_variant):
     loaded = recipe_variant(
-        {"hardware.profile": "cpu", "model.attention": "flash_attention_2", "quantization.compute_dtype": "float32", "model.dtype": "float16"}
+        {
+            "hardware.profile": "cpu",
+            "model.attention": "flash_attention_2",
+            "quantization.compute_dtype": "float32",
+            "model.dtype": "float16",
+        }
     )
     assert any(d.rule == "flash-attention-needs-ampere" and "CPU" in d.message for d in loaded.diagnostics)
 

@@ -1,4 +1,4 @@
-"""The schema itself: documented fields, the checked-in JSON Schema, profiles, and names that must match TRL/transformers."""
+"""The schema itself: documented fields, the checked-in JSON Schema, profiles, and names matching TRL/transformers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from schemas.datasets import FORMATS
 from schemas.jsonschema import SCHEMA_FILE, recipe_json_schema_text
 from schemas.objectives import DPO_LOSSES, Objective
 from schemas.sections import LR_SCHEDULERS, OPTIMIZERS
+
 from conftest import ROOT
 
 
@@ -39,7 +40,12 @@ def _types_in(tp):
 
 
 def test_every_field_has_a_description():
-    missing = [f"{m.__name__}.{n}" for m in all_models() for n, f in m.model_fields.items() if not (f.description or "").strip()]
+    missing = [
+        f"{m.__name__}.{n}"
+        for m in all_models()
+        for n, f in m.model_fields.items()
+        if not (f.description or "").strip()
+    ]
     assert missing == []
     assert len(all_models()) >= 20
 
@@ -53,7 +59,20 @@ def test_every_model_forbids_unknown_keys_and_is_strict():
 def test_checked_in_json_schema_is_in_sync():
     assert SCHEMA_FILE.read_text() == recipe_json_schema_text(), "run: recipe schema > schemas/recipe.schema.json"
     schema = json.loads(SCHEMA_FILE.read_text())
-    assert set(schema["properties"]) >= {"model", "quantization", "adapter", "objective", "datasets", "training", "hardware", "output", "version", "name", "description", "extends"}
+    assert set(schema["properties"]) >= {
+        "model",
+        "quantization",
+        "adapter",
+        "objective",
+        "datasets",
+        "training",
+        "hardware",
+        "output",
+        "version",
+        "name",
+        "description",
+        "extends",
+    }
 
 
 def test_shipped_recipes_point_editors_at_the_schema():
@@ -69,6 +88,7 @@ def test_shipped_recipes_point_editors_at_the_schema():
 def test_json_schema_accepts_the_example_and_rejects_a_typo():
     """Editors check recipes with the JSON Schema: it must accept the contract and refuse unknown keys."""
     import jsonschema
+
     from conftest import example
 
     validator = jsonschema.Draft202012Validator(json.loads(SCHEMA_FILE.read_text()))
@@ -91,7 +111,10 @@ def test_adapter_and_objective_kinds_are_the_contract():
 
 
 def test_dataset_formats_cover_the_contract():
-    required = "messages text prompt-completion preference unpaired-preference prompt-only hh-rlhf ultrafeedback ultrachat sharegpt alpaca triviaqa lima"
+    required = (
+        "messages text prompt-completion preference unpaired-preference prompt-only hh-rlhf ultrafeedback ultrachat "
+        "sharegpt alpaca triviaqa lima"
+    )
     assert set(required.split()) <= set(FORMATS)
 
 
@@ -170,7 +193,14 @@ def test_trl_config_fields_we_name_exist():
     assert "beta" in names(ORPOConfig)
     assert "center_rewards_coefficient" in names(trl.RewardConfig)
     for cfg in (trl.GRPOConfig, trl.RLOOConfig):
-        assert {"beta", "num_generations", "max_completion_length", "temperature", "generation_batch_size", "reward_weights"} <= names(cfg)
+        assert {
+            "beta",
+            "num_generations",
+            "max_completion_length",
+            "temperature",
+            "generation_batch_size",
+            "reward_weights",
+        } <= names(cfg)
     assert {"assistant_only_loss", "completion_only_loss", "packing"} <= names(trl.SFTConfig)
 
 
@@ -186,7 +216,16 @@ def test_generated_reference_is_in_sync():
     path = ROOT / "docs" / "recipe-reference.md"
     assert path.read_text() == recipe_reference(), "run: recipe schema --reference > docs/recipe-reference.md"
     text = path.read_text()
-    for section in ("`model`", "`quantization`", "`adapter.kind: dora`", "`objective.kind: grpo`", "`datasets.train[]`", "`training`", "`hardware`", "`output`"):
+    for section in (
+        "`model`",
+        "`quantization`",
+        "`adapter.kind: dora`",
+        "`objective.kind: grpo`",
+        "`datasets.train[]`",
+        "`training`",
+        "`hardware`",
+        "`output`",
+    ):
         assert f"## {section}" in text or f"### {section}" in text, section
     from schemas.rules import RULES
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from typing import Any, Callable, Iterable
 
+from schemas.objectives import facts
+
 Row = dict[str, Any]
 Message = dict[str, str]
 
@@ -39,7 +41,9 @@ def _assistant(text: str) -> list[Message]:
 
 def _check_messages(messages: Any, column: str) -> list[Message]:
     if not isinstance(messages, list) or not messages:
-        raise FormatError(f"`{column}` should be a non-empty list of {{role, content}} turns, got {type(messages).__name__}")
+        raise FormatError(
+            f"`{column}` should be a non-empty list of {{role, content}} turns, got {type(messages).__name__}"
+        )
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
@@ -70,7 +74,9 @@ def parse_hh_dialogue(text: str) -> list[Message]:
     return messages
 
 
-def split_shared_prefix(chosen: list[Message], rejected: list[Message]) -> tuple[list[Message], list[Message], list[Message]]:
+def split_shared_prefix(
+    chosen: list[Message], rejected: list[Message]
+) -> tuple[list[Message], list[Message], list[Message]]:
     """(shared prompt turns, chosen continuation, rejected continuation)."""
     n = 0
     while n < min(len(chosen), len(rejected)) - 1 and chosen[n] == rejected[n]:
@@ -93,7 +99,7 @@ def _preference_from_conversations(chosen: Any, rejected: Any, prompt: Any = Non
         prompt_msgs = _check_messages(prompt, "prompt") if isinstance(prompt, list) else _user(str(prompt))
         # binarized sets repeat the prompt at the start of chosen/rejected: drop it there
         if chosen[: len(prompt_msgs)] == prompt_msgs and rejected[: len(prompt_msgs)] == prompt_msgs:
-            chosen, rejected = chosen[len(prompt_msgs):], rejected[len(prompt_msgs):]
+            chosen, rejected = chosen[len(prompt_msgs) :], rejected[len(prompt_msgs) :]
         return {"prompt": prompt_msgs, "chosen": chosen, "rejected": rejected}
     shared, c, r = split_shared_prefix(chosen, rejected)
     if not shared:
@@ -110,7 +116,15 @@ def _hh_rlhf(row: Row) -> Row:
 
 
 def _sharegpt(row: Row) -> Row:
-    roles = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system", "chatgpt": "assistant", "bing": "assistant"}
+    roles = {
+        "human": "user",
+        "user": "user",
+        "gpt": "assistant",
+        "assistant": "assistant",
+        "system": "system",
+        "chatgpt": "assistant",
+        "bing": "assistant",
+    }
     turns = row["conversations"]
     if not isinstance(turns, list) or not turns:
         raise FormatError("`conversations` should be a non-empty list of {from, value} turns")
@@ -200,13 +214,14 @@ def convert(fmt: str, row: Row) -> Row:
 
 def for_objective(record: Row, objective: str) -> Iterable[Row]:
     """Shape a canonical record for the objective's trainer (KTO unpairs preference pairs, online RL keeps prompts)."""
-    if objective == "kto" and "chosen" in record:
+    rows = facts(objective).rows
+    if rows == "unpaired" and "chosen" in record:
         prompt = record.get("prompt", [])
         yield {"prompt": prompt, "completion": record["chosen"], "label": True}
         yield {"prompt": prompt, "completion": record["rejected"], "label": False}
-    elif objective in ("grpo", "rloo"):
+    elif rows == "prompt":
         yield {"prompt": record["prompt"]}
-    elif objective == "pretrain":
+    elif rows == "text":
         yield {"text": record["text"]}
     else:
         yield record

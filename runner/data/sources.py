@@ -73,7 +73,9 @@ def load_raw(entry: DatasetSource, where: Where) -> Any:
                 raise DataError(f"{where}: no such file: {rest}")
             split = entry.split if entry.split.startswith("train") else "train"
             if not entry.split.startswith("train"):
-                raise DataError(f"{where}: a local file is one split; use `split: train` (or a slice like `train[:100]`)")
+                raise DataError(
+                    f"{where}: a local file is one split; use `split: train` (or a slice like `train[:100]`)"
+                )
             ds = datasets.load_dataset(BUILDERS[kind], data_files=rest, split=split)
     except DataError:
         raise
@@ -139,7 +141,13 @@ def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where
 
     key = f"{getattr(ds, '_fingerprint', '')}|{entry.format}|{objective}|{_presets_hash()}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
-    return ds.map(batch_fn, batched=True, remove_columns=ds.column_names, desc=f"formatting {entry.source}", new_fingerprint=fingerprint)
+    return ds.map(
+        batch_fn,
+        batched=True,
+        remove_columns=ds.column_names,
+        desc=f"formatting {entry.source}",
+        new_fingerprint=fingerprint,
+    )
 
 
 def _mix(parts: list[Any], entries: list[DatasetSource], seed: int) -> Any:

@@ -10,7 +10,21 @@ from typing import Optional
 
 TABLE_FILE = Path(__file__).parent / "architectures.yaml"
 
-GATED_MLP = {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo", "olmo2", "granite", "smollm3"}
+GATED_MLP = {
+    "llama",
+    "mistral",
+    "mixtral",
+    "qwen2",
+    "qwen3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "phi3",
+    "olmo",
+    "olmo2",
+    "granite",
+    "smollm3",
+}
 FUSED_QKV = {"gpt2": "c_attn", "bloom": "query_key_value", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
 
 
@@ -134,7 +148,9 @@ class Architecture:
         if targets == "all-linear":
             chosen, unknown = list(modules), []
         else:
-            chosen = [m for m in modules if any(m == t or m.endswith("." + t) or m.split(".")[-1] == t for t in targets)]
+            chosen = [
+                m for m in modules if any(m == t or m.endswith("." + t) or m.split(".")[-1] == t for t in targets)
+            ]
             unknown = [t for t in targets if not any(m == t or m.split(".")[-1] == t for m in modules)]
         per_layer = sum(r * (modules[m][0] + modules[m][1]) + (modules[m][1] if dora else 0) for m in chosen)
         return self.num_hidden_layers * per_layer, unknown
@@ -167,7 +183,10 @@ def _from_config(name: str, cfg: dict) -> Architecture:
         num_key_value_heads=int(pick("num_key_value_heads", default=0) or 0),
         head_dim=int(pick("head_dim", default=0) or 0),
         tie_word_embeddings=bool(pick("tie_word_embeddings", default=True)),
-        max_position_embeddings=int(pick("n_positions", default=0) or (cfg.get("max_position_embeddings", 0) if cfg.get("model_type") == "gpt2" else 0)),
+        max_position_embeddings=int(
+            pick("n_positions", default=0)
+            or (cfg.get("max_position_embeddings", 0) if cfg.get("model_type") == "gpt2" else 0)
+        ),
         state_size=int(pick("state_size", default=16)),
         expand=int(pick("expand", default=2)),
         conv_kernel=int(pick("conv_kernel", default=4)),
@@ -207,4 +226,7 @@ def find_architecture(name_or_path: str) -> tuple[Optional[Architecture], str]:
         return arch, f"shipped architecture table ({arch.name})"
     if path.exists():
         return None, f"{name_or_path} has no config.json"
-    return None, f"'{name_or_path}' is not in the shipped architecture table and is not a local directory with config.json"
+    return (
+        None,
+        f"'{name_or_path}' is not in the shipped architecture table and is not a local directory with config.json",
+    )

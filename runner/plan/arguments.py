@@ -9,20 +9,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from schemas import Recipe
-
-# objective kind -> (trainer class, config class), as importable dotted names.
-TRAINERS = {
-    "sft": ("trl.SFTTrainer", "trl.SFTConfig"),
-    "pretrain": ("trl.SFTTrainer", "trl.SFTConfig"),
-    "dpo": ("trl.DPOTrainer", "trl.DPOConfig"),
-    "orpo": ("trl.experimental.orpo.ORPOTrainer", "trl.experimental.orpo.ORPOConfig"),
-    "kto": ("trl.KTOTrainer", "trl.KTOConfig"),
-    "simpo": ("trl.experimental.cpo.CPOTrainer", "trl.experimental.cpo.CPOConfig"),
-    "cpo": ("trl.experimental.cpo.CPOTrainer", "trl.experimental.cpo.CPOConfig"),
-    "reward": ("trl.RewardTrainer", "trl.RewardConfig"),
-    "grpo": ("trl.GRPOTrainer", "trl.GRPOConfig"),
-    "rloo": ("trl.RLOOTrainer", "trl.RLOOConfig"),
-}
+from schemas.objectives import facts
 
 PEFT_CLASSES = {
     "lora": "peft.LoraConfig",
@@ -104,14 +91,25 @@ def trainer_args(
     elif o.kind == "orpo":
         args.update(max_length=t.max_length, beta=o.beta)
     elif o.kind == "kto":
-        args.update(max_length=t.max_length, beta=o.beta, desirable_weight=o.desirable_weight, undesirable_weight=o.undesirable_weight)
+        args.update(
+            max_length=t.max_length,
+            beta=o.beta,
+            desirable_weight=o.desirable_weight,
+            undesirable_weight=o.undesirable_weight,
+        )
     elif o.kind == "simpo":
         args.update(max_length=t.max_length, loss_type="simpo", beta=o.beta, simpo_gamma=o.gamma, cpo_alpha=o.cpo_alpha)
     elif o.kind == "cpo":
-        args.update(max_length=t.max_length, loss_type=o.loss, beta=o.beta, cpo_alpha=o.cpo_alpha, label_smoothing=o.label_smoothing)
+        args.update(
+            max_length=t.max_length,
+            loss_type=o.loss,
+            beta=o.beta,
+            cpo_alpha=o.cpo_alpha,
+            label_smoothing=o.label_smoothing,
+        )
     elif o.kind == "reward":
         args.update(max_length=t.max_length, center_rewards_coefficient=o.center_rewards_coefficient)
-    elif o.kind in ("grpo", "rloo"):
+    elif facts(o.kind).generates:
         args.update(
             num_generations=o.num_generations,
             max_completion_length=o.max_completion_length,
@@ -149,13 +147,23 @@ def peft_args(r: Recipe) -> Optional[dict[str, Any]]:
         if a.kind == "dora" and a.ephemeral_gpu_offload:
             args["runtime_config"] = {"ephemeral_gpu_offload": True}
     elif a.kind == "prefix":
-        args = {"task_type": task_type, "num_virtual_tokens": a.num_virtual_tokens, "prefix_projection": a.prefix_projection}
+        args = {
+            "task_type": task_type,
+            "num_virtual_tokens": a.num_virtual_tokens,
+            "prefix_projection": a.prefix_projection,
+        }
         if a.encoder_hidden_size is not None:
             args["encoder_hidden_size"] = a.encoder_hidden_size
     elif a.kind == "prompt":
-        args = {"task_type": task_type, "num_virtual_tokens": a.num_virtual_tokens, "prompt_tuning_init": a.init.upper()}
+        args = {
+            "task_type": task_type,
+            "num_virtual_tokens": a.num_virtual_tokens,
+            "prompt_tuning_init": a.init.upper(),
+        }
         if a.init == "text":
-            args.update(prompt_tuning_init_text=a.init_text, tokenizer_name_or_path=r.model.tokenizer or r.model.name_or_path)
+            args.update(
+                prompt_tuning_init_text=a.init_text, tokenizer_name_or_path=r.model.tokenizer or r.model.name_or_path
+            )
     elif a.kind == "p-tuning":
         args = {
             "task_type": task_type,

@@ -99,7 +99,9 @@ def frozen_weight_bytes(s: TrainingShape) -> float:
     return a.quantizable_params * per_param + (a.total_params - a.quantizable_params) * s.weight_bytes
 
 
-def deepspeed_model_states(trainable: int, stage: int, world: int, offload: str, largest_layer: int) -> dict[str, float]:
+def deepspeed_model_states(
+    trainable: int, stage: int, world: int, offload: str, largest_layer: int
+) -> dict[str, float]:
     """DeepSpeed's per-GPU bytes for the trainable parameters' weights, gradients and optimizer states."""
     t, n = trainable, world
     if stage == 3:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib.machinery
 import re
-from functools import lru_cache
 import sys
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 

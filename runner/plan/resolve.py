@@ -7,18 +7,18 @@ a local directory, its config.json. What is installed comes in through `probe`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 from schemas import Recipe
 from schemas.hardware import HardwareProfile
+from schemas.objectives import facts
 
 from . import arguments, launchfiles
 from .architecture import Architecture, find_architecture
-from .memory import GiB, SAFETY_MARGIN, Estimate, TrainingShape, estimate, offload_cpu_bytes
+from .memory import SAFETY_MARGIN, Estimate, GiB, TrainingShape, estimate, offload_cpu_bytes
 from .types import Decision, Plan, Problem
 
-PAIRED = ("dpo", "orpo", "simpo", "cpo", "reward", "kto")  # two sequences per example go through the model
-REFERENCE = ("dpo", "kto", "grpo", "rloo")  # objectives that compare against a frozen reference policy
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
 
@@ -36,27 +36,55 @@ def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: li
     dtype = r.model.dtype
     if dtype == "auto":
         if hw.is_gpu and hw.bf16:
-            precision, why = "bf16", f"{hw.name} computes in bfloat16 natively (compute capability {hw.compute_capability})"
+            precision, why = (
+                "bf16",
+                f"{hw.name} computes in bfloat16 natively (compute capability {hw.compute_capability})",
+            )
         elif hw.is_gpu:
-            precision, why = "fp16", f"{hw.name} has no bfloat16 (compute capability {hw.compute_capability}); float16 with dynamic loss scaling"
+            precision, why = (
+                "fp16",
+                f"{hw.name} has no bfloat16 (compute capability {hw.compute_capability}); float16 "
+                f"with dynamic loss scaling",
+            )
         else:
             precision, why = "fp32", "CPU training runs in float32"
     else:
         precision = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}[dtype]
         why = f"model.dtype is {dtype}"
         if precision == "fp16" and not hw.is_gpu:
-            problems.append(Problem(("model", "dtype"), "float16 mixed precision needs a GPU; on CPU use float32 or bfloat16", "fp16-needs-gpu"))
+            problems.append(
+                Problem(
+                    ("model", "dtype"),
+                    "float16 mixed precision needs a GPU; on CPU use float32 or bfloat16",
+                    "fp16-needs-gpu",
+                )
+            )
     out.append(Decision("precision", precision, why))
     load = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
     if precision == "fp16" and r.adapter.kind == "full":
         load = "float32"
-        out.append(Decision("model dtype", load, "full fine-tuning in float16 keeps float32 master weights (autocast and loss scaling)"))
+        out.append(
+            Decision(
+                "model dtype",
+                load,
+                "full fine-tuning in float16 keeps float32 master weights (autocast and loss scaling)",
+            )
+        )
     else:
-        out.append(Decision("model dtype", load, "weights load in the training precision" + ("; adapters train in float32" if r.adapter.kind != "full" else "")))
+        out.append(
+            Decision(
+                "model dtype",
+                load,
+                "weights load in the training precision"
+                + ("; adapters train in float32" if r.adapter.kind != "full" else ""),
+            )
+        )
     return precision, load
 
 
-def _attention(r: Recipe, hw: HardwareProfile, dtype: str, arch: Optional[Architecture], probe: dict, out: list[Decision]) -> str:
+def _attention(
+    r: Recipe, hw: HardwareProfile, dtype: str, arch: Optional[Architecture], probe: dict, out: list[Decision]
+) -> str:
     chosen = r.model.attention
     if arch is not None and arch.is_mamba:
         out.append(Decision("attention", "none", f"{arch.model_type} is a state-space model without attention"))
@@ -71,7 +99,10 @@ def _attention(r: Recipe, hw: HardwareProfile, dtype: str, arch: Optional[Archit
     elif dtype == "float32":
         value, why = "sdpa", "FlashAttention-2 does not run in float32"
     elif probe.get("flash_attn"):
-        value, why = "flash_attention_2", f"{hw.name} is Ampere or newer and flash-attn {probe['flash_attn']} is installed"
+        value, why = (
+            "flash_attention_2",
+            f"{hw.name} is Ampere or newer and flash-attn {probe['flash_attn']} is installed",
+        )
     else:
         value, why = "sdpa", "flash-attn is not installed here (pip install flash-attn to use FlashAttention-2)"
     out.append(Decision("attention", value, why))
@@ -128,12 +159,30 @@ def _candidates(r: Recipe, hw: HardwareProfile, world: int) -> list[tuple[Option
     return out
 
 
-def _shape(r: Recipe, arch: Architecture, hw: HardwareProfile, *, world, zero, offload, load_dtype, precision, attention, trainable, micro, gc) -> TrainingShape:
-    o, a = r.objective, r.adapter
+def _shape(
+    r: Recipe,
+    arch: Architecture,
+    hw: HardwareProfile,
+    *,
+    world,
+    zero,
+    offload,
+    load_dtype,
+    precision,
+    attention,
+    trainable,
+    micro,
+    gc,
+) -> TrainingShape:
+    o, a, kind = r.objective, r.adapter, facts(r.objective.kind)
     lora_inputs = 0
     if a.kind in ("lora", "dora") and a.dropout > 0:
         mods = arch.linear_modules()
-        chosen = mods if a.target_modules == "all-linear" else {k: v for k, v in mods.items() if k.split(".")[-1] in a.target_modules}
+        chosen = (
+            mods
+            if a.target_modules == "all-linear"
+            else {k: v for k, v in mods.items() if k.split(".")[-1] in a.target_modules}
+        )
         lora_inputs = sum(v[0] for v in chosen.values())
     return TrainingShape(
         arch=arch,
@@ -151,11 +200,11 @@ def _shape(r: Recipe, arch: Architecture, hw: HardwareProfile, *, world, zero, o
         max_length=r.training.max_length,
         gradient_checkpointing=gc,
         attention=attention,
-        sequences_per_example=2 if o.kind in PAIRED else 1,
-        logits_tokens_per_sequence=o.max_completion_length if o.kind in ("grpo", "rloo") else None,
-        vocab_logits=o.kind != "reward",
-        reference_model=a.kind == "full" and o.kind in REFERENCE and getattr(o, "beta", 1) > 0,
-        reward_model=o.kind in ("grpo", "rloo") and bool(o.reward_model),
+        sequences_per_example=kind.sequences_per_example,
+        logits_tokens_per_sequence=o.max_completion_length if kind.generates else None,
+        vocab_logits=not kind.reward_head,
+        reference_model=a.kind == "full" and kind.reference_model and getattr(o, "beta", 1) > 0,
+        reward_model=kind.generates and bool(o.reward_model),
         lora_dropout_inputs=lora_inputs,
         accelerator=hw.accelerator,
     )
@@ -179,158 +228,341 @@ def _suggestions(r: Recipe, best: Estimate, available: float) -> list[str]:
     return out
 
 
-def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) -> Plan:
-    """Decide everything the run needs, explain each decision, and report what cannot work."""
-    r, probe = recipe, probe or {}
-    hw = r.hardware.resolved_profile()
-    world = r.hardware.world_size
-    decisions: list[Decision] = []
-    problems: list[Problem] = []
-    decisions.append(Decision("world_size", world, f"{r.hardware.gpus_per_node} process(es) per node × {r.hardware.nodes} node(s)"))
+@dataclass
+class Fit:
+    """The outcome of the memory search: how the run is sharded and batched, and what it needs per GPU."""
 
-    precision, load_dtype = _precision(r, hw, decisions, problems)
-    arch, arch_source = find_architecture(r.model.name_or_path)
-    attention = _attention(r, hw, load_dtype, arch, probe, decisions)
-    compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else load_dtype
-    available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
-    global_batch = r.training.global_batch_size
-    per_rank = global_batch // world if global_batch % world == 0 else 0
+    zero: Optional[int]
+    offload: str
+    gradient_checkpointing: bool
+    micro_batch_size: int
+    memory: dict
 
-    micro_options = [r.training.micro_batch_size] if r.training.micro_batch_size != "auto" else _pow2_divisors(per_rank)
-    if r.objective.kind == "kto" and r.training.micro_batch_size == "auto":
-        micro_options = [m for m in micro_options if m >= 2] or micro_options
-    gc_setting = r.training.gradient_checkpointing
-    gc_options = [gc_setting] if gc_setting != "auto" else ([False] if r.adapter.kind == "prefix" else [False, True])
 
+def _micro_options(r: Recipe, per_rank: int) -> list[int]:
+    if r.training.micro_batch_size != "auto":
+        return [r.training.micro_batch_size]
+    options = _pow2_divisors(per_rank)
+    if r.objective.kind == "kto":
+        options = [m for m in options if m >= 2] or options
+    return options
+
+
+def _gc_options(r: Recipe) -> list[bool]:
+    gc = r.training.gradient_checkpointing
+    if gc != "auto":
+        return [gc]
+    return [False] if r.adapter.kind == "prefix" else [False, True]
+
+
+def _fit_unknown(
+    r: Recipe, available: float, arch_source: str, micro_options: list[int], problems: list[Problem]
+) -> Fit:
+    """No architecture to count: safe defaults, and a warning that memory was not estimated."""
+    gc = r.training.gradient_checkpointing
+    problems.append(
+        Problem(
+            ("model", "name_or_path"),
+            f"memory not estimated: {arch_source}; ZeRO, micro batch and checkpointing use safe defaults",
+            "memory-unknown",
+            "warning",
+        )
+    )
+    return Fit(
+        zero=r.hardware.zero if r.hardware.zero not in ("auto", "none") else None,
+        offload=r.hardware.offload if r.hardware.offload != "auto" else "none",
+        gradient_checkpointing=gc if gc != "auto" else r.adapter.kind != "prefix",
+        micro_batch_size=micro_options[-1] if micro_options else 1,
+        memory={
+            "per_gpu_gb": None,
+            "available_gb": available,
+            "breakdown": {},
+            "fits": None,
+            "architecture": arch_source,
+        },
+    )
+
+
+def _fit(
+    r: Recipe,
+    hw: HardwareProfile,
+    world: int,
+    arch: Architecture,
+    arch_source: str,
+    *,
+    precision: str,
+    load_dtype: str,
+    attention: str,
+    available: float,
+    micro_options: list[int],
+    problems: list[Problem],
+) -> Fit:
+    """The first (least sharded, least recomputing, largest micro batch) configuration that fits the memory."""
+    notes: list[str] = []
+    trainable = trainable_params(r, arch, notes)
     chosen: Optional[tuple] = None
     best: Optional[tuple] = None
     cpu_short = 0.0  # the least CPU memory an offload plan would have needed, when CPU memory ruled it out
-    notes: list[str] = []
-    if arch is None:
-        zero = r.hardware.zero if r.hardware.zero not in ("auto", "none") else None
-        offload = r.hardware.offload if r.hardware.offload != "auto" else "none"
-        gc = gc_setting if gc_setting != "auto" else r.adapter.kind != "prefix"
-        micro = micro_options[-1] if micro_options else 1
-        problems.append(
-            Problem(("model", "name_or_path"), f"memory not estimated: {arch_source}; ZeRO, micro batch and checkpointing use safe defaults", "memory-unknown", "warning")
-        )
-        mem = {"per_gpu_gb": None, "available_gb": available, "breakdown": {}, "fits": None, "architecture": arch_source}
-        decisions.append(Decision("memory", "unknown", arch_source))
-    else:
-        trainable = trainable_params(r, arch, notes)
-        for zero_c, offload_c in _candidates(r, hw, world):
-            for gc in gc_options:
-                for micro in micro_options:
-                    shape = _shape(r, arch, hw, world=world, zero=zero_c, offload=offload_c, load_dtype=load_dtype, precision=precision,
-                                   attention=attention, trainable=trainable, micro=micro, gc=gc)
-                    est = estimate(shape)
-                    cpu_gb = offload_cpu_bytes(shape, r.hardware.nodes) / GiB
-                    cpu_ok = cpu_gb <= hw.cpu_ram_gb * SAFETY_MARGIN
-                    if not cpu_ok:
-                        cpu_short = min(cpu_short or cpu_gb, cpu_gb)
-                    if cpu_ok and (best is None or est.total < best[4].total):
-                        best = (zero_c, offload_c, gc, micro, est, cpu_gb)
-                    if est.total <= available * SAFETY_MARGIN and cpu_ok:
-                        chosen = (zero_c, offload_c, gc, micro, est, cpu_gb)
-                        break
-                    if best is None:
-                        best = (zero_c, offload_c, gc, micro, est, cpu_gb)
-                if chosen:
+    for zero_c, offload_c in _candidates(r, hw, world):
+        for gc in _gc_options(r):
+            for micro in micro_options:
+                shape = _shape(
+                    r,
+                    arch,
+                    hw,
+                    world=world,
+                    zero=zero_c,
+                    offload=offload_c,
+                    load_dtype=load_dtype,
+                    precision=precision,
+                    attention=attention,
+                    trainable=trainable,
+                    micro=micro,
+                    gc=gc,
+                )
+                est = estimate(shape)
+                cpu_gb = offload_cpu_bytes(shape, r.hardware.nodes) / GiB
+                cpu_ok = cpu_gb <= hw.cpu_ram_gb * SAFETY_MARGIN
+                if not cpu_ok:
+                    cpu_short = min(cpu_short or cpu_gb, cpu_gb)
+                if cpu_ok and (best is None or est.total < best[4].total):
+                    best = (zero_c, offload_c, gc, micro, est, cpu_gb)
+                if est.total <= available * SAFETY_MARGIN and cpu_ok:
+                    chosen = (zero_c, offload_c, gc, micro, est, cpu_gb)
                     break
+                if best is None:
+                    best = (zero_c, offload_c, gc, micro, est, cpu_gb)
             if chosen:
                 break
-        zero, offload, gc, micro, est, cpu_gb = chosen or best  # type: ignore[misc]
-        mem = {
-            "per_gpu_gb": round(est.total, 2),
-            "available_gb": available,
-            "offload_cpu_gb_per_node": round(cpu_gb, 1),
-            "cpu_ram_gb": hw.cpu_ram_gb,
-            "breakdown": est.breakdown,
-            "fits": chosen is not None,
-            "architecture": arch_source,
-            "total_params": arch.total_params,
-            "trainable_params": trainable,
-        }
-        if chosen is None:
-            problems.append(
-                Problem(
-                    ("hardware", "profile"),
-                    f"does not fit: the smallest plan needs {est.total:.1f} GiB per {'GPU' if hw.is_gpu else 'process'} "
-                    f"but {hw.name} has {available:.1f} GiB ({int(SAFETY_MARGIN * 100)}% usable)"
-                    + (f", and its CPU offload {cpu_gb:.0f} GiB of {hw.cpu_ram_gb:g} GiB CPU memory per node" if cpu_gb else "")
-                    + (f"; offloading to CPU would need {cpu_short:.0f} GiB of CPU memory per node, more than {hw.name}'s {hw.cpu_ram_gb:g} GiB" if cpu_short else "")
-                    + ". Try: " + "; ".join(_suggestions(r, est, available)),
-                    "memory-fit",
-                )
-            )
-        for n in notes:
-            problems.append(Problem(("adapter", "target_modules"), n, "memory-estimate", "warning"))
+        if chosen:
+            break
+    zero, offload, gc, micro, est, cpu_gb = chosen or best  # type: ignore[misc]
+    if chosen is None:
+        problems.append(
+            Problem(("hardware", "profile"), _does_not_fit(r, hw, est, available, cpu_gb, cpu_short), "memory-fit")
+        )
+    for n in notes:
+        problems.append(Problem(("adapter", "target_modules"), n, "memory-estimate", "warning"))
+    memory = {
+        "per_gpu_gb": round(est.total, 2),
+        "available_gb": available,
+        "offload_cpu_gb_per_node": round(cpu_gb, 1),
+        "cpu_ram_gb": hw.cpu_ram_gb,
+        "breakdown": est.breakdown,
+        "fits": chosen is not None,
+        "architecture": arch_source,
+        "total_params": arch.total_params,
+        "trainable_params": trainable,
+    }
+    return Fit(zero, offload, gc, micro, memory)
 
-    # explain the search outcome
-    if r.training.micro_batch_size == "auto":
-        decisions.append(Decision("micro_batch_size", micro, "the largest power of two dividing the per-process batch that fits the memory" if arch else "memory unknown: the smallest"))
+
+def _does_not_fit(
+    r: Recipe, hw: HardwareProfile, est: Estimate, available: float, cpu_gb: float, cpu_short: float
+) -> str:
+    unit = "GPU" if hw.is_gpu else "process"
+    text = (
+        f"does not fit: the smallest plan needs {est.total:.1f} GiB per {unit} but {hw.name} has {available:.1f} GiB "
+        f"({int(SAFETY_MARGIN * 100)}% usable)"
+    )
+    if cpu_gb:
+        text += f", and its CPU offload {cpu_gb:.0f} GiB of {hw.cpu_ram_gb:g} GiB CPU memory per node"
+    if cpu_short:
+        text += (
+            f"; offloading to CPU would need {cpu_short:.0f} GiB of CPU memory per node, more than {hw.name}'s "
+            f"{hw.cpu_ram_gb:g} GiB"
+        )
+    return text + ". Try: " + "; ".join(_suggestions(r, est, available))
+
+
+def _explain_fit(r: Recipe, hw: HardwareProfile, world: int, fit: Fit, known: bool, out: list[Decision]) -> int:
+    """Decisions for micro batch, accumulation, checkpointing, ZeRO and offload; returns the accumulation steps."""
+    t, micro, global_batch = r.training, fit.micro_batch_size, r.training.global_batch_size
+    if t.micro_batch_size == "auto":
+        why = (
+            "the largest power of two dividing the per-process batch that fits the memory"
+            if known
+            else "memory unknown: the smallest"
+        )
+        out.append(Decision("micro_batch_size", micro, why))
     else:
-        decisions.append(Decision("micro_batch_size", micro, "set in the recipe"))
-    accumulation = max(1, global_batch // (micro * world)) if per_rank else 1
-    decisions.append(Decision("gradient_accumulation_steps", accumulation, f"global batch {global_batch} = micro {micro} × accumulation {accumulation} × world {world}"))
-    if gc_setting == "auto":
-        why = "prefix tuning cannot use it" if r.adapter.kind == "prefix" else ("needed to fit the memory" if gc else "not needed: the plan fits without recomputation")
-        decisions.append(Decision("gradient_checkpointing", gc, why))
+        out.append(Decision("micro_batch_size", micro, "set in the recipe"))
+    accumulation = max(1, global_batch // (micro * world)) if global_batch % world == 0 else 1
+    out.append(
+        Decision(
+            "gradient_accumulation_steps",
+            accumulation,
+            f"global batch {global_batch} = micro {micro} × accumulation {accumulation} × world {world}",
+        )
+    )
+    gc = fit.gradient_checkpointing
+    if t.gradient_checkpointing == "auto":
+        if r.adapter.kind == "prefix":
+            why = "prefix tuning cannot use it"
+        else:
+            why = "needed to fit the memory" if gc else "not needed: the plan fits without recomputation"
+        out.append(Decision("gradient_checkpointing", gc, why))
     else:
-        decisions.append(Decision("gradient_checkpointing", gc, "set in the recipe"))
+        out.append(Decision("gradient_checkpointing", gc, "set in the recipe"))
     if r.hardware.zero == "auto":
-        if zero is None:
+        if fit.zero is None:
             why = "one process per node needs no sharding" if world == 1 else "plain data parallelism fits"
             if not hw.is_gpu:
                 why = "CPU processes: plain data parallelism (gloo)" if world > 1 else "one CPU process"
         else:
             why = f"the least sharding that fits {hw.name}"
-        decisions.append(Decision("zero", zero if zero is not None else "none (no DeepSpeed)", why))
+        out.append(Decision("zero", fit.zero if fit.zero is not None else "none (no DeepSpeed)", why))
     else:
-        decisions.append(Decision("zero", zero, "set in the recipe"))
-    decisions.append(Decision("offload", offload, "set in the recipe" if r.hardware.offload != "auto" else ("not needed" if offload == "none" else "needed to fit the memory")))
-    if r.is_quantized:
-        decisions.append(Decision("bnb compute dtype", compute_dtype, "follows the model dtype" if r.quantization.compute_dtype == "auto" else "set in the recipe"))
+        out.append(Decision("zero", fit.zero, "set in the recipe"))
+    if r.hardware.offload != "auto":
+        why = "set in the recipe"
+    else:
+        why = "not needed" if fit.offload == "none" else "needed to fit the memory"
+    out.append(Decision("offload", fit.offload, why))
+    return accumulation
 
-    output_dir = r.output_dir
-    launch_dir = f"{output_dir}/launch"
-    ds_file = f"{launch_dir}/ds_config.json" if zero is not None else None
-    trainer_class, config_class = arguments.TRAINERS[r.objective.kind]
-    targs = arguments.trainer_args(
-        r, output_dir=output_dir, precision=precision, micro_batch_size=micro, gradient_accumulation_steps=accumulation,
-        gradient_checkpointing=gc, world_size=world, on_cpu=not hw.is_gpu, deepspeed_config=ds_file,
-    )
-    ds = None
-    if zero is not None:
-        ds = launchfiles.deepspeed_config(
-            stage=zero, offload=offload, precision=precision, micro_batch_size=micro, gradient_accumulation_steps=accumulation,
-            world_size=world, max_grad_norm=r.training.max_grad_norm, arch=arch, learning_rate=r.training.learning_rate,
-            weight_decay=r.training.weight_decay,
-        )
-    quant = arguments.quantization_args(r, compute_dtype, zero)
-    if quant and zero == 3 and r.quantization.quant_storage == "auto":
-        decisions.append(Decision("bnb_4bit_quant_storage", compute_dtype, "ZeRO-3 shards parameters of one dtype: 4-bit storage matches the compute dtype"))
-    acc = launchfiles.accelerate_config(
-        world_size=world, nodes=r.hardware.nodes, gpus_per_node=r.hardware.gpus_per_node, precision=precision,
-        on_cpu=not hw.is_gpu, deepspeed_file=ds_file, zero=zero,
-    )
-    argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
 
+def _resolved_recipe(
+    r: Recipe, *, load_dtype: str, attention: str, fit: Fit, compute_dtype: str, quant: Optional[dict]
+) -> dict:
+    """The recipe with defaults filled and every `auto` replaced by what was decided: it stands alone."""
     resolved = r.model_dump(mode="json")
-    resolved.pop("extends", None)  # already merged in: the resolved recipe stands alone
+    resolved.pop("extends", None)  # already merged in
     resolved["model"].update(dtype=load_dtype, attention=attention)
-    resolved["training"].update(micro_batch_size=micro, gradient_checkpointing=gc)
-    resolved["hardware"].update(zero=zero if zero is not None else "none", offload=offload)
-    resolved["output"]["dir"] = output_dir
+    resolved["training"].update(
+        micro_batch_size=fit.micro_batch_size, gradient_checkpointing=fit.gradient_checkpointing
+    )
+    resolved["hardware"].update(zero=fit.zero if fit.zero is not None else "none", offload=fit.offload)
+    resolved["output"]["dir"] = r.output_dir
     if r.is_quantized:
         resolved["quantization"].update(compute_dtype=compute_dtype)
         if quant and "bnb_4bit_quant_storage" in quant["args"]:
             resolved["quantization"]["quant_storage"] = quant["args"]["bnb_4bit_quant_storage"]
+    return resolved
+
+
+def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) -> Plan:
+    """Decide everything the run needs, explain each decision, and report what cannot work.
+
+    The steps, in order: world size; precision and load dtype; architecture; attention; the memory search
+    (ZeRO stage, offload, checkpointing, micro batch); the batch arithmetic; then the library arguments and
+    launch files that carry those decisions, and the resolved recipe.
+    """
+    r, probe = recipe, probe or {}
+    hw = r.hardware.resolved_profile()
+    world = r.hardware.world_size
+    decisions: list[Decision] = []
+    problems: list[Problem] = []
+    decisions.append(
+        Decision("world_size", world, f"{r.hardware.gpus_per_node} process(es) per node × {r.hardware.nodes} node(s)")
+    )
+
+    precision, load_dtype = _precision(r, hw, decisions, problems)
+    arch, arch_source = find_architecture(r.model.name_or_path)
+    attention = _attention(r, hw, load_dtype, arch, probe, decisions)
+    compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else load_dtype
+
+    available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
+    global_batch = r.training.global_batch_size
+    micro_options = _micro_options(r, global_batch // world if global_batch % world == 0 else 0)
+    if arch is None:
+        fit = _fit_unknown(r, available, arch_source, micro_options, problems)
+        decisions.append(Decision("memory", "unknown", arch_source))
+    else:
+        fit = _fit(
+            r,
+            hw,
+            world,
+            arch,
+            arch_source,
+            precision=precision,
+            load_dtype=load_dtype,
+            attention=attention,
+            available=available,
+            micro_options=micro_options,
+            problems=problems,
+        )
+    accumulation = _explain_fit(r, hw, world, fit, arch is not None, decisions)
+    if r.is_quantized:
+        why = "follows the model dtype" if r.quantization.compute_dtype == "auto" else "set in the recipe"
+        decisions.append(Decision("bnb compute dtype", compute_dtype, why))
+
+    zero, micro, gc = fit.zero, fit.micro_batch_size, fit.gradient_checkpointing
+    output_dir = r.output_dir
+    launch_dir = f"{output_dir}/launch"
+    ds_file = f"{launch_dir}/ds_config.json" if zero is not None else None
+    objective = facts(r.objective.kind)
+    targs = arguments.trainer_args(
+        r,
+        output_dir=output_dir,
+        precision=precision,
+        micro_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        gradient_checkpointing=gc,
+        world_size=world,
+        on_cpu=not hw.is_gpu,
+        deepspeed_config=ds_file,
+    )
+    ds = None
+    if zero is not None:
+        ds = launchfiles.deepspeed_config(
+            stage=zero,
+            offload=fit.offload,
+            precision=precision,
+            micro_batch_size=micro,
+            gradient_accumulation_steps=accumulation,
+            world_size=world,
+            max_grad_norm=r.training.max_grad_norm,
+            arch=arch,
+            learning_rate=r.training.learning_rate,
+            weight_decay=r.training.weight_decay,
+        )
+    quant = arguments.quantization_args(r, compute_dtype, zero)
+    if quant and zero == 3 and r.quantization.quant_storage == "auto":
+        decisions.append(
+            Decision(
+                "bnb_4bit_quant_storage",
+                compute_dtype,
+                "ZeRO-3 shards parameters of one dtype: 4-bit storage matches the compute dtype",
+            )
+        )
+    acc = launchfiles.accelerate_config(
+        world_size=world,
+        nodes=r.hardware.nodes,
+        gpus_per_node=r.hardware.gpus_per_node,
+        precision=precision,
+        on_cpu=not hw.is_gpu,
+        deepspeed_file=ds_file,
+        zero=zero,
+    )
+    argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
+    resolved = _resolved_recipe(
+        r, load_dtype=load_dtype, attention=attention, fit=fit, compute_dtype=compute_dtype, quant=quant
+    )
 
     return Plan(
-        recipe=r, resolved=resolved, world_size=world, precision=precision, dtype=load_dtype, attention=attention,
-        micro_batch_size=micro, gradient_accumulation_steps=accumulation, gradient_checkpointing=gc, zero=zero, offload=offload,
-        trainer={"class": trainer_class, "config_class": config_class, "args": targs},
-        peft=arguments.peft_args(r), quantization=quant, deepspeed=ds, accelerate=acc, launch=argv, memory=mem,
-        hardware=hw, architecture=arch, output_dir=output_dir, launch_dir=launch_dir, decisions=decisions, problems=problems,
+        recipe=r,
+        resolved=resolved,
+        world_size=world,
+        precision=precision,
+        dtype=load_dtype,
+        attention=attention,
+        micro_batch_size=micro,
+        gradient_accumulation_steps=accumulation,
+        gradient_checkpointing=gc,
+        zero=zero,
+        offload=fit.offload,
+        trainer={"class": objective.trainer, "config_class": objective.config, "args": targs},
+        peft=arguments.peft_args(r),
+        quantization=quant,
+        deepspeed=ds,
+        accelerate=acc,
+        launch=argv,
+        memory=fit.memory,
+        hardware=hw,
+        architecture=arch,
+        output_dir=output_dir,
+        launch_dir=launch_dir,
+        decisions=decisions,
+        problems=problems,
     )

@@ -23,7 +23,10 @@ def _nvidia_smi() -> Optional[list[dict]]:
     try:
         out = subprocess.run(
             [exe, "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -59,12 +62,19 @@ def detect() -> tuple[dict, int]:
     if not gpus:
         return {
             "description": f"this machine: {os.cpu_count()} CPU cores, no GPU found (nvidia-smi and torch.cuda)",
-            "accelerator": "cpu", "gpu_memory_gb": 0, "compute_capability": None, "bf16": False, "cpu_ram_gb": ram,
+            "accelerator": "cpu",
+            "gpu_memory_gb": 0,
+            "compute_capability": None,
+            "bf16": False,
+            "cpu_ram_gb": ram,
         }, 1
     first = gpus[0]
     usable = round(first["memory_gb"] - 0.5, 2)  # the CUDA context takes its share
     return {
         "description": f"this machine: {len(gpus)} × {first['name']}",
-        "accelerator": "cuda", "gpu_memory_gb": usable, "compute_capability": first["cc"],
-        "bf16": first["cc"] >= 8.0, "cpu_ram_gb": ram,
+        "accelerator": "cuda",
+        "gpu_memory_gb": usable,
+        "compute_capability": first["cc"],
+        "bf16": first["cc"] >= 8.0,
+        "cpu_ram_gb": ram,
     }, len(gpus)

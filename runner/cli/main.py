@@ -181,7 +181,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
-        from runner.planview import render_plan
+        from runner.cli.planview import render_plan
 
         print(render_plan(plan, args.recipe))
     return EXIT_OK
@@ -189,8 +189,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     loaded, plan = _load_single(args.recipe, args.set)
-    from runner.launch import write_launch_files
     from runner.plan.launchfiles import shell_command
+    from runner.run.launch import write_launch_files
 
     if args.dry_run or args.slurm:
         written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from runner.plan import probe_packages
-    from runner.preflight import preflight
+    from runner.run.preflight import preflight
 
     problems = preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
     if problems:
@@ -215,7 +215,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if out.exists():
             shutil.rmtree(out)
     write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
-    from runner.launch import launch
+    from runner.run.launch import launch
 
     return launch(plan.launch + _train_flags(args))
 
@@ -231,8 +231,8 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
 
 def cmd_data(args: argparse.Namespace) -> int:
     loaded, _ = _load_single(args.recipe, args.set)
+    from runner.data.preview import preview
     from runner.data.sources import DataError
-    from runner.datapreview import preview
 
     try:
         print(preview(loaded.recipe, args.split, args.head, args.json, args.template))
@@ -248,7 +248,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
     from schemas import load_profile, profile_names
 
     if args.detect:
-        from runner.hardware import detect
+        from runner.cli.hardware import detect
 
         profile, gpus = detect()
         print("# This machine as a hardware profile. Save it as schemas/profiles/NAME.yaml to share it, or paste the")
@@ -266,9 +266,8 @@ def cmd_hardware(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
+    from runner.after.diff import diff, recipe_path
     from schemas import render
-
-    from runner.recipediff import diff, recipe_path
 
     try:
         paths = [recipe_path(args.a), recipe_path(args.b)]
@@ -276,7 +275,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         raise _Usage(str(exc)) from None
     sides = [load_and_plan(p, ()) for p in paths]
     if any(plan is None for _, plan in sides):  # schema or rule errors; plan problems (memory) are part of the diff
-        print(render([d for loaded, plan in sides if plan is None for d in loaded.diagnostics], "text"), file=sys.stderr)
+        print(
+            render([d for loaded, plan in sides if plan is None for d in loaded.diagnostics], "text"), file=sys.stderr
+        )
         return EXIT_INVALID
     (la, pa), (lb, pb) = sides
     result = diff(la.recipe, lb.recipe, pa, pb, args.a, args.b)
@@ -285,17 +286,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_new(args: argparse.Namespace) -> int:
+    from runner.after.new import NewRecipeError, new_recipe
     from schemas import render
-
-    from runner.newrecipe import NewRecipeError, new_recipe
 
     try:
         path, base, diagnostics = new_recipe(args.name, args.base, force=args.force)
     except NewRecipeError as exc:
         raise _Usage(str(exc)) from None
     if diagnostics and Path(base).name.startswith("_"):
-        print(f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
-              "that extends it, or write `extends:` by hand (nothing was written)", file=sys.stderr)
+        print(
+            f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
+            "that extends it, or write `extends:` by hand (nothing was written)",
+            file=sys.stderr,
+        )
         return EXIT_INVALID
     if diagnostics:
         print(render(diagnostics, "text"), file=sys.stderr)
@@ -312,8 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check recipes: schema, cross-field rules, located errors")
     p.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories (searched for *.yaml, *.yml)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. training.learning_rate=1e-4 (repeatable)")
-    p.add_argument("--format", choices=("text", "github", "json"), default="text", help="output format (github: Actions annotations)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field, e.g. training.learning_rate=1e-4 (repeatable)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "github", "json"),
+        default="text",
+        help="output format (github: Actions annotations)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("plan", help="resolve a recipe: decisions, memory estimate, launch command")
@@ -325,11 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="validate, plan, write the launch files and launch")
     p.add_argument("recipe", metavar="RECIPE")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
-    p.add_argument("--dry-run", action="store_true", help="write OUTPUT_DIR/launch/ and print the command; launch nothing")
-    p.add_argument("--slurm", action="store_true", help="also write OUTPUT_DIR/launch/slurm.sbatch (one launcher per node via srun)")
+    p.add_argument(
+        "--dry-run", action="store_true", help="write OUTPUT_DIR/launch/ and print the command; launch nothing"
+    )
+    p.add_argument(
+        "--slurm",
+        action="store_true",
+        help="also write OUTPUT_DIR/launch/slurm.sbatch (one launcher per node via srun)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in output.dir")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
-    p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code (run the model repository's code)")
+    p.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="honour model.trust_remote_code (run the model repository's code)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("data", help="show the first rows as the trainer receives them")
@@ -338,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", choices=("train", "eval"), default="train")
     p.add_argument("--head", type=int, default=3, metavar="N", help="how many rows (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("--template", action="store_true", help="apply the chat template and mark the trained-on part with « »")
+    p.add_argument(
+        "--template", action="store_true", help="apply the chat template and mark the trained-on part with « »"
+    )
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
@@ -349,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", action="store_true", help="print docs/recipe-reference.md instead")
     p.set_defaults(func=cmd_schema)
 
-    from runner.cli_trained import add_commands
+    from runner.cli.after import add_commands
 
     add_commands(sub)
 
@@ -361,7 +386,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("new", aliases=["init"], help="write a new recipe that extends another, ready to edit")
     p.add_argument("name", metavar="NAME", help="the new recipe's name, or a path such as team/my-dpo (.yaml is added)")
-    p.add_argument("--from", dest="base", required=True, metavar="RECIPE", help="the recipe to extend: a file, or a shipped recipe's name")
+    p.add_argument(
+        "--from",
+        dest="base",
+        required=True,
+        metavar="RECIPE",
+        help="the recipe to extend: a file, or a shipped recipe's name",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing file")
     p.set_defaults(func=cmd_new)
 

@@ -1,66 +1,36 @@
-"""Writes a plan's launch files, atomically: recipe.resolved.yaml, plan.json, ds_config.json, accelerate.yaml, launch.sh.
+"""The launching edge: a plan's launch files written atomically, and `accelerate launch` started and watched.
 
-Only this edge of the program writes files; `resolve()` stays pure.
+Files: recipe.resolved.yaml (for people and `recipe plan`), plan.json (what every training process reads),
+ds_config.json, accelerate.yaml, launch.sh. `resolve()` stays pure; only this edge writes them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
-from .plan import Plan
-from .plan import launchfiles
+from runner.common.files import write_atomic
+from runner.plan import Plan, launchfiles
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def replace_dir_atomic(target: Path, fill: Callable[[Path], None]) -> None:
-    """Fill a temporary sibling directory, then move it to `target` (replacing it): a reader never sees half of it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        tmp.chmod(0o755)
-        fill(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            target.rename(old / target.name)
-            tmp.rename(target)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def write_launch_files(plan: Plan, source: str, slurm: bool = False, extra_args: list[str] | None = None) -> dict[str, Path]:
+def write_launch_files(
+    plan: Plan, source: str, slurm: bool = False, extra_args: list[str] | None = None
+) -> dict[str, Path]:
     """Write the launch directory of `plan`; returns the files written by role."""
     launch = Path(plan.launch_dir)
     header = (
         f"# Resolved from {source} by `recipe run`: defaults filled in and every `auto` decided.\n"
         "# `recipe plan` on this file shows the same plan.\n"
     )
-    written = {"recipe": launch / "recipe.resolved.yaml", "plan": launch / "plan.json", "accelerate": launch / "accelerate.yaml", "launch": launch / "launch.sh"}
+    written = {
+        "recipe": launch / "recipe.resolved.yaml",
+        "plan": launch / "plan.json",
+        "accelerate": launch / "accelerate.yaml",
+        "launch": launch / "launch.sh",
+    }
     write_atomic(written["recipe"], header + yaml.safe_dump(plan.resolved, sort_keys=False, allow_unicode=True))
     write_atomic(written["plan"], json.dumps(plan.to_json(), indent=2) + "\n")
     write_atomic(written["accelerate"], yaml.safe_dump(plan.accelerate, sort_keys=False))
@@ -72,8 +42,11 @@ def write_launch_files(plan: Plan, source: str, slurm: bool = False, extra_args:
     if slurm:
         written["slurm"] = launch / "slurm.sbatch"
         script = launchfiles.slurm_script(
-            name=plan.recipe.name, argv=argv, nodes=plan.recipe.hardware.nodes,
-            gpus_per_node=plan.recipe.hardware.gpus_per_node, launch_dir=plan.launch_dir,
+            name=plan.recipe.name,
+            argv=argv,
+            nodes=plan.recipe.hardware.nodes,
+            gpus_per_node=plan.recipe.hardware.gpus_per_node,
+            launch_dir=plan.launch_dir,
         )
         write_atomic(written["slurm"], script, mode=0o755)
     return written

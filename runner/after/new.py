@@ -34,7 +34,7 @@ class NewRecipeError(Exception):
 
 def shipped_recipe_dirs() -> list[Path]:
     """Where `--from NAME` looks: ./recipes, then the recipes shipped beside this package (a source checkout)."""
-    dirs = [Path("recipes"), Path(__file__).resolve().parent.parent / "recipes"]
+    dirs = [Path("recipes"), Path(__file__).resolve().parents[2] / "recipes"]
     seen, out = set(), []
     for d in dirs:
         if d.is_dir() and d.resolve() not in seen:
@@ -72,7 +72,9 @@ def target_path(name_arg: str) -> tuple[Path, str]:
         path = path.with_name(path.name + ".yaml")
     name = path.stem
     if not NAME.match(name) or len(name) > 128:
-        raise NewRecipeError(f"{name_arg}: a recipe name uses letters, digits, '.', '_' and '-' and starts with a letter or digit")
+        raise NewRecipeError(
+            f"{name_arg}: a recipe name uses letters, digits, '.', '_' and '-' and starts with a letter or digit"
+        )
     return path, name
 
 
@@ -107,7 +109,9 @@ def _without_empty(value):
 
 
 def _commented(data: dict) -> list[str]:
-    text = yaml.safe_dump(_without_empty(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100)
+    text = yaml.safe_dump(
+        _without_empty(data), sort_keys=False, allow_unicode=True, default_flow_style=False, width=100
+    )
     return [f"# {line}" for line in text.rstrip().splitlines()]
 
 
@@ -134,9 +138,8 @@ def render(base: Path, target: Path, name: str, recipe) -> str:
 
 def new_recipe(name_arg: str, from_ref: str, force: bool = False) -> tuple[Path, Path, Optional[list]]:
     """Write the recipe; returns (path, base, None), or (path, base, diagnostics) when the base is invalid."""
+    from runner.common.files import write_atomic
     from schemas import load
-
-    from .launch import write_atomic
 
     base = find_base(from_ref)
     target, name = target_path(name_arg)

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from runner.common.models import load_model as load_model_from
+from runner.common.models import load_tokenizer as load_tokenizer_from
+from runner.common.models import remote_code_allowed, torch_dtype
 from schemas import Recipe
 from schemas.yamlsource import safe_load
 
@@ -79,11 +82,12 @@ class Trained:
         return self.recipe.model.revision if self.recipe else None
 
     def remote_code(self, flag: bool) -> bool:
-        """Whether to run the model repository's code: the recipe asks for it and the command says --trust-remote-code."""
-        from .train import remote_code_allowed
-
+        """Whether to run the model repository's code: the recipe asks for it and the command says so."""
         if self.recipe and self.recipe.model.trust_remote_code and not flag:
-            raise OutputError(f"{self.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to run the model repository's code")
+            raise OutputError(
+                f"{self.lock_path}: model.trust_remote_code is true; pass --trust-remote-code to "
+                f"run the model repository's code"
+            )
         return bool(self.recipe and remote_code_allowed(self.recipe, flag))
 
 
@@ -128,7 +132,9 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
         try:
             recipe = Recipe.model_validate(data)
         except ValueError as exc:
-            raise OutputError(f"{lock_path}: its recipe does not validate with this version of recipe ({str(exc).splitlines()[0]})") from None
+            raise OutputError(
+                f"{lock_path}: its recipe does not validate with this version of recipe ({str(exc).splitlines()[0]})"
+            ) from None
     adapter_file = directory / "adapter_config.json"
     if adapter_file.is_file():
         adapter = _read_json(adapter_file)
@@ -138,19 +144,31 @@ def inspect(path: str, base: Optional[str] = None) -> Trained:
         return Trained(str(directory), adapter, recipe, base or named, lock_path)
     if (directory / "config.json").is_file():
         if base is not None:
-            raise OutputError(f"{path}: holds a whole model, not an adapter; --base applies to adapter directories only")
+            raise OutputError(
+                f"{path}: holds a whole model, not an adapter; --base applies to adapter directories only"
+            )
         return Trained(str(directory), None, recipe, str(directory), lock_path)
-    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+    checkpoints = sorted(
+        directory.glob("checkpoint-*"),
+        key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1,
+    )
     if checkpoints:
-        raise OutputError(f"{path}: the run has checkpoints but no final adapter or model (did it finish?); "
-                          f"name a checkpoint directory instead, e.g. {checkpoints[-1]}")
-    raise OutputError(f"{path}: neither adapter_config.json nor config.json is here; give a run's output.dir or a model directory")
+        raise OutputError(
+            f"{path}: the run has checkpoints but no final adapter or model (did it finish?); "
+            f"name a checkpoint directory instead, e.g. {checkpoints[-1]}"
+        )
+    raise OutputError(
+        f"{path}: neither adapter_config.json nor config.json is here; give a run's output.dir or a model directory"
+    )
 
 
 def _load_failure(trained: Trained, exc: Exception) -> OutputError:
     """Say where the base model name came from: a relative path is relative to where training started."""
     if trained.base == trained.path and not Path(trained.path).exists():
-        return OutputError(f"{trained.path}: not a local directory, and loading it as a Hub model id failed: {str(exc).splitlines()[0]}")
+        return OutputError(
+            f"{trained.path}: not a local directory, and loading it as a Hub model id failed: "
+            f"{str(exc).splitlines()[0]}"
+        )
     source = trained.lock_path or (Path(trained.path) / "adapter_config.json" if trained.is_adapter else None)
     where = f"{source}: " if source else ""
     if not Path(trained.base).is_dir():
@@ -163,59 +181,60 @@ def _load_failure(trained: Trained, exc: Exception) -> OutputError:
 
 
 def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
-    """The run's own tokenizer (saved with its chat template), else the base model's."""
-    from transformers import AutoTokenizer
-
+    """The run's own tokenizer (saved with its chat template), else the base model's with the recipe's template."""
     own = Path(trained.path)
     source = trained.path if (own / "tokenizer_config.json").is_file() or not trained.is_adapter else trained.base
-    revision = None if source == trained.path else trained.revision
+    from_base = source != trained.path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+        return load_tokenizer_from(
+            source,
+            revision=trained.revision if from_base else None,
+            trust_remote_code=trust_remote_code,
+            # the template training used with this base tokenizer; a saved tokenizer already holds it
+            chat_template=trained.recipe.model.chat_template if from_base and trained.recipe else None,
+            keep_template=not (from_base and trained.recipe),
+        )
     except (OSError, ValueError) as exc:
         raise _load_failure(trained, exc) from None
-    if source != trained.path and trained.recipe is not None:
-        from .train import set_chat_template
-
-        set_chat_template(trained.recipe, tokenizer)  # the template training used with this base tokenizer
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
 
 
-def bnb_config(trained: Trained, dtype: str):
-    """The BitsAndBytesConfig the run trained with (from the lock's quantization section)."""
-    from .builders import quantization_config
-    from .plan.arguments import quantization_args
+def bnb_spec(trained: Trained, dtype: str) -> dict:
+    """The BitsAndBytesConfig spec the run trained with (from the lock's quantization section)."""
+    from runner.plan.arguments import quantization_args
 
     compute = trained.recipe.quantization.compute_dtype
-    return quantization_config(quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None))
+    return quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None)
 
 
-def load_model(trained: Trained, dtype: str, *, quantized: bool = False, dequantize: bool = False,
-               trust_remote_code: bool = False, device: str = "cpu") -> Any:
+def load_model(
+    trained: Trained,
+    dtype: str,
+    *,
+    quantized: bool = False,
+    dequantize: bool = False,
+    trust_remote_code: bool = False,
+    device: str = "cpu",
+) -> Any:
     """The base model, with the adapter applied when there is one.
 
     `quantized`: the base is quantized as the run trained it. `dequantize`: quantized, then turned back into
     plain `dtype` weights (the rounded values the adapter was trained on top of).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
-
-    kwargs: dict[str, Any] = {"dtype": dtype if dtype == "auto" else getattr(torch, dtype), "trust_remote_code": trust_remote_code}
-    if trained.is_adapter:
-        kwargs["revision"] = trained.revision
-    if quantized or dequantize:
-        kwargs["quantization_config"] = bnb_config(trained, dtype)
-        kwargs["device_map"] = {"": device}
-    cls = AutoModelForSequenceClassification if trained.is_sequence_classifier else AutoModelForCausalLM
-    if trained.is_sequence_classifier:
-        kwargs["num_labels"] = 1
+    on_bits = quantized or dequantize
     try:
-        model = cls.from_pretrained(trained.base, **kwargs)
+        model = load_model_from(
+            trained.base,
+            dtype=dtype,
+            sequence_classifier=trained.is_sequence_classifier,
+            revision=trained.revision if trained.is_adapter else None,
+            trust_remote_code=trust_remote_code,
+            quantization=bnb_spec(trained, dtype) if on_bits else None,
+            device_map={"": device} if on_bits else None,
+        )
     except (OSError, ValueError) as exc:
         raise _load_failure(trained, exc) from None
     if dequantize:
-        model = model.dequantize(dtype=kwargs["dtype"])
+        model = model.dequantize(dtype=torch_dtype(dtype))
     if not quantized:
         model.to(device)
     if trained.is_adapter:
@@ -250,6 +269,6 @@ def prepare_runtime(device: Optional[str]) -> str:
 
 
 def bitsandbytes_installed() -> bool:
-    from .plan.probe import probe_packages
+    from runner.plan.probe import probe_packages
 
     return probe_packages().get("bitsandbytes") is not None

@@ -17,14 +17,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from .launch import replace_dir_atomic
+from runner.common.cards import model_card
+from runner.common.files import replace_dir_atomic
+
 from .trained import DTYPES, MERGEABLE, PROMPT_LEARNING, OutputError, Trained, bitsandbytes_installed, inspect
 
 # Relative RMS difference of the logits (merged vs. adapter) that a correct merge stays under.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
 PROBES = (
     [{"role": "user", "content": "What color is the sky on a clear day?"}],
-    [{"role": "system", "content": "You answer in one sentence."}, {"role": "user", "content": "Name a fruit and its color."}],
+    [
+        {"role": "system", "content": "You answer in one sentence."},
+        {"role": "user", "content": "Name a fruit and its color."},
+    ],
 )
 PLAIN_PROBE = "The quick brown fox jumps over the lazy dog. Once upon a time"
 
@@ -35,11 +40,15 @@ class Agreement:
 
     relative_error: float  # ||a - b|| / ||b|| over all probe logits
     max_abs_diff: float
-    top1_agreement: Optional[float]  # fraction of positions whose most likely token is the same (None: one output, a reward score)
+    top1_agreement: Optional[
+        float
+    ]  # fraction of positions whose most likely token is the same (None: one output, a reward score)
 
     def line(self) -> str:
         text = f"relative error {self.relative_error:.2e}, max |Δlogit| {self.max_abs_diff:.2e}"
-        return text if self.top1_agreement is None else f"{text}, same top token at {self.top1_agreement:.0%} of positions"
+        return (
+            text if self.top1_agreement is None else f"{text}, same top token at {self.top1_agreement:.0%} of positions"
+        )
 
 
 @dataclass
@@ -60,16 +69,22 @@ class MergeReport:
 def refuse_unmergeable(trained: Trained) -> None:
     where = Path(trained.path) / "adapter_config.json"
     if not trained.is_adapter:
-        raise OutputError(f"{trained.path}: holds a whole model (a full fine-tune or an already merged model); there is no adapter to merge")
+        raise OutputError(
+            f"{trained.path}: holds a whole model (a full fine-tune or an already merged model); "
+            f"there is no adapter to merge"
+        )
     if trained.peft_type in PROMPT_LEARNING:
         raise OutputError(
-            f"{where}: peft_type {trained.peft_type}: a {PROMPT_LEARNING[trained.peft_type]} adapter cannot be merged: it "
+            f"{where}: peft_type {trained.peft_type}: a {PROMPT_LEARNING[trained.peft_type]} "
+            f"adapter cannot be merged: it "
             "adds learned virtual tokens to every input instead of changing weights, so there is nothing to fold into "
             f"the base model. Use it as an adapter: `recipe chat {trained.path}` or PeftModel.from_pretrained(base, "
             f"{trained.path!r})"
         )
     if trained.peft_type not in MERGEABLE:
-        raise OutputError(f"{where}: peft_type {trained.peft_type} cannot be merged by `recipe merge` (LoRA, DoRA and IA3 can)")
+        raise OutputError(
+            f"{where}: peft_type {trained.peft_type} cannot be merged by `recipe merge` (LoRA, DoRA and IA3 can)"
+        )
 
 
 def probe_inputs(tokenizer) -> list[Any]:
@@ -112,25 +127,33 @@ def _free_memory() -> None:
 
 def _check_target(trained: Trained, target: Path, overwrite: bool) -> None:
     if target.resolve() == Path(trained.path).resolve():
-        raise OutputError(f"--to {target}: is the adapter directory itself; choose another directory (default: {trained.path}/merged)")
+        raise OutputError(
+            f"--to {target}: is the adapter directory itself; choose another directory (default: {trained.path}/merged)"
+        )
     if target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise OutputError(f"--to {target}: already exists and is not empty; choose another --to, or pass --overwrite to replace it")
+        raise OutputError(
+            f"--to {target}: already exists and is not empty; choose another --to, or pass --overwrite to replace it"
+        )
 
 
-def model_card(report: MergeReport, trained: Trained) -> str:
-    lines = [
-        f"# {Path(report.source).name} (merged)", "",
-        f"`{report.source}` ({report.adapter}) merged into `{report.base}` in {report.dtype} by `recipe merge`.", "",
-        "## Check", "",
+def merge_card(report: MergeReport, trained: Trained) -> str:
+    check = [
         f"Adapter model vs. merged model on {report.probes} probe inputs: {report.check.line()} "
         f"(tolerance: relative error {report.tolerance:g}).",
     ]
     if report.against_quantized:
-        lines += ["", f"Against the quantized model as trained: {report.against_quantized.line()}."]
-    lines += [*(f"\n{n}" for n in report.notes), ""]
+        check += ["", f"Against the quantized model as trained: {report.against_quantized.line()}."]
+    for note in report.notes:
+        check += ["", note]
+    footer = None
     if trained.lock_path is not None:
-        lines += ["The run's recipe and library versions are in `recipe.lock.yaml` beside these weights.", ""]
-    return "\n".join(lines)
+        footer = "The run's recipe and library versions are in `recipe.lock.yaml` beside these weights."
+    return model_card(
+        f"{Path(report.source).name} (merged)",
+        [f"`{report.source}` ({report.adapter}) merged into `{report.base}` in {report.dtype} by `recipe merge`."],
+        [("Check", check)],
+        footer,
+    )
 
 
 def merge(
@@ -156,7 +179,9 @@ def merge(
     tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
     method = trained.quantization_method
     if dequantize and method is None:
-        raise OutputError(f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize")
+        raise OutputError(
+            f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize"
+        )
     if dequantize and not bitsandbytes_installed():
         raise OutputError("--dequantize: needs bitsandbytes to load the quantized base (pip install bitsandbytes)")
     target = Path(to) if to else Path(trained.path) / "merged"
@@ -171,7 +196,9 @@ def merge(
     as_trained = None
     if method is not None:
         if not bitsandbytes_installed():
-            notes.append("bitsandbytes is not installed: the merged model was not compared with the quantized model as trained.")
+            notes.append(
+                "bitsandbytes is not installed: the merged model was not compared with the quantized model as trained."
+            )
         else:
             log(f"loading the {method} base with the adapter, as trained, for comparison ...")
             quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
@@ -179,12 +206,16 @@ def merge(
             del quantized
             _free_memory()
         if dequantize:
-            notes.append(f"The run trained on {method} weights; the adapter is merged into those weights, "
-                         f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did.")
+            notes.append(
+                f"The run trained on {method} weights; the adapter is merged into those weights, "
+                f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did."
+            )
         else:
-            notes.append(f"The run trained on {method} weights; the adapter is merged into the original "
-                         f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
-                         "the quantized weights instead).")
+            notes.append(
+                f"The run trained on {method} weights; the adapter is merged into the original "
+                f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
+                "the quantized weights instead)."
+            )
     how = f"the dequantized {method} base" if dequantize else f"{trained.base} in {dtype}"
     log(f"loading {how} with the adapter from {trained.path} ...")
     model = load_model(trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device)
@@ -193,15 +224,23 @@ def merge(
     merged_logits = probe_logits(merged, inputs)
     check = compare(merged_logits, reference)
     report = MergeReport(
-        source=trained.path, base=trained.base, adapter=trained.adapter_label, dtype=dtype, target=str(target),
-        tolerance=tolerance, probes=len(inputs), check=check,
+        source=trained.path,
+        base=trained.base,
+        adapter=trained.adapter_label,
+        dtype=dtype,
+        target=str(target),
+        tolerance=tolerance,
+        probes=len(inputs),
+        check=check,
         against_quantized=compare(merged_logits, as_trained) if as_trained is not None else None,
-        dequantized=dequantize, notes=notes,
+        dequantized=dequantize,
+        notes=notes,
     )
     if not check.relative_error <= tolerance:
         raise OutputError(
             f"{trained.path}: the merged model does not reproduce the adapter model: {check.line()}, above the "
-            f"tolerance {tolerance:g} for {dtype}; nothing was written. Merging in float32 (--dtype float32) rules out rounding."
+            f"tolerance {tolerance:g} for {dtype}; nothing was written. Merging in float32 (--dtype "
+            f"float32) rules out rounding."
         )
     merged.config.dtype = dtype
 
@@ -211,7 +250,7 @@ def merge(
         if trained.lock_path is not None:
             shutil.copyfile(trained.lock_path, tmp / "recipe.lock.yaml")
         (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(model_card(report, trained), encoding="utf-8")
+        (tmp / "README.md").write_text(merge_card(report, trained), encoding="utf-8")
 
     replace_dir_atomic(target, fill)
     return report

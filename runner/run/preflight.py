@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.plan import Plan
 from schemas import Recipe
-
-from .plan import Plan
 
 
 def _is_run_dir(out: Path) -> bool:
@@ -20,20 +19,34 @@ def _is_run_dir(out: Path) -> bool:
 def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]:
     out = Path(recipe.output_dir)
     if overwrite and out.exists() and any(out.iterdir()) and not _is_run_dir(out):
-        return [f"output.dir: --overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
-                "recipe.lock.yaml); choose an empty or new directory"]
+        return [
+            f"output.dir: --overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
+            "recipe.lock.yaml); choose an empty or new directory"
+        ]
     if (out / "recipe.lock.yaml").exists() and not (overwrite or resume):
-        return [f"output.dir: {out} holds a finished run (recipe.lock.yaml); pass --overwrite to replace it, or set another output.dir"]
+        return [
+            f"output.dir: {out} holds a finished run (recipe.lock.yaml); pass --overwrite to "
+            f"replace it, or set another output.dir"
+        ]
     if resume and not any(out.glob("checkpoint-*")):
         return [f"--resume: {out} has no checkpoint-* folder to continue from"]
     if out.exists() and not (overwrite or resume) and any(out.glob("checkpoint-*")):
-        return [f"output.dir: {out} holds checkpoints of an unfinished run; pass --resume to continue it or --overwrite to start again"]
+        return [
+            f"output.dir: {out} holds checkpoints of an unfinished run; pass --resume to continue "
+            f"it or --overwrite to start again"
+        ]
     return []
 
 
 def check_packages(plan: Plan, probe: dict) -> list[str]:
     problems = []
-    need = {"torch": "the training stack", "transformers": "the training stack", "trl": "the trainers", "accelerate": "the launcher", "datasets": "data loading"}
+    need = {
+        "torch": "the training stack",
+        "transformers": "the training stack",
+        "trl": "the trainers",
+        "accelerate": "the launcher",
+        "datasets": "data loading",
+    }
     if plan.peft is not None:
         need["peft"] = f"the {plan.recipe.adapter.kind} adapter"
     if plan.quantization is not None:
@@ -44,31 +57,39 @@ def check_packages(plan: Plan, probe: dict) -> list[str]:
         need["flash_attn"] = "attention: flash_attention_2"
     for module, why in need.items():
         if not probe.get(module):
-            hint = "pip install -e '.[train]'" if module != "flash_attn" else "pip install flash-attn (needs CUDA), or set model.attention: sdpa"
+            hint = (
+                "pip install -e '.[train]'"
+                if module != "flash_attn"
+                else "pip install flash-attn (needs CUDA), or set model.attention: sdpa"
+            )
             problems.append(f"{why} needs the `{module.replace('_', '-')}` package, which is not installed: {hint}")
     return problems
 
 
 def check_chat_template(recipe: Recipe) -> list[str]:
-    from .train import TEMPLATES_DIR
+    from runner.common.models import shipped_templates, template_text
 
     choice = recipe.model.chat_template
-    if not choice or (choice.endswith(".jinja") and Path(choice).is_file()) or (TEMPLATES_DIR / f"{choice}.jinja").is_file():
+    if not choice or template_text(choice) is not None:
         return []
-    shipped = ", ".join(sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja")))
+    shipped = ", ".join(shipped_templates())
     return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
 
 
 def check_model(recipe: Recipe) -> list[str]:
     path = Path(recipe.model.name_or_path)
-    looks_local = path.exists() or recipe.model.name_or_path.startswith((".", "/", "~")) or recipe.model.name_or_path.count("/") > 1
+    looks_local = (
+        path.exists()
+        or recipe.model.name_or_path.startswith((".", "/", "~"))
+        or recipe.model.name_or_path.count("/") > 1
+    )
     if looks_local and not (path / "config.json").is_file():
         return [f"model.name_or_path: {path} is not a model directory (no config.json)"]
     return []
 
 
 def check_data(recipe: Recipe) -> list[str]:
-    from .data.sources import DataError, Where, check_columns, load_raw, local_path
+    from runner.data.sources import DataError, Where, check_columns, load_raw, local_path
 
     problems = []
     for split in ("train", "eval"):
@@ -87,7 +108,9 @@ def check_data(recipe: Recipe) -> list[str]:
 
 def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[str]:
     r = plan.recipe
-    problems = check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
+    problems = (
+        check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
+    )
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems

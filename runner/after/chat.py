@@ -70,7 +70,9 @@ class Chat:
     def _encode(self):
         limit = getattr(self.model.config, "max_position_embeddings", None)
         while True:
-            ids = self.tokenizer(self.prompt_text(), return_tensors="pt", add_special_tokens=not self.templated)["input_ids"]
+            ids = self.tokenizer(self.prompt_text(), return_tensors="pt", add_special_tokens=not self.templated)[
+                "input_ids"
+            ]
             if limit is None or ids.shape[-1] + self.max_new_tokens <= limit or len(self.history) <= 1:
                 return ids
             self.history = self.history[2:]  # the oldest exchange goes first
@@ -85,26 +87,41 @@ class Chat:
         if show is not None:
             show(self.prompt_text())
         device = next(self.model.parameters()).device
-        kwargs: dict[str, Any] = {"max_new_tokens": self.max_new_tokens, "eos_token_id": stop_token_ids(self.tokenizer),
-                                  "pad_token_id": self.tokenizer.pad_token_id}
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": self.max_new_tokens,
+            "eos_token_id": stop_token_ids(self.tokenizer),
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         with torch.no_grad():
-            generated = self.model.generate(input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
-                                            streamer=_streamer(self.tokenizer, out), **kwargs)
-        answer = self.tokenizer.decode(generated[0, ids.shape[-1]:], skip_special_tokens=True).strip()
+            generated = self.model.generate(
+                input_ids=ids.to(device),
+                attention_mask=torch.ones_like(ids).to(device),
+                streamer=_streamer(self.tokenizer, out),
+                **kwargs,
+            )
+        answer = self.tokenizer.decode(generated[0, ids.shape[-1] :], skip_special_tokens=True).strip()
         self.history.append({"role": "assistant", "content": answer})
         return answer
 
 
-def open_model(path: str, *, base: Optional[str] = None, trust_remote_code: bool = False, device: Optional[str] = None,
-               log: Callable[[str], None]) -> tuple[Any, Any, Trained]:
+def open_model(
+    path: str,
+    *,
+    base: Optional[str] = None,
+    trust_remote_code: bool = False,
+    device: Optional[str] = None,
+    log: Callable[[str], None],
+) -> tuple[Any, Any, Trained]:
     """Load a run's output (adapter through its base, as trained) or a model, for generation."""
     trained = inspect(path, base)
     if trained.is_sequence_classifier:
-        raise OutputError(f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text")
+        raise OutputError(
+            f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text"
+        )
     trust = trained.remote_code(trust_remote_code)
     from .trained import bitsandbytes_installed, load_model, load_tokenizer, prepare_runtime
 
@@ -172,8 +189,9 @@ def main(args, stdin: Optional[TextIO] = None, out: Optional[TextIO] = None) -> 
         once = stdin.read().strip()
         if not once:
             raise OutputError("standard input is empty: give the message with --prompt TEXT or pipe it in")
-    model, tokenizer, trained = open_model(args.model, base=args.base, trust_remote_code=args.trust_remote_code,
-                                           device=args.device, log=log)
+    model, tokenizer, trained = open_model(
+        args.model, base=args.base, trust_remote_code=args.trust_remote_code, device=args.device, log=log
+    )
     if args.seed is not None:
         from transformers import set_seed
 

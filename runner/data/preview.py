@@ -1,4 +1,4 @@
-"""`recipe data`: the first rows exactly as the trainer receives them, optionally chat-templated with the trained-on part marked."""
+"""`recipe data`: the first rows as the trainer receives them; with --template, the trained-on part marked."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def _prompt_then(tokenizer, prompt: list, completion: list) -> str:
     head = _render(tokenizer, prompt, generation_prompt=True)
     full = _render(tokenizer, prompt + completion)
     if full.startswith(head):
-        return head + OPEN + full[len(head):] + CLOSE
+        return head + OPEN + full[len(head) :] + CLOSE
     return OPEN + full + CLOSE  # a template that re-renders earlier turns: mark it all
 
 
@@ -35,12 +35,15 @@ def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
                     continue
                 head = _render(tokenizer, messages[:i], generation_prompt=True)
                 upto = _render(tokenizer, messages[: i + 1])
-                out += head[done:] + OPEN + upto[len(head):] + CLOSE
+                out += head[done:] + OPEN + upto[len(head) :] + CLOSE
                 done = len(upto)
             return {"text": out + _render(tokenizer, messages)[done:]}
         return {"text": OPEN + _render(tokenizer, messages) + CLOSE}
     if "chosen" in row:
-        return {"chosen": _prompt_then(tokenizer, row["prompt"], row["chosen"]), "rejected": _prompt_then(tokenizer, row["prompt"], row["rejected"])}
+        return {
+            "chosen": _prompt_then(tokenizer, row["prompt"], row["chosen"]),
+            "rejected": _prompt_then(tokenizer, row["prompt"], row["rejected"]),
+        }
     if "completion" in row:
         out = {"text": _prompt_then(tokenizer, row["prompt"], row["completion"])}
         if "label" in row:
@@ -50,16 +53,17 @@ def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
 
 
 def preview(recipe: Any, split: str, head: int, as_json: bool, template: bool) -> str:
-    from .data.sources import load_split
+    from .sources import load_split
 
     ds = load_split(recipe, split)
     if ds is None:
         return f"(no {split} data: the recipe has no eval sources and no eval_fraction)"
     rows = [ds[i] for i in range(min(head, len(ds)))]
     if template:
-        from .train import load_tokenizer
+        from runner.common.models import load_tokenizer
 
-        tokenizer = load_tokenizer(recipe, trust_remote_code=False)
+        m = recipe.model
+        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
         rendered = [templated(r, tokenizer, recipe) for r in rows]
         if as_json:
             return json.dumps(rendered, indent=2, ensure_ascii=False)

@@ -27,18 +27,34 @@ class LiveProgress(TrainerCallback):
         if not state.is_world_process_zero:
             return
         from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True)
         if not self.console.is_terminal:  # a log file: wide enough that the progress row is not cut
             self.console = Console(stderr=True, width=200)
         self.progress = Progress(
-            TextColumn("[bold]step"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
-            console=self.console, transient=False,
+            TextColumn("[bold]step"),
+            MofNCompleteColumn(),
+            BarColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[metrics]}"),
+            console=self.console,
+            transient=False,
         )
         self.progress.start()
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, speed="", metrics="")
+        self.task = self.progress.add_task(
+            "train", total=state.max_steps, completed=state.global_step, speed="", metrics=""
+        )
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.progress is not None:
@@ -58,7 +74,9 @@ class LiveProgress(TrainerCallback):
             if any(key.endswith(h) for h in HIGHLIGHTS) and not key.startswith("train_"):
                 shown.append(f"{key} {_fmt(value)}")
         self.progress.update(self.task, metrics="  ".join(shown[:6]))
-        self.progress.console.print(f"step {state.global_step}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in logs.items()), highlight=False)
+        self.progress.console.print(
+            f"step {state.global_step}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in logs.items()), highlight=False
+        )
 
     def on_train_end(self, args, state, control, **kwargs):
         if self.progress is not None:

@@ -1,4 +1,4 @@
-"""`recipe diff A B`: what differs between two recipes once `extends` and defaults are resolved, and between their plans.
+"""`recipe diff A B`: what differs between two recipes (after `extends` and defaults) and between their plans.
 
 A and B are recipe files or finished (or dry-run) output directories, whose `launch/recipe.resolved.yaml`
 is compared. Recipe fields are compared as dotted paths (`datasets.train.0.source`); lists of scalars
@@ -31,7 +31,9 @@ def recipe_path(arg: str) -> Path:
     if p.is_dir():
         resolved = p / "launch" / "recipe.resolved.yaml"
         if not resolved.is_file():
-            raise FileNotFoundError(f"{arg}: a directory without launch/recipe.resolved.yaml (give a recipe file or a run's output.dir)")
+            raise FileNotFoundError(
+                f"{arg}: a directory without launch/recipe.resolved.yaml (give a recipe file or a run's output.dir)"
+            )
         return resolved
     if not p.is_file():
         raise FileNotFoundError(f"{arg}: no such recipe file or output directory")
@@ -67,7 +69,10 @@ def _union(first: list[str], second: list[str]) -> list[str]:
 
 
 def recipe_rows(a: dict, b: dict) -> list[Row]:
-    fa, fb = flatten({k: v for k, v in a.items() if k not in IGNORED}), flatten({k: v for k, v in b.items() if k not in IGNORED})
+    fa, fb = (
+        flatten({k: v for k, v in a.items() if k not in IGNORED}),
+        flatten({k: v for k, v in b.items() if k not in IGNORED}),
+    )
     keys = _union(list(fa), list(fb))
     return [Row(k, fa.get(k, MISSING), fb.get(k, MISSING)) for k in keys if fa.get(k, MISSING) != fb.get(k, MISSING)]
 
@@ -115,7 +120,12 @@ def show(value: Any) -> str:
 
 
 def _change(a: Any, b: Any) -> str:
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+    if (
+        isinstance(a, (int, float))
+        and isinstance(b, (int, float))
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
         delta = b - a
         return f"{delta:+.3g}" if isinstance(delta, float) else f"{delta:+,d}"
     return ""
@@ -138,9 +148,24 @@ class Diff:
     problems: dict[str, list[str]]
 
     def to_json(self) -> dict:
-        rows = lambda rs: [{"field": r.field, "a": None if r.a is MISSING else r.a, "b": None if r.b is MISSING else r.b,  # noqa: E731
-                            "only_in": "b" if r.a is MISSING else "a" if r.b is MISSING else None} for r in rs]
-        return {"a": self.a, "b": self.b, "recipe": rows(self.recipe), "plan": rows(self.plan), "problems": self.problems}
+        def rows(rs: list[Row]) -> list[dict]:
+            return [
+                {
+                    "field": r.field,
+                    "a": None if r.a is MISSING else r.a,
+                    "b": None if r.b is MISSING else r.b,
+                    "only_in": "b" if r.a is MISSING else "a" if r.b is MISSING else None,
+                }
+                for r in rs
+            ]
+
+        return {
+            "a": self.a,
+            "b": self.b,
+            "recipe": rows(self.recipe),
+            "plan": rows(self.plan),
+            "problems": self.problems,
+        }
 
     def render(self) -> str:
         if not self.recipe and not self.plan:
@@ -160,6 +185,9 @@ class Diff:
 def diff(a, b, plan_a, plan_b, a_label: str, b_label: str) -> Diff:
     """`a`, `b`: validated Recipe objects; plans from `resolve` (a plan with problems is compared too)."""
     da, db = a.model_dump(mode="json"), b.model_dump(mode="json")
-    problems = {label: [p.message for p in plan.problems if p.severity == "error"]
-                for label, plan in (("A", plan_a), ("B", plan_b)) if not plan.ok}
+    problems = {
+        label: [p.message for p in plan.problems if p.severity == "error"]
+        for label, plan in (("A", plan_a), ("B", plan_b))
+        if not plan.ok
+    }
     return Diff(a_label, b_label, recipe_rows(da, db), plan_rows(plan_a, plan_b), problems)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .plan import Plan
-from .plan.launchfiles import shell_command
-from .plan.memory import SAFETY_MARGIN
+from runner.plan import Plan
+from runner.plan.launchfiles import shell_command
+from runner.plan.memory import SAFETY_MARGIN
 
 BAR = 40
 LABELS = {
@@ -47,18 +47,31 @@ def render_plan(plan: Plan, source: str) -> str:
         total, avail = mem["per_gpu_gb"], mem["available_gb"]
         share = total / avail * 100 if avail else 0
         verdict = "fits" if mem["fits"] else "DOES NOT FIT"
-        lines.append(f"memory per {unit} (estimate): {total:.1f} GiB of {avail:.1f} GiB — {share:.0f}%, {verdict} (limit {int(SAFETY_MARGIN * 100)}%)")
+        lines.append(
+            f"memory per {unit} (estimate): {total:.1f} GiB of {avail:.1f} GiB — {share:.0f}%, "
+            f"{verdict} (limit {int(SAFETY_MARGIN * 100)}%)"
+        )
         lines.append(f"  [{_bar(total, avail)}]")
         for key, gb in mem["breakdown"].items():
             if gb > 0:
                 lines.append(f"  {LABELS.get(key, key):<17} {gb:7.2f} GiB  {_bar(gb, avail)}")
         if mem.get("offload_cpu_gb_per_node"):
-            lines.append(f"  CPU memory for offload: {mem['offload_cpu_gb_per_node']:.0f} GiB per node of {mem['cpu_ram_gb']:g} GiB")
-        lines.append(f"  parameters: {mem['total_params'] / 1e9:.2f} B, trainable {mem['trainable_params'] / 1e6:.1f} M ({mem['architecture']})")
+            lines.append(
+                f"  CPU memory for offload: {mem['offload_cpu_gb_per_node']:.0f} GiB per node of "
+                f"{mem['cpu_ram_gb']:g} GiB"
+            )
+        lines.append(
+            f"  parameters: {mem['total_params'] / 1e9:.2f} B, "
+            f"trainable {mem['trainable_params'] / 1e6:.1f} M ({mem['architecture']})"
+        )
     lines.append("")
     if plan.deepspeed is not None:
         zero = plan.deepspeed["zero_optimization"]
-        lines.append(f"deepspeed: ZeRO-{zero['stage']}" + (f", offload {plan.offload}" if plan.offload != "none" else "") + f" -> {plan.launch_dir}/ds_config.json")
+        lines.append(
+            f"deepspeed: ZeRO-{zero['stage']}"
+            + (f", offload {plan.offload}" if plan.offload != "none" else "")
+            + f" -> {plan.launch_dir}/ds_config.json"
+        )
     lines.append("launch:")
     lines.append("  " + shell_command(plan.launch))
     return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""What a user does with recipes and finished runs: merge, chat, diff, new."""

@@ -1,0 +1,5 @@
+"""The `recipe` command: argument parsing and printing; each command imports the phase it drives, lazily."""
+
+from .main import build_parser, find_recipes, load_and_plan, main
+
+__all__ = ["build_parser", "find_recipes", "load_and_plan", "main"]

@@ -1,0 +1,133 @@
+"""Loading a tokenizer (with its chat template) and a model; library objects from a plan's `{"class", "args"}` specs.
+
+One implementation, used by the training process, the preflight, `recipe data --template`, `recipe merge`
+and `recipe chat`. Torch and the training libraries are imported inside the functions, so importing this
+module is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Optional
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+FALLBACK_TEMPLATE = "chatml"  # for a tokenizer that has no chat template of its own
+
+
+def shipped_templates() -> list[str]:
+    return sorted(p.stem for p in TEMPLATES_DIR.glob("*.jinja"))
+
+
+def template_text(choice: str) -> Optional[str]:
+    """The Jinja text of a recipe's `model.chat_template`: a `.jinja` file or a shipped name; None when neither."""
+    path = Path(choice)
+    if path.suffix == ".jinja" and path.is_file():
+        return path.read_text(encoding="utf-8")
+    shipped = TEMPLATES_DIR / f"{choice}.jinja"
+    return shipped.read_text(encoding="utf-8") if shipped.is_file() else None
+
+
+def set_chat_template(tokenizer: Any, choice: Optional[str]) -> None:
+    """Use the recipe's template (a shipped name or a .jinja file), else the tokenizer's own, else ChatML."""
+    if choice:
+        text = template_text(choice)
+        if text is None:
+            raise ValueError(
+                f"model.chat_template: '{choice}' is neither a shipped template nor an existing .jinja file"
+            )
+        tokenizer.chat_template = text
+    elif not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = template_text(FALLBACK_TEMPLATE)
+
+
+def remote_code_allowed(recipe: Any, flag: bool) -> bool:
+    """Remote code runs only when the recipe asks for it and the person launching says --trust-remote-code."""
+    return bool(flag and recipe.model.trust_remote_code)
+
+
+def import_dotted(dotted: str) -> Any:
+    """`trl.DPOTrainer` -> the class."""
+    module, _, name = dotted.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def peft_config(spec: dict) -> Any:
+    """The PEFT config of a plan's `peft` entry; nested options become their PEFT classes."""
+    args = dict(spec["args"])
+    if isinstance(args.get("runtime_config"), dict):
+        from peft import LoraRuntimeConfig
+
+        args["runtime_config"] = LoraRuntimeConfig(**args["runtime_config"])
+    return import_dotted(spec["class"])(**args)
+
+
+def torch_dtype(name: str) -> Any:
+    """`bfloat16` -> torch.bfloat16; `auto` stays `auto` (the checkpoint's own dtype)."""
+    import torch
+
+    return name if name == "auto" else getattr(torch, name)
+
+
+def quantization_config(spec: dict) -> Any:
+    """transformers.BitsAndBytesConfig from a plan's `quantization` entry (dtype names become torch dtypes)."""
+    args = dict(spec["args"])
+    for key in ("bnb_4bit_compute_dtype", "bnb_4bit_quant_storage"):
+        if isinstance(args.get(key), str):
+            args[key] = torch_dtype(args[key])
+    return import_dotted(spec["class"])(**args)
+
+
+def load_tokenizer(
+    source: str,
+    *,
+    revision: Optional[str] = None,
+    trust_remote_code: bool = False,
+    chat_template: Optional[str] = None,
+    keep_template: bool = False,
+) -> Any:
+    """A tokenizer with a pad token and a chat template (`chat_template`, else its own, else ChatML).
+
+    `keep_template`: leave the tokenizer's template as saved (a run's own tokenizer holds the one it trained with).
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    if not keep_template:
+        set_chat_template(tokenizer, chat_template)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    source: str,
+    *,
+    dtype: str,
+    sequence_classifier: bool = False,
+    revision: Optional[str] = None,
+    trust_remote_code: bool = False,
+    attention: Optional[str] = None,
+    quantization: Optional[dict] = None,
+    device_map: Any = None,
+) -> Any:
+    """A causal LM (or a one-score sequence classifier, for reward models) with `from_pretrained`.
+
+    `quantization` is a plan's `{"class", "args"}` BitsAndBytesConfig spec. Under DeepSpeed ZeRO-3 the caller
+    must have built the training arguments (which register the DeepSpeed config) before calling this, so that
+    transformers constructs the model inside `deepspeed.zero.Init` and each process keeps only its shard.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if revision is not None:
+        kwargs["revision"] = revision
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if sequence_classifier:
+        return AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(source, **kwargs)

@@ -1,0 +1,70 @@
+"""The entry point `accelerate launch -m runner.run.train OUTPUT_DIR/launch/plan.json` runs in every process.
+
+It re-validates nothing and decides nothing: the parent process validated the recipe, resolved the plan and
+wrote it as `plan.json`; here it is read back into the same `Plan` dataclass, and its exact arguments become the
+tokenizer, model, PEFT config, datasets and TRL trainer (runner/run/trainer.py). Then it trains, evaluates and
+saves. Nothing imports this module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from runner.common.models import remote_code_allowed
+from runner.plan.types import Plan, PlanFormatError
+
+
+def read_plan(path: Path) -> Plan:
+    try:
+        return Plan.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError) as exc:  # PlanFormatError is a ValueError
+        message = str(exc) if isinstance(exc, PlanFormatError) else f"cannot be read ({exc})"
+        raise SystemExit(f"runner.run.train: {path}: {message}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="runner.run.train", description=__doc__)
+    parser.add_argument("plan", help="OUTPUT_DIR/launch/plan.json")
+    parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the last checkpoint in the output directory"
+    )
+    args = parser.parse_args(argv)
+    plan = read_plan(Path(args.plan))
+    trust = remote_code_allowed(plan.recipe, args.trust_remote_code)
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .outputs import MetricsCallback, finish_run
+    from .progress import LiveProgress
+    from .trainer import StopOnSigterm, build_trainer
+
+    stop = StopOnSigterm()
+    callbacks = [MetricsCallback(Path(plan.output_dir)), stop.callback(), LiveProgress()]
+    trainer = build_trainer(plan, trust_remote_code=trust, callbacks=callbacks)
+    for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
+        trainer.remove_callback(duplicate)
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    if stop.requested:
+        if trainer.accelerator.is_main_process:
+            print(
+                f"runner.run.train: stopped by SIGTERM at step {trainer.state.global_step}; a checkpoint was saved in "
+                f"{plan.output_dir}. Continue with: recipe run RECIPE --resume",
+                flush=True,
+            )
+        return 143
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    trainer.save_model(plan.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(plan.output_dir)
+        finish_run(plan, metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

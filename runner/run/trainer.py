@@ -1,0 +1,108 @@
+"""The plan's exact arguments become the tokenizer, model, PEFT config, datasets and TRL trainer (training only)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.common.models import import_dotted, load_model, load_tokenizer, peft_config
+from runner.plan.types import Plan
+from schemas.objectives import facts
+
+REWARDS_MODULE = "runner.run.rewards"  # where a reward function named without `module:` is looked up
+
+
+def reward_funcs(recipe: Any) -> list:
+    """The reward model (a path TRL loads) and the named reward functions of an online RL objective."""
+    o = recipe.objective
+    funcs: list = []
+    if o.reward_model:
+        funcs.append(o.reward_model)
+    for name in o.reward_functions:
+        module, _, attr = name.partition(":")
+        if not attr:
+            module, attr = REWARDS_MODULE, name
+        funcs.append(getattr(__import__(module, fromlist=[attr]), attr))
+    return funcs
+
+
+def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
+    """(tokenizer, model) as the plan says: dtype, attention, quantization, and where the weights go."""
+    m = plan.recipe.model
+    tokenizer = load_tokenizer(
+        m.tokenizer or m.name_or_path,
+        revision=m.revision,
+        trust_remote_code=trust_remote_code,
+        chat_template=m.chat_template,
+    )
+    device_map = None
+    if plan.quantization is not None and plan.zero != 3:
+        from accelerate import PartialState
+
+        state = PartialState()
+        device_map = {"": state.local_process_index if state.device.type == "cuda" else "cpu"}
+    model = load_model(
+        m.name_or_path,
+        dtype=plan.dtype,
+        sequence_classifier=facts(plan.recipe.objective.kind).reward_head,
+        revision=m.revision,
+        trust_remote_code=trust_remote_code,
+        attention=plan.attention if plan.attention != "eager" or m.attention == "eager" else None,
+        quantization=plan.quantization,
+        device_map=device_map,
+    )
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
+def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) -> Any:
+    from transformers import set_seed
+
+    from runner.data.sources import load_splits
+
+    recipe = plan.recipe
+    set_seed(recipe.training.seed)  # before loading: newly initialised heads (a reward model's score) are seeded too
+    tokenizer, model = load_for_training(plan, trust_remote_code)
+    config = import_dotted(plan.trainer["config_class"])(**plan.trainer["args"])
+    train_dataset, eval_dataset = load_splits(recipe)
+    kwargs: dict[str, Any] = {
+        "model": model,
+        "args": config,
+        "train_dataset": train_dataset,
+        "processing_class": tokenizer,
+        "callbacks": list(callbacks),
+    }
+    if eval_dataset is not None:
+        kwargs["eval_dataset"] = eval_dataset
+    if plan.peft is not None:
+        kwargs["peft_config"] = peft_config(plan.peft)
+    if facts(plan.recipe.objective.kind).generates:
+        kwargs["reward_funcs"] = reward_funcs(recipe)
+    return import_dotted(plan.trainer["class"])(**kwargs)
+
+
+class StopOnSigterm:
+    """On SIGTERM (a preempted node), finish the current step, save a checkpoint and stop."""
+
+    def __init__(self) -> None:
+        import signal
+
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.requested = True
+
+    def callback(self):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, **kwargs):
+                if outer.requested:
+                    control.should_save = True
+                    control.should_training_stop = True
+                return control
+
+        return _Callback()

@@ -1,0 +1,120 @@
+"""The layout's promises: imports point down, the training entry point is a leaf, one typed plan hand-off,
+and each objective's facts in one table that covers every objective kind."""
+
+from __future__ import annotations
+
+import ast
+import json
+import typing
+from pathlib import Path
+
+import pytest
+
+from runner.plan import resolve
+from runner.plan.types import PLAN_VERSION, Plan, PlanFormatError
+from schemas import Recipe, load
+from schemas.objectives import OBJECTIVES, Objective
+
+from conftest import ROOT
+from golden_plans import shipped_recipes
+
+PACKAGES = ("runner", "schemas")
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute names of the modules a file imports (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            module = ".".join([*base, node.module] if node.module else base)
+            found.add(module)
+            found.update(f"{module}.{a.name}" for a in node.names)
+    return found
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def test_nothing_imports_the_training_entry_point():
+    importers = [
+        str(p.relative_to(ROOT)) for pkg in PACKAGES for p in sources(pkg) if "runner.run.train" in imports_of(p)
+    ]
+    importers += [str(p.relative_to(ROOT)) for p in sources("tests") if "runner.run.train" in imports_of(p)]
+    assert importers == [] and (ROOT / "runner/run/train.py").is_file()
+
+
+@pytest.mark.parametrize(
+    "package, forbidden",
+    [
+        ("schemas", ("runner", "torch", "transformers", "trl", "peft", "datasets")),
+        (
+            "runner/plan",
+            ("torch", "transformers", "trl", "peft", "datasets", "deepspeed", "runner.run", "runner.after"),
+        ),
+        ("runner/common", ("runner.run", "runner.after", "runner.cli", "runner.data")),
+        ("runner/data", ("runner.run", "runner.after", "runner.cli")),
+        ("runner/run", ("runner.after", "runner.cli")),
+        ("runner/after", ("runner.run", "runner.cli")),
+    ],
+)
+def test_imports_point_down(package, forbidden):
+    bad = [
+        f"{p.relative_to(ROOT)} imports {name}"
+        for p in sources(package)
+        for name in imports_of(p)
+        if any(name == f or name.startswith(f + ".") for f in forbidden)
+    ]
+    assert bad == []
+
+
+def test_one_implementation_of_loading_a_model_and_a_tokenizer():
+    callers = {
+        str(p.relative_to(ROOT))
+        for p in sources("runner")
+        if "from_pretrained" in p.read_text(encoding="utf-8") and "PeftModel" not in p.read_text(encoding="utf-8")
+    }
+    assert callers == {"runner/common/models.py"}
+
+
+@pytest.mark.parametrize("path", shipped_recipes(), ids=lambda p: p.stem)
+def test_the_plan_hand_off_round_trips(path):
+    plan = resolve(load(path).recipe, {})
+    written = json.loads(json.dumps(plan.to_json()))
+    read = Plan.from_json(written)
+    assert read.to_json() == plan.to_json()
+    assert read.recipe == Recipe.model_validate(plan.resolved)  # the recipe with every `auto` decided
+    assert (read.zero, read.dtype, read.precision, read.micro_batch_size, read.gradient_checkpointing) == (
+        plan.zero,
+        plan.dtype,
+        plan.precision,
+        plan.micro_batch_size,
+        plan.gradient_checkpointing,
+    )
+
+
+def test_a_plan_of_another_version_is_refused():
+    plan = resolve(load(ROOT / "recipes/tiny/sft-lora.yaml").recipe, {}).to_json()
+    with pytest.raises(PlanFormatError, match=f"plan version 1 .* reads {PLAN_VERSION}"):
+        Plan.from_json({**plan, "version": 1})
+    with pytest.raises(PlanFormatError, match="no `version`"):
+        Plan.from_json({k: v for k, v in plan.items() if k != "version"})
+
+
+def test_every_objective_kind_has_its_facts_and_they_name_real_classes():
+    (union,) = [a for a in typing.get_args(Objective) if typing.get_origin(a) is typing.Union]
+    kinds = [typing.get_args(c.model_fields["kind"].annotation)[0] for c in typing.get_args(union)]
+    assert sorted(OBJECTIVES) == sorted(kinds)
+    from runner.common.models import import_dotted
+    from schemas.datasets import FORMATS
+
+    families = {f.family for f in FORMATS.values()}
+    for kind, f in OBJECTIVES.items():
+        trainer, config = import_dotted(f.trainer), import_dotted(f.config)
+        assert issubclass(config, import_dotted("transformers.TrainingArguments")), kind
+        assert trainer.__name__.endswith("Trainer"), kind
+        assert set(f.families) <= families, kind
