@@ -148,6 +148,54 @@ def _prefix_gc(r: Recipe) -> Iterable[Finding]:
         )
 
 
+@rule("master-weights-full-only", "training.master_weights applies to full fine-tuning; adapters train in float32.")
+def _master_weights_full(r: Recipe) -> Iterable[Finding]:
+    if r.training.master_weights != "auto" and r.adapter.kind != "full":
+        yield (
+            ("training", "master_weights"),
+            (
+                f"a {r.adapter.kind} adapter's weights always train in float32 (PEFT keeps them so) while the base "
+                "stays frozen; remove `master_weights` or set it to `auto`"
+            ),
+        )
+
+
+@rule("pure-bf16-needs-bf16", "Pure bfloat16 training (master_weights: bfloat16) needs model.dtype: bfloat16.")
+def _pure_bf16_dtype(r: Recipe) -> Iterable[Finding]:
+    if r.training.master_weights == "bfloat16" and r.model.dtype != "bfloat16":
+        yield (
+            ("training", "master_weights"),
+            (
+                f"pure bfloat16 training updates bfloat16 weights, but model.dtype is {r.model.dtype}; set "
+                "`model.dtype: bfloat16`, or `master_weights: auto` for float32 master weights"
+            ),
+        )
+
+
+@rule("pure-bf16-vs-deepspeed", "DeepSpeed always keeps float32 master weights: pure bfloat16 runs without ZeRO.")
+def _pure_bf16_zero(r: Recipe) -> Iterable[Finding]:
+    if r.training.master_weights == "bfloat16" and r.hardware.zero not in ("auto", "none"):
+        yield (
+            ("training", "master_weights"),
+            (
+                f"DeepSpeed ZeRO-{r.hardware.zero} keeps float32 master copies of the weights in its optimizer, so "
+                "pure bfloat16 is not available with it; set `hardware.zero: none` or `master_weights: auto`"
+            ),
+        )
+
+
+@rule("offload-replaces-optimizer", "Offloaded optimizer states run DeepSpeed's CPU AdamW: other optimizers refused.")
+def _offload_optimizer(r: Recipe) -> Iterable[Finding]:
+    if r.hardware.offload in ("optimizer", "all") and r.training.optimizer not in ("adamw_torch", "adamw_torch_fused"):
+        yield (
+            ("training", "optimizer"),
+            (
+                f"with `hardware.offload: {r.hardware.offload}` the optimizer runs in CPU memory as DeepSpeed's CPU "
+                f"AdamW, not {r.training.optimizer}; use `optimizer: adamw_torch`, or `offload: none`"
+            ),
+        )
+
+
 @rule("bnb-8bit-vs-zero3", "8-bit bitsandbytes weights cannot be sharded by ZeRO-3.")
 def _bnb8_zero3(r: Recipe) -> Iterable[Finding]:
     if r.quantization.method == "bnb-8bit" and r.hardware.zero == 3:
@@ -317,6 +365,15 @@ def _eval_data(r: Recipe) -> Iterable[Finding]:
     if r.training.eval_every and not r.datasets.eval and r.datasets.eval_fraction is None:
         yield (
             ("training", "eval_every"),
+            "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`",
+        )
+
+
+@rule("eval-on-start-without-data", "An evaluation before the first step needs eval data.")
+def _eval_on_start(r: Recipe) -> Iterable[Finding]:
+    if r.training.eval_on_start is True and not r.datasets.eval and r.datasets.eval_fraction is None:
+        yield (
+            ("training", "eval_on_start"),
             "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`",
         )
 

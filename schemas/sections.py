@@ -98,9 +98,9 @@ class Quantization(Section):
     )
     quant_storage: Literal["auto", "uint8", "bfloat16", "float16", "float32"] = Field(
         "auto",
-        description="Storage type of packed 4-bit weights. `auto` is `uint8`, except under ZeRO-3 "
-        "where it must equal the "
-        "compute dtype so DeepSpeed can shard the weights.",
+        description="Storage type of packed 4-bit weights. `auto` is `uint8`, except under ZeRO-3, where it is "
+        "the dtype the model loads in (`model.dtype`) so that DeepSpeed can shard the packed weights together "
+        "with the rest of the model.",
     )
     skip_modules: list[str] = Field(
         default_factory=list,
@@ -150,9 +150,23 @@ class Training(Section):
         description="Recompute activations in the backward pass to save memory. `auto` turns it on "
         "only when needed to fit.",
     )
+    master_weights: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Full fine-tuning: the dtype of the weights the optimizer updates. `auto` (and `float32`) keeps "
+        "float32 master weights under bf16/fp16 mixed precision: without DeepSpeed the model loads in float32 and "
+        "the forward pass runs under autocast; with DeepSpeed the model is 16-bit and DeepSpeed's optimizer keeps "
+        "float32 copies. `bfloat16` (with `model.dtype: bfloat16`, no DeepSpeed) trains in pure bfloat16: half the "
+        "memory for weights, gradients and optimizer states, but updates smaller than bfloat16's resolution are "
+        "lost (at learning rates around 1e-6, most of them). Adapters always train in float32.",
+    )
     packing: bool = Field(False, description="Pack several short sequences into one row (SFT and pretraining only).")
     eval_every: Optional[int] = Field(
         None, gt=0, description="Evaluate every this many optimizer steps (needs eval data)."
+    )
+    eval_on_start: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="Evaluate once before the first step, the baseline later evaluations are compared with. "
+        "`auto`: when there is eval data.",
     )
     save_every: Optional[int] = Field(
         None,

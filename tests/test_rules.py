@@ -18,6 +18,7 @@ SFT_MESSAGES = {
     "datasets.eval.0.format": "messages",
 }
 UNQUANTIZED = {"quantization.method": "none"}
+PURE_BF16 = {"training.master_weights": "bfloat16", "adapter": {"kind": "full"}, **UNQUANTIZED}
 SECOND_SOURCE = {"source": "jsonl:data/more.jsonl", "format": "hh-rlhf"}
 
 # rule id -> (changes that trip it, the field it must point at, changes that pass)
@@ -114,6 +115,31 @@ CASES = {
         {"datasets.eval": DELETE},
         "training.eval_every",
         {"datasets.eval": DELETE, "datasets.eval_fraction": 0.05},
+    ),
+    "master-weights-full-only": (
+        {"training.master_weights": "float32"},
+        "training.master_weights",
+        {"training.master_weights": "float32", "adapter": {"kind": "full"}, **UNQUANTIZED},
+    ),
+    "pure-bf16-needs-bf16": (
+        {**PURE_BF16, "model.dtype": "float32"},
+        "training.master_weights",
+        {**PURE_BF16, "model.dtype": "bfloat16"},
+    ),
+    "pure-bf16-vs-deepspeed": (
+        {**PURE_BF16, "hardware.zero": 2},
+        "training.master_weights",
+        {**PURE_BF16, "hardware.zero": "none"},
+    ),
+    "offload-replaces-optimizer": (
+        {"hardware.offload": "optimizer", "hardware.zero": 2, "training.optimizer": "paged_adamw_8bit"},
+        "training.optimizer",
+        {"hardware.offload": "optimizer", "hardware.zero": 2, "training.optimizer": "adamw_torch_fused"},
+    ),
+    "eval-on-start-without-data": (
+        {"training.eval_on_start": True, "datasets.eval": DELETE, "training.eval_every": DELETE},
+        "training.eval_on_start",
+        {"training.eval_on_start": True},
     ),
     "eval-data-twice": (
         {"datasets.eval_fraction": 0.1},

@@ -203,7 +203,7 @@ def bnb_spec(trained: Trained, dtype: str) -> dict:
     from runner.plan.arguments import quantization_args
 
     compute = trained.recipe.quantization.compute_dtype
-    return quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None)
+    return quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None, load_dtype=dtype)
 
 
 def load_model(

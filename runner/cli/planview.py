@@ -15,6 +15,7 @@ LABELS = {
     "logits": "logits",
     "reference_model": "reference model",
     "reward_model": "reward model",
+    "autocast_copies": "16-bit copies",
     "runtime_overhead": "runtime overhead",
 }
 

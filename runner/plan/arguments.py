@@ -60,7 +60,7 @@ def trainer_args(
         "eval_strategy": "steps" if evaluates and t.eval_every else ("epoch" if evaluates else "no"),
         "eval_steps": t.eval_every if evaluates and t.eval_every else None,
         # one evaluation before the first step: the baseline every later number is compared with
-        "eval_on_start": evaluates,
+        "eval_on_start": evaluates if t.eval_on_start == "auto" else t.eval_on_start,
         "save_strategy": "steps" if t.save_every else "epoch",
         "save_steps": t.save_every if t.save_every else None,
         "save_total_limit": t.save_total_limit,
@@ -182,7 +182,7 @@ def peft_args(r: Recipe) -> Optional[dict[str, Any]]:
     return {"class": PEFT_CLASSES[a.kind], "args": args}
 
 
-def quantization_args(r: Recipe, compute_dtype: str, zero: Optional[int]) -> Optional[dict[str, Any]]:
+def quantization_args(r: Recipe, compute_dtype: str, zero: Optional[int], load_dtype: str) -> Optional[dict[str, Any]]:
     """`{"class", "args"}` for transformers.BitsAndBytesConfig, or None."""
     q = r.quantization
     if q.method == "none":
@@ -193,8 +193,8 @@ def quantization_args(r: Recipe, compute_dtype: str, zero: Optional[int]) -> Opt
     else:
         storage = q.quant_storage
         if storage == "auto":
-            # ZeRO-3 shards parameters by dtype: the packed 4-bit weights must share the compute dtype.
-            storage = compute_dtype if zero == 3 else "uint8"
+            # ZeRO-3 shards the packed 4-bit weights with the rest of the model: they share its load dtype.
+            storage = load_dtype if zero == 3 else "uint8"
         args = {
             "load_in_4bit": True,
             "bnb_4bit_quant_type": q.quant_type,

@@ -77,6 +77,7 @@ class TrainingShape:
     reward_model: bool = False  # a reward model of the policy's size (online RL)
     lora_dropout_inputs: int = 0  # features per layer whose inputs LoRA dropout copies
     accelerator: str = "cuda"
+    autocast_copies: bool = False  # float32 weights under bf16/fp16 autocast: a 16-bit copy of each is cast and kept
 
 
 @dataclass
@@ -194,6 +195,8 @@ def estimate(s: TrainingShape) -> Estimate:
         "logits": logits_bytes(s) / GiB,
         "reference_model": copies / GiB,
         "reward_model": reward / GiB,
+        # autocast casts each float32 weight to 16 bits for its matmul and keeps the copy for the backward pass
+        "autocast_copies": (a.total_params * 2 if s.autocast_copies else 0.0) / GiB,
         "runtime_overhead": RUNTIME_OVERHEAD_GB if s.accelerator == "cuda" else 0.5,
     }
     return Estimate({k: round(v, 3) for k, v in out.items()})

@@ -31,20 +31,39 @@ def _pow2_divisors(n: int) -> list[int]:
     return sorted(out, reverse=True)
 
 
-def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: list[Problem]) -> tuple[str, str]:
-    """(precision, model load dtype)."""
+# training.optimizer values DeepSpeed's CPU Adam stands in for when optimizer states are offloaded
+OFFLOAD_OPTIMIZERS = ("adamw_torch", "adamw_torch_fused")
+SIXTEEN_BIT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+# Attention implementations transformers offers per model type besides `eager` (tests/test_plan.py checks this
+# table against the installed model classes' `_supports_sdpa` and `_supports_flash_attn`).
+ATTENTION = {
+    "bloom": (),
+    "mamba": (),
+    "gemma2": ("flash_attention_2",),
+}
+ATTENTION_DEFAULT = ("sdpa", "flash_attention_2")  # every other model type the shipped table knows
+
+
+def attention_choices(arch: Optional[Architecture]) -> Optional[tuple[str, ...]]:
+    """What the model type supports besides `eager`; None when the model is not known (nothing is checked)."""
+    if arch is None:
+        return None
+    return ATTENTION.get(arch.model_type, ATTENTION_DEFAULT)
+
+
+def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: list[Problem]) -> str:
+    """The arithmetic of forward and backward: bf16, fp16 (both mixed precision) or fp32."""
     dtype = r.model.dtype
     if dtype == "auto":
         if hw.is_gpu and hw.bf16:
-            precision, why = (
-                "bf16",
-                f"{hw.name} computes in bfloat16 natively (compute capability {hw.compute_capability})",
-            )
+            precision = "bf16"
+            why = f"{hw.name} computes in bfloat16 natively (compute capability {hw.compute_capability})"
         elif hw.is_gpu:
-            precision, why = (
-                "fp16",
-                f"{hw.name} has no bfloat16 (compute capability {hw.compute_capability}); float16 "
-                f"with dynamic loss scaling",
+            precision = "fp16"
+            why = (
+                f"{hw.name} has no bfloat16 (compute capability {hw.compute_capability}); float16 with dynamic "
+                "loss scaling"
             )
         else:
             precision, why = "fp32", "CPU training runs in float32"
@@ -60,43 +79,64 @@ def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: li
                 )
             )
     out.append(Decision("precision", precision, why))
-    load = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}[precision]
-    if precision == "fp16" and r.adapter.kind == "full":
-        load = "float32"
-        out.append(
-            Decision(
-                "model dtype",
-                load,
-                "full fine-tuning in float16 keeps float32 master weights (autocast and loss scaling)",
-            )
+    return precision
+
+
+def load_dtype(r: Recipe, precision: str, zero: Optional[int]) -> tuple[str, str]:
+    """(dtype the model's weights load in, why): where the weights the optimizer updates live."""
+    sixteen = SIXTEEN_BIT[precision]
+    if r.adapter.kind != "full":
+        frozen = f"the frozen base ({r.quantization.method})" if r.is_quantized else "the frozen base"
+        return sixteen, f"{frozen} loads in the training precision; the adapter's weights train in float32 (PEFT)"
+    if precision == "fp32":
+        return "float32", "full fine-tuning in float32: weights, gradients and optimizer states are float32"
+    if r.training.master_weights == "bfloat16":
+        return "bfloat16", (
+            "pure bfloat16, as training.master_weights asks: the optimizer updates bfloat16 weights and updates "
+            "below bfloat16's resolution are lost"
         )
-    else:
-        out.append(
-            Decision(
-                "model dtype",
-                load,
-                "weights load in the training precision"
-                + ("; adapters train in float32" if r.adapter.kind != "full" else ""),
-            )
+    if zero is None:
+        return "float32", (
+            f"float32 master weights: the model loads in float32, forward and backward run under {precision} "
+            "autocast, and the optimizer updates the float32 weights"
         )
-    return precision, load
+    return sixteen, (
+        f"DeepSpeed ZeRO-{zero} keeps {sixteen} weights on the GPU and float32 master copies (with the optimizer "
+        "states) in its optimizer"
+    )
 
 
 def _attention(
-    r: Recipe, hw: HardwareProfile, dtype: str, arch: Optional[Architecture], probe: dict, out: list[Decision]
-) -> str:
+    r: Recipe, hw: HardwareProfile, precision: str, arch: Optional[Architecture], probe: dict, out: list[Decision],
+    problems: list[Problem],
+) -> str:  # fmt: skip
     chosen = r.model.attention
     if arch is not None and arch.is_mamba:
         out.append(Decision("attention", "none", f"{arch.model_type} is a state-space model without attention"))
         return "eager"
+    supported = attention_choices(arch)
     if chosen != "auto":
+        if supported is not None and chosen != "eager" and chosen not in supported:
+            offered = ", ".join(("eager", *supported))
+            problems.append(
+                Problem(
+                    ("model", "attention"),
+                    f"{arch.model_type} models do not support `{chosen}` attention in transformers "  # type: ignore[union-attr]
+                    f"(they offer: {offered}); set `attention: auto` or one of those",
+                    "attention-unsupported",
+                )
+            )
         out.append(Decision("attention", chosen, "set in the recipe"))
         return chosen
-    if not hw.is_gpu:
+    if supported is not None and not supported:
+        value, why = "eager", f"{arch.model_type} models support only eager attention in transformers"  # type: ignore[union-attr]
+    elif supported is not None and "sdpa" not in supported and not (hw.is_gpu and probe.get("flash_attn")):
+        value, why = "eager", f"{arch.model_type} models do not support sdpa in transformers"  # type: ignore[union-attr]
+    elif not hw.is_gpu:
         value, why = "sdpa", "CPU: PyTorch scaled-dot-product attention"
     elif (hw.compute_capability or 0) < 8.0:
         value, why = "sdpa", f"FlashAttention-2 needs compute capability 8.0+, {hw.name} has {hw.compute_capability}"
-    elif dtype == "float32":
+    elif precision == "fp32":
         value, why = "sdpa", "FlashAttention-2 does not run in float32"
     elif probe.get("flash_attn"):
         value, why = (
@@ -105,6 +145,8 @@ def _attention(
         )
     else:
         value, why = "sdpa", "flash-attn is not installed here (pip install flash-attn to use FlashAttention-2)"
+    if value == "sdpa" and supported is not None and "sdpa" not in supported:
+        value, why = "eager", f"{why}; {arch.model_type} models do not support sdpa in transformers"  # type: ignore[union-attr]
     out.append(Decision("attention", value, why))
     return value
 
@@ -139,7 +181,7 @@ def trainable_params(r: Recipe, arch: Architecture, notes: list[str]) -> int:
 def _candidates(r: Recipe, hw: HardwareProfile, world: int) -> list[tuple[Optional[int], str]]:
     """(ZeRO stage or None, offload) in order of preference: the least sharding first."""
     zero, offload = r.hardware.zero, r.hardware.offload
-    if zero == "none":
+    if zero == "none" or r.training.master_weights == "bfloat16":  # DeepSpeed always keeps fp32 master copies
         return [(None, "none")]
     if zero != "auto":
         offloads = [offload] if offload != "auto" else ["none", "optimizer"] + (["all"] if zero == 3 else [])
@@ -152,7 +194,7 @@ def _candidates(r: Recipe, hw: HardwareProfile, world: int) -> list[tuple[Option
     out: list[tuple[Optional[int], str]] = [(None, "none")]
     if world > 1:
         out += [(1, "none"), (2, "none"), (3, "none")]
-    if offload == "auto":
+    if offload == "auto" and r.training.optimizer in OFFLOAD_OPTIMIZERS:
         out += [(2, "optimizer"), (3, "optimizer"), (3, "all")]
     if r.quantization.method == "bnb-8bit":
         out = [c for c in out if c[0] != 3]
@@ -190,6 +232,7 @@ def _shape(
         zero=zero,
         offload=offload,
         weight_bytes=DTYPE_BYTES[load_dtype],
+        autocast_copies=a.kind == "full" and precision != "fp32" and load_dtype == "float32",
         activation_bytes=4 if precision == "fp32" else 2,
         quantization=r.quantization.method,
         double_quant=r.quantization.double_quant,
@@ -237,6 +280,8 @@ class Fit:
     gradient_checkpointing: bool
     micro_batch_size: int
     memory: dict
+    dtype: str  # what the model's weights load in (depends on ZeRO for full fine-tuning)
+    dtype_why: str
 
 
 def _micro_options(r: Recipe, per_rank: int) -> list[int]:
@@ -256,7 +301,7 @@ def _gc_options(r: Recipe) -> list[bool]:
 
 
 def _fit_unknown(
-    r: Recipe, available: float, arch_source: str, micro_options: list[int], problems: list[Problem]
+    r: Recipe, precision: str, available: float, arch_source: str, micro_options: list[int], problems: list[Problem]
 ) -> Fit:
     """No architecture to count: safe defaults, and a warning that memory was not estimated."""
     gc = r.training.gradient_checkpointing
@@ -268,8 +313,10 @@ def _fit_unknown(
             "warning",
         )
     )
+    zero = r.hardware.zero if r.hardware.zero not in ("auto", "none") else None
+    dtype, why = load_dtype(r, precision, zero)
     return Fit(
-        zero=r.hardware.zero if r.hardware.zero not in ("auto", "none") else None,
+        zero=zero,
         offload=r.hardware.offload if r.hardware.offload != "auto" else "none",
         gradient_checkpointing=gc if gc != "auto" else r.adapter.kind != "prefix",
         micro_batch_size=micro_options[-1] if micro_options else 1,
@@ -280,6 +327,8 @@ def _fit_unknown(
             "fits": None,
             "architecture": arch_source,
         },
+        dtype=dtype,
+        dtype_why=why,
     )
 
 
@@ -291,7 +340,6 @@ def _fit(
     arch_source: str,
     *,
     precision: str,
-    load_dtype: str,
     attention: str,
     available: float,
     micro_options: list[int],
@@ -306,6 +354,7 @@ def _fit(
     for zero_c, offload_c in _candidates(r, hw, world):
         for gc in _gc_options(r):
             for micro in micro_options:
+                dtype, _ = load_dtype(r, precision, zero_c)
                 shape = _shape(
                     r,
                     arch,
@@ -313,7 +362,7 @@ def _fit(
                     world=world,
                     zero=zero_c,
                     offload=offload_c,
-                    load_dtype=load_dtype,
+                    load_dtype=dtype,
                     precision=precision,
                     attention=attention,
                     trainable=trainable,
@@ -354,7 +403,7 @@ def _fit(
         "total_params": arch.total_params,
         "trainable_params": trainable,
     }
-    return Fit(zero, offload, gc, micro, memory)
+    return Fit(zero, offload, gc, micro, memory, *load_dtype(r, precision, zero))
 
 
 def _does_not_fit(
@@ -422,16 +471,47 @@ def _explain_fit(r: Recipe, hw: HardwareProfile, world: int, fit: Fit, known: bo
     return accumulation
 
 
+def _check_quant_storage(
+    r: Recipe, quant: Optional[dict], zero: Optional[int], dtype: str, out: list[Decision], problems: list[Problem]
+) -> None:
+    """Under ZeRO-3 the packed 4-bit weights are sharded with the rest: their storage dtype must be the load dtype."""
+    if not quant or zero != 3 or "bnb_4bit_quant_storage" not in quant["args"]:
+        return
+    storage = quant["args"]["bnb_4bit_quant_storage"]
+    if r.quantization.quant_storage == "auto":
+        why = f"ZeRO-3 shards parameters of one dtype: the packed 4-bit weights are stored as {dtype}, the load dtype"
+        out.append(Decision("bnb_4bit_quant_storage", storage, why))
+    elif storage != dtype:
+        problems.append(
+            Problem(
+                ("quantization", "quant_storage"),
+                f"ZeRO-3 shards the packed 4-bit weights together with the {dtype} weights of the rest of the model, "
+                f"so their storage must be {dtype}, not {storage}; set `quant_storage: auto` (or {dtype})",
+                "quant-storage-vs-zero3",
+            )
+        )
+
+
 def _resolved_recipe(
-    r: Recipe, *, load_dtype: str, attention: str, fit: Fit, compute_dtype: str, quant: Optional[dict]
+    r: Recipe, *, precision: str, attention: str, fit: Fit, compute_dtype: str, quant: Optional[dict], targs: dict
 ) -> dict:
-    """The recipe with defaults filled and every `auto` replaced by what was decided: it stands alone."""
+    """The recipe with defaults filled and every `auto` replaced by what was decided: it stands alone.
+
+    `model.dtype` is the training precision's dtype (what a recipe says); the dtype the weights load in, which
+    for full fine-tuning may be float32 master weights, is the plan's `dtype`.
+    """
     resolved = r.model_dump(mode="json")
     resolved.pop("extends", None)  # already merged in
-    resolved["model"].update(dtype=load_dtype, attention=attention)
+    resolved["model"].update(dtype=SIXTEEN_BIT[precision], attention=attention)
     resolved["training"].update(
-        micro_batch_size=fit.micro_batch_size, gradient_checkpointing=fit.gradient_checkpointing
+        micro_batch_size=fit.micro_batch_size,
+        gradient_checkpointing=fit.gradient_checkpointing,
+        eval_on_start=targs["eval_on_start"],
     )
+    if r.adapter.kind == "full" and precision != "fp32":
+        resolved["training"]["master_weights"] = (
+            fit.dtype if fit.dtype == "bfloat16" and fit.zero is None else "float32"
+        )
     resolved["hardware"].update(zero=fit.zero if fit.zero is not None else "none", offload=fit.offload)
     resolved["output"]["dir"] = r.output_dir
     if r.is_quantized:
@@ -457,16 +537,16 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         Decision("world_size", world, f"{r.hardware.gpus_per_node} process(es) per node × {r.hardware.nodes} node(s)")
     )
 
-    precision, load_dtype = _precision(r, hw, decisions, problems)
+    precision = _precision(r, hw, decisions, problems)
     arch, arch_source = find_architecture(r.model.name_or_path)
-    attention = _attention(r, hw, load_dtype, arch, probe, decisions)
-    compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else load_dtype
+    attention = _attention(r, hw, precision, arch, probe, decisions, problems)
+    compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else SIXTEEN_BIT[precision]
 
     available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
     global_batch = r.training.global_batch_size
     micro_options = _micro_options(r, global_batch // world if global_batch % world == 0 else 0)
     if arch is None:
-        fit = _fit_unknown(r, available, arch_source, micro_options, problems)
+        fit = _fit_unknown(r, precision, available, arch_source, micro_options, problems)
         decisions.append(Decision("memory", "unknown", arch_source))
     else:
         fit = _fit(
@@ -476,12 +556,12 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
             arch,
             arch_source,
             precision=precision,
-            load_dtype=load_dtype,
             attention=attention,
             available=available,
             micro_options=micro_options,
             problems=problems,
         )
+    decisions.append(Decision("model dtype", fit.dtype, fit.dtype_why))
     accumulation = _explain_fit(r, hw, world, fit, arch is not None, decisions)
     if r.is_quantized:
         why = "follows the model dtype" if r.quantization.compute_dtype == "auto" else "set in the recipe"
@@ -503,6 +583,10 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         on_cpu=not hw.is_gpu,
         deepspeed_config=ds_file,
     )
+    if r.training.eval_on_start == "auto":
+        evaluates = targs["eval_on_start"]
+        why = "a baseline before the first step, for every later evaluation" if evaluates else "no eval data"
+        decisions.append(Decision("eval_on_start", evaluates, why))
     ds = None
     if zero is not None:
         ds = launchfiles.deepspeed_config(
@@ -517,15 +601,17 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
             learning_rate=r.training.learning_rate,
             weight_decay=r.training.weight_decay,
         )
-    quant = arguments.quantization_args(r, compute_dtype, zero)
-    if quant and zero == 3 and r.quantization.quant_storage == "auto":
-        decisions.append(
-            Decision(
-                "bnb_4bit_quant_storage",
-                compute_dtype,
-                "ZeRO-3 shards parameters of one dtype: 4-bit storage matches the compute dtype",
+        if "optimizer" in ds:
+            decisions.append(
+                Decision(
+                    "optimizer",
+                    "DeepSpeed CPU AdamW",
+                    f"optimizer states are offloaded to CPU memory: DeepSpeed's CPU Adam runs the AdamW update of "
+                    f"training.optimizer {r.training.optimizer} (same betas, eps, weight decay) there",
+                )
             )
-        )
+    quant = arguments.quantization_args(r, compute_dtype, zero, fit.dtype)
+    _check_quant_storage(r, quant, zero, fit.dtype, decisions, problems)
     acc = launchfiles.accelerate_config(
         world_size=world,
         nodes=r.hardware.nodes,
@@ -537,7 +623,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     )
     argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
     resolved = _resolved_recipe(
-        r, load_dtype=load_dtype, attention=attention, fit=fit, compute_dtype=compute_dtype, quant=quant
+        r, precision=precision, attention=attention, fit=fit, compute_dtype=compute_dtype, quant=quant, targs=targs
     )
 
     return Plan(
@@ -545,7 +631,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         resolved=resolved,
         world_size=world,
         precision=precision,
-        dtype=load_dtype,
+        dtype=fit.dtype,
         attention=attention,
         micro_batch_size=micro,
         gradient_accumulation_steps=accumulation,
