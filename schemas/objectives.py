@@ -197,6 +197,9 @@ class ObjectiveFacts:
     generates: bool = False  # samples completions during training (online RL): needs reward sources
     packing: bool = False  # whether packing several sequences into one row applies
     reward_head: bool = False  # the model is a one-score sequence classifier (no vocabulary logits)
+    # The trainer casts the adapter of a 4-/8-bit model to bfloat16 (TRL's main trainers, after the QLoRA paper);
+    # TRL's experimental ORPO/CPO trainers keep PEFT's float32 adapters.
+    quantized_adapter_bf16: bool = True
 
 
 OBJECTIVES: dict[str, ObjectiveFacts] = {
@@ -213,6 +216,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         ("preference",),
         "as-is",
         sequences_per_example=2,
+        quantized_adapter_bf16=False,
     ),
     "kto": ObjectiveFacts(
         "trl.KTOTrainer",
@@ -228,6 +232,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         ("preference",),
         "as-is",
         sequences_per_example=2,
+        quantized_adapter_bf16=False,
     ),
     "cpo": ObjectiveFacts(
         "trl.experimental.cpo.CPOTrainer",
@@ -235,6 +240,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         ("preference",),
         "as-is",
         sequences_per_example=2,
+        quantized_adapter_bf16=False,
     ),
     "reward": ObjectiveFacts(
         "trl.RewardTrainer", "trl.RewardConfig", ("preference",), "as-is", sequences_per_example=2, reward_head=True

@@ -22,6 +22,30 @@ Unknown keys are errors.
 """
 
 
+PRECISION = """## Weights, master weights and loading
+
+What `recipe plan` decides for each kind of run, and what the training processes do (proven by
+`tests/test_distributed.py` inside each process on CPU). `precision` is the arithmetic of forward and backward,
+from `model.dtype` (`auto`: bf16 on Ampere or newer, fp16 on older GPUs, fp32 on CPU); the plan's `dtype` is what
+the weights load in.
+
+| adapter | ZeRO | weights load in | the optimizer updates | how the model is loaded |
+|---|---|---|---|---|
+| `full`, bf16/fp16 | none | float32 | the float32 weights (master weights); forward and backward run under autocast, which keeps a 16-bit copy of each weight | `from_pretrained` in every process, then DDP |
+| `full`, bf16/fp16 | 0, 1, 2 | bfloat16/float16 | DeepSpeed's float32 master copies, partitioned by ZeRO-1/2 (with the Adam moments) | `from_pretrained` in every process; DeepSpeed keeps the 16-bit weights |
+| `full`, bf16/fp16 | 3 | bfloat16/float16 | DeepSpeed's float32 master partitions | inside `deepspeed.zero.Init`: each process materialises only its shard |
+| `full`, `master_weights: bfloat16` | none only | bfloat16 | the bfloat16 weights themselves (pure bf16: updates below bf16's resolution are lost) | `from_pretrained` in every process |
+| `full`, fp32 | any | float32 | float32 | as above for the ZeRO stage |
+| LoRA, DoRA, IA3, prompt learning | none, 0-2 | the precision's dtype (base frozen) | the adapter in float32 (PEFT) | `from_pretrained` in every process |
+| LoRA, DoRA | 3 | the precision's dtype | DeepSpeed's float32 master partitions of the adapter, which TRL keeps in the base's dtype | inside `deepspeed.zero.Init`: each process holds its shard of the base |
+| QLoRA (`bnb-4bit`), 8-bit | none, 0-2 | packed 4-/8-bit, the rest in the precision's dtype | the adapter, which TRL's SFT/DPO/KTO/reward/GRPO/RLOO trainers cast to bfloat16 (ORPO/CPO/SimPO keep float32) | `from_pretrained` with `device_map` set to this process's GPU |
+| QLoRA (`bnb-4bit`) | 3 | packed 4-bit stored as the load dtype (`bnb_4bit_quant_storage`), the rest in it too | DeepSpeed's float32 master partitions of the bfloat16 adapter | transformers builds a quantized model whole (not under `zero.Init`) on this process's GPU; DeepSpeed then shards every parameter, 4-bit ones included, when the engine is built |
+
+In every case the training arguments (which register the DeepSpeed config) are built and the process group is
+joined before the model loads, so ZeRO-3 shards over all processes and each process's default GPU is its own.
+"""
+
+
 def _type(tp: Any) -> str:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -107,6 +131,7 @@ def recipe_reference() -> str:
                         "",
                     ]
     out += [
+        PRECISION,
         "## Dataset sources",
         "",
         "`" + "`, `".join(k + ":" for k in SOURCE_KINDS) + "`",

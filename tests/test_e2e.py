@@ -184,7 +184,7 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
     assert _final_step(out) == _final_step(whole) and (out / "recipe.lock.yaml").exists()
 
 
-@pytest.mark.parametrize("zero", ["none", "2", "3"])
+@pytest.mark.parametrize("zero", ["none", "2"])  # ZeRO-3: tests/test_distributed.py
 def test_two_cpu_processes(tmp_path, zero):
     """Two processes on the CPU (gloo), plain data parallel and through the generated DeepSpeed ZeRO-2/3 JSON."""
     out = tmp_path / f"two-{zero}"

@@ -225,3 +225,26 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
     (keep / "recipe.lock.yaml").write_text("recipe: {}\n")
     (finished,) = check_output_dir(recipe, overwrite=False, resume=False)
     assert "finished run" in finished and check_output_dir(recipe, overwrite=True, resume=False) == []
+
+
+def test_multi_node_run_needs_the_rank_and_main_address_of_each_node(cli, tmp_path, monkeypatch):
+    from runner.run.preflight import check_node_environment
+
+    monkeypatch.chdir(ROOT)
+    for name in ("MACHINE_RANK", "MAIN_PROCESS_IP"):
+        monkeypatch.delenv(name, raising=False)
+    sets = [
+        "--set",
+        f"output.dir={tmp_path / 'out'}",
+        "--set",
+        "hardware.nodes=2",
+        "--set",
+        "training.micro_batch_size=4",
+    ]
+    code, _, err = cli("run", str(ROOT / "recipes/tiny/sft-lora.yaml"), *sets)
+    assert code == 1 and "set MACHINE_RANK and MAIN_PROCESS_IP on each node" in err and "nothing was started" in err
+    assert not (tmp_path / "out").exists()
+    assert check_node_environment(1, {}) == []
+    assert check_node_environment(2, {"MACHINE_RANK": "1", "MAIN_PROCESS_IP": "10.0.0.1"}) == []
+    (bad,) = check_node_environment(2, {"MACHINE_RANK": "2", "MAIN_PROCESS_IP": "10.0.0.1"})
+    assert "MACHINE_RANK is '2'; set it to the rank of this node, 0 to 1" in bad

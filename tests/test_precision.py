@@ -59,9 +59,17 @@ def test_pure_bf16_only_when_asked_by_name():
     assert auto_zero.zero is None  # DeepSpeed always keeps float32 master copies: not a candidate
 
 
-def test_adapters_load_the_base_in_the_training_precision():
-    plan = plan_of("llama3-dpo-qlora.yaml")
-    assert plan.dtype == "bfloat16" and "adapter's weights train in float32" in decision(plan, "model dtype").why
+def test_adapters_load_the_base_in_the_training_precision_and_say_what_the_adapter_trains_in():
+    qlora = plan_of("llama3-dpo-qlora.yaml")
+    assert qlora.dtype == "bfloat16"
+    assert "adapter's weights train in bfloat16: TRL's dpo trainer casts" in decision(qlora, "model dtype").why
+    lora = plan_of("llama31-8b-chat-dpo-lora.yaml")
+    assert lora.zero != 3 and "adapter's weights train in float32" in decision(lora, "model dtype").why
+    # the estimate counts what the trainer makes: bf16 adapter weights, gradients and Adam moments under QLoRA
+    lora_params = qlora.memory["trainable_params"]
+    assert qlora.memory["breakdown"]["optimizer_states"] == pytest.approx(2 * 2 * lora_params / 2**30, abs=1e-3)
+    orpo = plan_of("gpt2-hh-rlhf-orpo-lora.yaml", "quantization.method=bnb-4bit")
+    assert "train in float32" in decision(orpo, "model dtype").why  # TRL's experimental ORPO keeps PEFT's float32
 
 
 def test_fp16_full_finetune_replans_to_the_same_plan_from_its_resolved_recipe():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -200,23 +201,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     from runner.plan import probe_packages
-    from runner.run.preflight import preflight
+    from runner.run.preflight import check_node_environment, preflight
 
-    problems = preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
+    nodes = plan.recipe.hardware.nodes
+    problems = check_node_environment(nodes, os.environ)
+    problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
     if problems:
         for p in problems:
             print(f"{args.recipe}: error: {p}", file=sys.stderr)
         print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
         return EXIT_INVALID
-    if args.overwrite and not args.resume:
+    first_node = nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
+    if args.overwrite and not args.resume and first_node:
         import shutil
 
         out = Path(plan.output_dir)
         if out.exists():
             shutil.rmtree(out)
-    write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
+    written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
     from runner.run.launch import launch
 
+    if nodes > 1:  # this node's share, through the same launch.sh a cluster runs (placeholders from the environment)
+        return launch(["bash", str(written["launch"])])
     return launch(plan.launch + _train_flags(args))
 
 

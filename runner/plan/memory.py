@@ -8,9 +8,10 @@ gradients) + 4 (fp32 master weights) + 8 (Adam moments). `tests/test_plan.py`
 checks this against those functions. Frozen weights (the base model under an
 adapter) add their own bytes, sharded only by ZeRO-3.
 
-Without DeepSpeed, trainable parameters keep their own dtype: PEFT adapters are
-float32; a fully fine-tuned model trains in the dtype it was loaded in, with
-gradients and optimizer moments of that dtype.
+Without DeepSpeed, trainable parameters keep their own dtype: adapters are float32 (PEFT), or
+bfloat16 where TRL casts them (a quantized base, `resolve.adapter_dtype`); a fully fine-tuned model
+trains in the dtype it was loaded in (float32 master weights under mixed precision, with a 16-bit
+autocast copy of each weight), with gradients and optimizer moments of that dtype.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class TrainingShape:
     reward_model: bool = False  # a reward model of the policy's size (online RL)
     lora_dropout_inputs: int = 0  # features per layer whose inputs LoRA dropout copies
     accelerator: str = "cuda"
+    adapter_bytes: float = 4.0  # bytes per adapter weight (float32 in PEFT; bfloat16 where TRL casts it)
     autocast_copies: bool = False  # float32 weights under bf16/fp16 autocast: a 16-bit copy of each is cast and kept
 
 
@@ -124,7 +126,7 @@ def deepspeed_model_states(
 def plain_model_states(s: TrainingShape) -> dict[str, float]:
     """Without DeepSpeed: every process holds the trainable weights, their gradients and optimizer states."""
     t = s.trainable_params
-    param_bytes = s.weight_bytes if s.adapter == "full" else 4.0  # PEFT keeps adapter weights in float32
+    param_bytes = s.weight_bytes if s.adapter == "full" else s.adapter_bytes
     kind, amount = OPTIMIZER_STATE.get(s.optimizer, ("x", 2))
     state = t * (amount * param_bytes if kind == "x" else amount)
     return {"weights": t * param_bytes, "gradients": t * param_bytes, "optimizer": state}

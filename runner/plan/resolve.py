@@ -86,8 +86,9 @@ def load_dtype(r: Recipe, precision: str, zero: Optional[int]) -> tuple[str, str
     """(dtype the model's weights load in, why): where the weights the optimizer updates live."""
     sixteen = SIXTEEN_BIT[precision]
     if r.adapter.kind != "full":
+        adapter, why = adapter_dtype(r, zero, sixteen)
         frozen = f"the frozen base ({r.quantization.method})" if r.is_quantized else "the frozen base"
-        return sixteen, f"{frozen} loads in the training precision; the adapter's weights train in float32 (PEFT)"
+        return sixteen, f"{frozen} loads in the training precision; the adapter's weights train in {adapter}: {why}"
     if precision == "fp32":
         return "float32", "full fine-tuning in float32: weights, gradients and optimizer states are float32"
     if r.training.master_weights == "bfloat16":
@@ -104,6 +105,15 @@ def load_dtype(r: Recipe, precision: str, zero: Optional[int]) -> tuple[str, str
         f"DeepSpeed ZeRO-{zero} keeps {sixteen} weights on the GPU and float32 master copies (with the optimizer "
         "states) in its optimizer"
     )
+
+
+def adapter_dtype(r: Recipe, zero: Optional[int], load: str) -> tuple[str, str]:
+    """(dtype of the adapter's trainable weights, why), as TRL and PEFT (the versions we pin) make them."""
+    if r.is_quantized and facts(r.objective.kind).quantized_adapter_bf16:
+        return "bfloat16", f"TRL's {r.objective.kind} trainer casts the adapter of a quantized model to bfloat16"
+    if zero == 3 and load != "float32":
+        return load, "under ZeRO-3 TRL keeps the adapter in the base's dtype (DeepSpeed gathers one dtype)"
+    return "float32", "PEFT keeps adapter weights in float32"
 
 
 def _attention(
@@ -233,6 +243,7 @@ def _shape(
         offload=offload,
         weight_bytes=DTYPE_BYTES[load_dtype],
         autocast_copies=a.kind == "full" and precision != "fp32" and load_dtype == "float32",
+        adapter_bytes=DTYPE_BYTES[adapter_dtype(r, zero, load_dtype)[0]],
         activation_bytes=4 if precision == "fp32" else 2,
         quantization=r.quantization.method,
         double_quant=r.quantization.double_quant,

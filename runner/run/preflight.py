@@ -38,6 +38,22 @@ def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]
     return []
 
 
+def check_node_environment(nodes: int, env) -> list[str]:
+    """A multi-node run started with `recipe run` on each node needs this node's rank and the rank-0 address."""
+    if nodes == 1:
+        return []
+    missing = [name for name in ("MACHINE_RANK", "MAIN_PROCESS_IP") if not env.get(name)]
+    if not missing:
+        rank = env["MACHINE_RANK"]
+        if rank.isdigit() and int(rank) < nodes:
+            return []
+        return [f"hardware.nodes: MACHINE_RANK is {rank!r}; set it to the rank of this node, 0 to {nodes - 1}"]
+    return [
+        f"hardware.nodes: {nodes} nodes: set {' and '.join(missing)} on each node (MACHINE_RANK 0 to {nodes - 1}, "
+        "MAIN_PROCESS_IP the address of node 0), or use `recipe run --slurm` and `sbatch`"
+    ]
+
+
 def check_packages(plan: Plan, probe: dict) -> list[str]:
     problems = []
     need = {

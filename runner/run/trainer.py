@@ -55,6 +55,19 @@ def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def _join_process_group(plan: Plan, config: Any) -> None:
+    """Join the process group before loading, so that ZeRO-3's `zero.Init` shards over every process.
+
+    Reading `config.device` sets up accelerate's process group; on GPUs that also initialises DeepSpeed's
+    communication. CPU processes (`use_cpu`, gloo) get a plain torch group, which DeepSpeed is then told to use.
+    """
+    config.device  # noqa: B018
+    if plan.zero is not None:
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=config.ddp_backend or "nccl")
+
+
 def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) -> Any:
     from transformers import set_seed
 
@@ -62,8 +75,12 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
 
     recipe = plan.recipe
     set_seed(recipe.training.seed)  # before loading: newly initialised heads (a reward model's score) are seeded too
-    tokenizer, model = load_for_training(plan, trust_remote_code)
+    # The training arguments first: with a DeepSpeed ZeRO-3 config they register it (transformers'
+    # HfDeepSpeedConfig, held as long as `config` lives), so that loading the model below builds it inside
+    # `deepspeed.zero.Init` and each process materialises only its shard of the weights.
     config = import_dotted(plan.trainer["config_class"])(**plan.trainer["args"])
+    _join_process_group(plan, config)
+    tokenizer, model = load_for_training(plan, trust_remote_code)
     train_dataset, eval_dataset = load_splits(recipe)
     kwargs: dict[str, Any] = {
         "model": model,
