@@ -81,17 +81,25 @@ def _read_file(path: Path, shown: str, where: Location | None) -> tuple[Optional
 
 
 def _merge(base: Any, child: Any) -> Any:
-    """Deep-merge `child` over `base`: mappings merge, everything else replaces.
+    """Deep-merge `child` (a recipe) over `base` (what it extends). The rules, in docs/cookbook.md:
 
-    A mapping whose `kind` differs from the base's (an adapter or objective of another kind) replaces it whole,
-    so the base's kind-specific fields do not leak into it.
+    - mappings merge key by key; an empty mapping `{}` replaces the base's with an empty one;
+    - lists and plain values replace (`[]` is an empty list);
+    - `null` removes the base's value, so the field takes its default;
+    - a mapping whose `kind` differs from the base's (an adapter or objective of another kind) replaces it whole,
+      so the base's kind-specific fields do not leak into it.
     """
     if isinstance(base, dict) and isinstance(child, dict):
+        if not child:
+            return {}
         if "kind" in base and "kind" in child and base["kind"] != child["kind"]:
             return copy.deepcopy(child)
         out = dict(base)
         for key, value in child.items():
-            out[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+            if key in base and value is None:
+                del out[key]  # back to the field's default
+            else:
+                out[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
         return out
     return copy.deepcopy(child)
 

@@ -23,8 +23,12 @@ def evals(out: Path, key: str) -> list[float]:
 
 def test_tiny_sft_lora_learns(tmp_path):
     out = tmp_path / "sft"
-    proc = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}")
+    # logging to TensorBoard, as the shipped recipes do: the README's install has what they need
+    proc = run(
+        "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "output.report_to=[tensorboard]"
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard event file was written"
     losses = evals(out, "eval_loss")
     assert len(losses) >= 3
     assert losses[-1] < 0.9 * losses[0], losses  # held-out loss falls clearly

@@ -248,3 +248,37 @@ def test_multi_node_run_needs_the_rank_and_main_address_of_each_node(cli, tmp_pa
     assert check_node_environment(2, {"MACHINE_RANK": "1", "MAIN_PROCESS_IP": "10.0.0.1"}) == []
     (bad,) = check_node_environment(2, {"MACHINE_RANK": "2", "MAIN_PROCESS_IP": "10.0.0.1"})
     assert "MACHINE_RANK is '2'; set it to the rank of this node, 0 to 1" in bad
+
+
+def test_trackers_that_are_missing_or_cannot_log_are_refused_before_launch(tmp_path):
+    from runner.run.preflight import check_trackers
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (missing,) = check_trackers(["tensorboard"], {}, {}, home)
+    assert missing.startswith("output.report_to: tensorboard is not installed here: pip install tensorboard")
+    assert check_trackers(["tensorboard", "none"], {"tensorboard": "2.21.0"}, {}, home) == []
+    installed = {"wandb": "0.31.0"}
+    (no_login,) = check_trackers(["wandb"], installed, {}, home)
+    assert "wandb has no credentials here" in no_login and "WANDB_MODE=offline" in no_login
+    assert check_trackers(["wandb"], installed, {"WANDB_MODE": "offline"}, home) == []
+    assert check_trackers(["wandb"], installed, {"WANDB_API_KEY": "x"}, home) == []
+    (home / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password key\n")
+    assert check_trackers(["wandb"], installed, {}, home) == []
+    (not_installed,) = check_trackers(["wandb"], {}, {}, home)
+    assert "pip install wandb" in not_installed
+
+
+def test_run_with_a_tracker_that_is_not_installed_starts_nothing(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    code, _, err = cli(
+        "run",
+        str(ROOT / "recipes/tiny/sft-lora.yaml"),
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "output.report_to=[mlflow]",
+    )
+    assert code == 1 and "mlflow is not installed here: pip install mlflow" in err and "nothing was started" in err
+    assert not out.exists()

@@ -178,7 +178,13 @@ def _load_single(path: str, overrides, fmt: str = "text"):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    _, plan = _load_single(args.recipe, args.set)
+    loaded, plan = _load_single(args.recipe, args.set)
+    if args.explain:
+        from runner.cli.planview import explain_fields, render_explain
+
+        rows = explain_fields(loaded, plan)
+        print(json.dumps(rows, indent=2) if args.json else render_explain(rows))
+        return EXIT_OK
     if args.json:
         print(json.dumps(plan.to_json(), indent=2))
     else:
@@ -339,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", metavar="RECIPE")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field (repeatable)")
     p.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    p.add_argument(
+        "--explain",
+        action="store_true",
+        help="every field, its value and where it came from (file:line of the recipe or a base it extends, --set, "
+        "default, or decided by the plan)",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", help="validate, plan, write the launch files and launch")

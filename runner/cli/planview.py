@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from runner.plan import Plan
 from runner.plan.launchfiles import shell_command
 from runner.plan.memory import SAFETY_MARGIN
@@ -76,3 +78,46 @@ def render_plan(plan: Plan, source: str) -> str:
     lines.append("launch:")
     lines.append("  " + shell_command(plan.launch))
     return "\n".join(lines)
+
+
+def _leaves(node, path: tuple = ()):
+    """(path, value) of every field; lists are one value (a list in a recipe replaces its base's whole)."""
+    if isinstance(node, dict) and node:
+        for key, value in node.items():
+            yield from _leaves(value, path + (key,))
+    else:
+        yield path, node
+
+
+def _at(node, path: tuple):
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def explain_fields(loaded, plan: Plan) -> list[dict]:
+    """Every field of the resolved recipe, its value, and where it came from: a file and line (the recipe or one it
+    extends), `--set`, the schema's default, or the plan (an `auto` decided)."""
+    written = plan.recipe.model_dump(mode="json")
+    rows = []
+    for path, value in _leaves(plan.resolved):
+        location = loaded.sources.values.get(path) or loaded.sources.keys.get(path)
+        source = location.render() if location is not None else "default"
+        before = _at(written, path)
+        if before != value:
+            source = f"{'default' if location is None else source} {json.dumps(before)}, decided by the plan"
+        rows.append({"field": ".".join(map(str, path)), "value": value, "from": source})
+    return rows
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def render_explain(rows: list[dict]) -> str:
+    width = max(len(r["field"]) for r in rows)
+    shown = [(r["field"], _short(json.dumps(r["value"], ensure_ascii=False)), r["from"]) for r in rows]
+    vwidth = min(40, max(len(v) for _, v, _ in shown))
+    return "\n".join(f"{f.ljust(width)}  {v.ljust(vwidth)}  {src}" for f, v, src in shown)

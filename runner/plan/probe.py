@@ -20,6 +20,13 @@ PACKAGES = {
     "peft": "peft",
     "accelerate": "accelerate",
     "datasets": "datasets",
+    # experiment trackers (`output.report_to`)
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow",
+    "comet_ml": "comet_ml",
+    "clearml": "clearml",
+    "trackio": "trackio",
 }
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")

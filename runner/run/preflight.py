@@ -6,6 +6,7 @@ them all and launches nothing.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from runner.plan import Plan
@@ -52,6 +53,43 @@ def check_node_environment(nodes: int, env) -> list[str]:
         f"hardware.nodes: {nodes} nodes: set {' and '.join(missing)} on each node (MACHINE_RANK 0 to {nodes - 1}, "
         "MAIN_PROCESS_IP the address of node 0), or use `recipe run --slurm` and `sbatch`"
     ]
+
+
+# output.report_to backend -> (module the Trainer imports, pip package)
+TRACKERS = {
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "mlflow": ("mlflow", "mlflow"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "clearml": ("clearml", "clearml"),
+    "trackio": ("trackio", "trackio"),
+}
+
+
+def check_trackers(report_to, probe: dict, env, home: Path) -> list[str]:
+    """Each `output.report_to` backend is installed, and wandb can log (credentials, or offline mode)."""
+    problems = []
+    for backend in report_to:
+        if backend == "none" or backend not in TRACKERS:
+            continue
+        module, package = TRACKERS[backend]
+        if not probe.get(module):
+            problems.append(
+                f"output.report_to: {backend} is not installed here: pip install {package} (or remove {backend} "
+                "from output.report_to)"
+            )
+    if "wandb" in report_to and probe.get("wandb"):
+        offline = env.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
+        netrc = home / ".netrc"
+        logged_in = bool(env.get("WANDB_API_KEY")) or (
+            netrc.is_file() and "api.wandb.ai" in netrc.read_text(encoding="utf-8", errors="replace")
+        )
+        if not (offline or logged_in):
+            problems.append(
+                "output.report_to: wandb has no credentials here: run `wandb login` (or set WANDB_API_KEY), or set "
+                "WANDB_MODE=offline to log to local files and `wandb sync` them later"
+            )
+    return problems
 
 
 def check_packages(plan: Plan, probe: dict) -> list[str]:
@@ -127,6 +165,7 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
     problems = (
         check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
     )
+    problems += check_trackers(r.output.report_to, probe, os.environ, Path.home())
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems
