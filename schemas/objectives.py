@@ -44,11 +44,17 @@ class SFTObjective(Section):
     """Supervised fine-tuning with cross-entropy on conversations, prompt-completion pairs or text (TRL SFTTrainer)."""
 
     kind: Literal["sft"] = Field(description="`sft`: supervised fine-tuning.")
-    assistant_only_loss: bool = Field(
-        False, description="Train only on the assistant turns of conversations (needs a chat template that marks them)."
+    assistant_only_loss: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="Conversations (`messages`, `sharegpt`, `ultrachat`, `lima`): compute the loss on the assistant's "
+        "turns only, not on the user's questions or the template's tokens. `auto` is true for conversational data. "
+        "Needs a chat template that marks assistant turns (`{% generation %}`): the shipped ones do, and TRL patches "
+        "some models' own; otherwise `recipe run` refuses and says so. `false` trains on every token.",
     )
-    completion_only_loss: Optional[bool] = Field(
-        None, description="Train only on completions of prompt-completion rows; default TRL's (true for such data)."
+    completion_only_loss: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="Prompt-completion rows (`prompt-completion`, `alpaca`, `triviaqa`): compute the loss on the "
+        "completion only. `auto` is true for such data; `false` also trains on the prompt.",
     )
 
 
@@ -200,66 +206,97 @@ class ObjectiveFacts:
     # The trainer casts the adapter of a 4-/8-bit model to bfloat16 (TRL's main trainers, after the QLoRA paper);
     # TRL's experimental ORPO/CPO trainers keep PEFT's float32 adapters.
     quantized_adapter_bf16: bool = True
+    # the tokens the loss is computed on (SFT's depend on its data and settings: see runner/plan/arguments.py)
+    trains_on: str = ""
 
 
 OBJECTIVES: dict[str, ObjectiveFacts] = {
     "sft": ObjectiveFacts(
-        "trl.SFTTrainer", "trl.SFTConfig", ("conversation", "prompt-completion", "text"), "as-is", packing=True
+        trainer="trl.SFTTrainer",
+        config="trl.SFTConfig",
+        families=("conversation", "prompt-completion", "text"),
+        rows="as-is",
+        packing=True,
     ),
-    "pretrain": ObjectiveFacts("trl.SFTTrainer", "trl.SFTConfig", ("text",), "text", packing=True),
+    "pretrain": ObjectiveFacts(
+        trainer="trl.SFTTrainer",
+        config="trl.SFTConfig",
+        families=("text",),
+        rows="text",
+        packing=True,
+        trains_on="every token of the text",
+    ),
     "dpo": ObjectiveFacts(
-        "trl.DPOTrainer", "trl.DPOConfig", ("preference",), "as-is", sequences_per_example=2, reference_model=True
+        trainer="trl.DPOTrainer",
+        config="trl.DPOConfig",
+        families=("preference",),
+        rows="as-is",
+        sequences_per_example=2,
+        reference_model=True,
+        trains_on="the chosen and rejected completions: their log-probabilities given the prompt, which is not trained",
     ),
     "orpo": ObjectiveFacts(
-        "trl.experimental.orpo.ORPOTrainer",
-        "trl.experimental.orpo.ORPOConfig",
-        ("preference",),
-        "as-is",
+        trainer="trl.experimental.orpo.ORPOTrainer",
+        config="trl.experimental.orpo.ORPOConfig",
+        families=("preference",),
+        rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        trains_on="the chosen completion (NLL) and the odds ratio of chosen to rejected; prompts are not trained",
     ),
     "kto": ObjectiveFacts(
-        "trl.KTOTrainer",
-        "trl.KTOConfig",
-        ("unpaired-preference", "preference"),
-        "unpaired",
+        trainer="trl.KTOTrainer",
+        config="trl.KTOConfig",
+        families=("unpaired-preference", "preference"),
+        rows="unpaired",
         sequences_per_example=2,
         reference_model=True,
+        trains_on="the completions: their log-probabilities given the prompt, weighted desirable or undesirable",
     ),
     "simpo": ObjectiveFacts(
-        "trl.experimental.cpo.CPOTrainer",
-        "trl.experimental.cpo.CPOConfig",
-        ("preference",),
-        "as-is",
+        trainer="trl.experimental.cpo.CPOTrainer",
+        config="trl.experimental.cpo.CPOConfig",
+        families=("preference",),
+        rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        trains_on="the chosen and rejected completions: length-normalised log-probabilities; prompts are not trained",
     ),
     "cpo": ObjectiveFacts(
-        "trl.experimental.cpo.CPOTrainer",
-        "trl.experimental.cpo.CPOConfig",
-        ("preference",),
-        "as-is",
+        trainer="trl.experimental.cpo.CPOTrainer",
+        config="trl.experimental.cpo.CPOConfig",
+        families=("preference",),
+        rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        trains_on="the chosen and rejected completions, plus NLL on the chosen one; prompts are not trained",
     ),
     "reward": ObjectiveFacts(
-        "trl.RewardTrainer", "trl.RewardConfig", ("preference",), "as-is", sequences_per_example=2, reward_head=True
+        trainer="trl.RewardTrainer",
+        config="trl.RewardConfig",
+        families=("preference",),
+        rows="as-is",
+        sequences_per_example=2,
+        reward_head=True,
+        trains_on="one score per sequence, read at its last token, ranking chosen above rejected",
     ),
     "grpo": ObjectiveFacts(
-        "trl.GRPOTrainer",
-        "trl.GRPOConfig",
-        ("prompt-only", "prompt-completion"),
-        "prompt",
+        trainer="trl.GRPOTrainer",
+        config="trl.GRPOConfig",
+        families=("prompt-only", "prompt-completion"),
+        rows="prompt",
         reference_model=True,
         generates=True,
+        trains_on="the sampled completions, weighted by their group-normalised rewards; prompts are not trained",
     ),
     "rloo": ObjectiveFacts(
-        "trl.RLOOTrainer",
-        "trl.RLOOConfig",
-        ("prompt-only", "prompt-completion"),
-        "prompt",
+        trainer="trl.RLOOTrainer",
+        config="trl.RLOOConfig",
+        families=("prompt-only", "prompt-completion"),
+        rows="prompt",
         reference_model=True,
         generates=True,
+        trains_on="the sampled completions, weighted by their leave-one-out advantages; prompts are not trained",
     ),
 }
 

@@ -196,6 +196,38 @@ def _offload_optimizer(r: Recipe) -> Iterable[Finding]:
         )
 
 
+@rule(
+    "loss-scope-vs-format",
+    "assistant_only_loss needs conversations; completion_only_loss needs prompt-completion rows.",
+)
+def _loss_scope(r: Recipe) -> Iterable[Finding]:
+    o = r.objective
+    if o.kind != "sft":
+        return
+    for path, entry in _sources(r):
+        family = entry.spec.family
+        if o.assistant_only_loss is True and family != "conversation":
+            yield (
+                ("objective", "assistant_only_loss"),
+                (
+                    f"loss on assistant turns needs conversations, but {dotted(path)} is format '{entry.format}' "
+                    f"({family} rows); remove `assistant_only_loss` (for prompt-completion rows `completion_only_loss` "
+                    "does the same)"
+                ),
+            )
+            return
+        if o.completion_only_loss is True and family != "prompt-completion":
+            yield (
+                ("objective", "completion_only_loss"),
+                (
+                    f"loss on completions needs prompt-completion rows, but {dotted(path)} is format '{entry.format}' "
+                    f"({family} rows); remove `completion_only_loss` (for conversations, `assistant_only_loss` does "
+                    "the same)"
+                ),
+            )
+            return
+
+
 @rule("bnb-8bit-vs-zero3", "8-bit bitsandbytes weights cannot be sharded by ZeRO-3.")
 def _bnb8_zero3(r: Recipe) -> Iterable[Finding]:
     if r.quantization.method == "bnb-8bit" and r.hardware.zero == 3:

@@ -43,13 +43,13 @@ def test_assistant_only_loss_marks_only_assistant_turns(cli):
         "--head",
         "1",
         "--template",
-        "--set",
-        "objective.assistant_only_loss=true",
-    )
+    )  # assistant turns only is the default for conversations
     assert code == 0 and "32 rows in eval" in out
     text = out.split("--- row 0 ---\n")[1].split("\n\n«…»")[0]
     assert text.startswith("<|im_start|>user\n") and text.count("«") == 1 and "«<|im_start|>" not in text
-    code, out, _ = cli("data", str(TINY / "sft-lora.yaml"), "--head", "1", "--template")
+    code, out, _ = cli(
+        "data", str(TINY / "sft-lora.yaml"), "--head", "1", "--template", "--set", "objective.assistant_only_loss=false"
+    )
     assert out.split("--- row 0 ---\n")[1].startswith("«<|im_start|>user")  # whole conversation trained
 
 

@@ -32,7 +32,8 @@ def probed(tmp_path: Path, recipe: str, *sets: str) -> tuple[Path, dict]:
     args = ["run", f"recipes/tiny/{recipe}.yaml", "--set", f"output.dir={out}"]
     for s in sets:
         args += ["--set", s]
-    proc = run(*args, env={"PYTHONPATH": str(ROOT / "tests" / "probe"), "RECIPE_PROBE_DIR": str(probe)})
+    path = os.pathsep.join(p for p in (str(ROOT / "tests" / "probe"), os.environ.get("PYTHONPATH")) if p)
+    proc = run(*args, env={"PYTHONPATH": path, "RECIPE_PROBE_DIR": str(probe)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     records: dict = {}
     for path in sorted(probe.glob("*.json")):

@@ -116,6 +116,11 @@ CASES = {
         "training.eval_every",
         {"datasets.eval": DELETE, "datasets.eval_fraction": 0.05},
     ),
+    "loss-scope-vs-format": (
+        {**SFT_MESSAGES, "objective": {"kind": "sft", "completion_only_loss": True}},
+        "objective.completion_only_loss",
+        {**SFT_MESSAGES, "objective": {"kind": "sft", "assistant_only_loss": True}},
+    ),
     "master-weights-full-only": (
         {"training.master_weights": "float32"},
         "training.master_weights",

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runner.plan.arguments import sft_loss_scope
+
 OPEN, CLOSE = "«", "»"  # marks the tokens the loss is computed on
 
 
@@ -21,30 +23,39 @@ def _prompt_then(tokenizer, prompt: list, completion: list) -> str:
     return OPEN + full + CLOSE  # a template that re-renders earlier turns: mark it all
 
 
+def assistant_marked(tokenizer, messages: list) -> str:
+    """The conversation as the trainer tokenizes it, with the tokens of the assistant mask (what TRL's
+    `assistant_only_loss` trains on, from the template's `{% generation %}` markers) between « and »."""
+    encoded = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    ids, mask = encoded["input_ids"], encoded["assistant_masks"]
+    out, start = [], 0
+    for i in range(1, len(ids) + 1):
+        if i == len(ids) or mask[i] != mask[start]:
+            text = tokenizer.decode(ids[start:i])
+            out.append(OPEN + text + CLOSE if mask[start] else text)
+            start = i
+    return "".join(out)
+
+
 def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
     """The row as text(s) through the chat template, the trained-on part between « and »."""
     o = recipe.objective
     if "text" in row:
         return {"text": OPEN + row["text"] + CLOSE}
     if "messages" in row:
-        messages = row["messages"]
-        if o.kind == "sft" and o.assistant_only_loss:
-            out, done = "", 0
-            for i, m in enumerate(messages):
-                if m["role"] != "assistant":
-                    continue
-                head = _render(tokenizer, messages[:i], generation_prompt=True)
-                upto = _render(tokenizer, messages[: i + 1])
-                out += head[done:] + OPEN + upto[len(head) :] + CLOSE
-                done = len(upto)
-            return {"text": out + _render(tokenizer, messages)[done:]}
-        return {"text": OPEN + _render(tokenizer, messages) + CLOSE}
+        if o.kind == "sft" and sft_loss_scope(recipe)[0]:
+            return {"text": assistant_marked(tokenizer, row["messages"])}
+        return {"text": OPEN + _render(tokenizer, row["messages"]) + CLOSE}
     if "chosen" in row:
         return {
             "chosen": _prompt_then(tokenizer, row["prompt"], row["chosen"]),
             "rejected": _prompt_then(tokenizer, row["prompt"], row["rejected"]),
         }
     if "completion" in row:
+        if o.kind == "sft" and not sft_loss_scope(recipe)[1]:
+            return {"text": OPEN + _render(tokenizer, row["prompt"] + row["completion"]) + CLOSE}
         out = {"text": _prompt_then(tokenizer, row["prompt"], row["completion"])}
         if "label" in row:
             out["label"] = "desirable" if row["label"] else "undesirable"

@@ -79,9 +79,8 @@ def trainer_args(
     if o.kind in ("sft", "pretrain"):
         args.update(max_length=t.max_length, packing=t.packing)
         if o.kind == "sft":
-            args["assistant_only_loss"] = o.assistant_only_loss
-            if o.completion_only_loss is not None:
-                args["completion_only_loss"] = o.completion_only_loss
+            assistant_only, completion_only, _ = sft_loss_scope(r)
+            args.update(assistant_only_loss=assistant_only, completion_only_loss=completion_only)
         else:
             args["dataset_text_field"] = "text"
     elif o.kind == "dpo":
@@ -123,6 +122,37 @@ def trainer_args(
         if o.reward_weights is not None:
             args["reward_weights"] = list(o.reward_weights)
     return {k: v for k, v in args.items() if v is not None or k == "deepspeed"}
+
+
+def sft_data_family(r: Recipe) -> str:
+    """conversation, prompt-completion or text: what an SFT recipe's sources hold (the first that is not text)."""
+    families = [e.spec.family for e in (*r.datasets.train, *r.datasets.eval)]
+    return next((f for f in families if f != "text"), "text")
+
+
+def sft_loss_scope(r: Recipe) -> tuple[bool, bool, str]:
+    """(assistant_only_loss, completion_only_loss, which tokens the loss is computed on) of an SFT recipe."""
+    o, family = r.objective, sft_data_family(r)
+    if family == "conversation":
+        assistant = o.assistant_only_loss if o.assistant_only_loss != "auto" else True
+        if assistant:
+            return (
+                True,
+                False,
+                "the assistant's turns, each with its end-of-turn token (not the user's or the template's)",
+            )
+        return False, False, "every token of each conversation: the user's turns and the template's tokens too"
+    if family == "prompt-completion":
+        completion = o.completion_only_loss if o.completion_only_loss != "auto" else True
+        if completion:
+            return False, True, "the completion of each prompt-completion row (not the prompt)"
+        return False, False, "every token of each row: prompt and completion"
+    return False, False, "every token of the text"
+
+
+def trains_on(r: Recipe) -> str:
+    """Which tokens the loss is computed on, in words, for the plan's decisions."""
+    return sft_loss_scope(r)[2] if r.objective.kind == "sft" else facts(r.objective.kind).trains_on
 
 
 def peft_args(r: Recipe) -> Optional[dict[str, Any]]:

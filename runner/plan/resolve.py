@@ -519,6 +519,10 @@ def _resolved_recipe(
         gradient_checkpointing=fit.gradient_checkpointing,
         eval_on_start=targs["eval_on_start"],
     )
+    if r.objective.kind == "sft":
+        resolved["objective"].update(
+            assistant_only_loss=targs["assistant_only_loss"], completion_only_loss=targs["completion_only_loss"]
+        )
     if r.adapter.kind == "full" and precision != "fp32":
         resolved["training"]["master_weights"] = (
             fit.dtype if fit.dtype == "bfloat16" and fit.zero is None else "float32"
@@ -594,6 +598,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         on_cpu=not hw.is_gpu,
         deepspeed_config=ds_file,
     )
+    decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
     if r.training.eval_on_start == "auto":
         evaluates = targs["eval_on_start"]
         why = "a baseline before the first step, for every later evaluation" if evaluates else "no eval data"

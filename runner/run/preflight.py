@@ -130,6 +130,35 @@ def check_chat_template(recipe: Recipe) -> list[str]:
     return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
 
 
+def check_assistant_mask(plan: Plan) -> list[str]:
+    """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
+    if not plan.trainer["args"].get("assistant_only_loss"):
+        return []
+    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
+
+    from runner.common.models import load_tokenizer
+
+    m = plan.recipe.model
+    try:
+        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+    except (OSError, ValueError):
+        return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
+    if has_generation_markers(tokenizer.chat_template):
+        return []
+    try:
+        get_training_chat_template(tokenizer)
+        return []
+    except ValueError:
+        pass
+    which = f"model.chat_template '{m.chat_template}'" if m.chat_template else f"the chat template of {m.name_or_path}"
+    return [
+        f"objective.assistant_only_loss: {which} does not mark the assistant's turns ({{% generation %}}), so the "
+        "loss cannot be limited to them; set `model.chat_template` to a template that marks them (the shipped "
+        "`chatml` or `llama3`, or a .jinja file with {% generation %}...{% endgeneration %} around each assistant "
+        "turn), or `objective.assistant_only_loss: false` to train on every token"
+    ]
+
+
 def check_model(recipe: Recipe) -> list[str]:
     path = Path(recipe.model.name_or_path)
     looks_local = (
@@ -166,6 +195,8 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
         check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
     )
     problems += check_trackers(r.output.report_to, probe, os.environ, Path.home())
+    if not problems:
+        problems += check_assistant_mask(plan)
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems
