@@ -210,3 +210,13 @@ def test_missing_local_file_and_wrong_split():
     entry = source("messages", split="test")
     with pytest.raises(DataError, match="a local file is one split"):
         load_raw(entry, Where("train", 0, entry.source))
+
+
+def test_exact_match_reward_reads_triviaqa_answers():
+    from runner.run.rewards import exact_match
+
+    answer = {"value": "Mars", "aliases": ["Mars", "The Red Planet"], "normalized_aliases": ["mars", "red planet"]}
+    completions = ["Mars.", "the red planet\nbecause it is red", "Jupiter", [{"role": "assistant", "content": "MARS"}]]
+    assert exact_match(completions, answer=[answer] * 4) == [1.0, 1.0, 0.0, 1.0]
+    with pytest.raises(ValueError, match="needs an `answer` column"):
+        exact_match(["Mars"])

@@ -266,3 +266,24 @@ def test_dpo_with_a_weighted_mixture_of_losses(tmp_path):
         1.0,
         0.5,
     ]
+
+
+def test_online_rl_reward_functions_receive_the_datasets_other_columns(tmp_path):
+    """TriviaQA rows: the `answer` record reaches reward functions as a keyword argument, and exact_match scores it."""
+    out, calls = tmp_path / "rloo", tmp_path / "calls.jsonl"
+    proc = run(
+        "run",
+        "recipes/tiny/rloo-lora.yaml",
+        "--set", f"output.dir={out}",
+        "--set", "training.max_steps=1",
+        "--set", "datasets.train=[{source: 'jsonl:tests/fixtures/formats/triviaqa-colors.jsonl', format: triviaqa}]",
+        "--set", "objective.reward_functions=[exact_match, 'recording_reward:record']",
+        env={"PYTHONPATH": str(ROOT / "tests" / "fixtures" / "rewards"), "RECORDED_REWARD_CALLS": str(calls)},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recorded = [json.loads(line) for line in calls.read_text().splitlines()]
+    assert recorded and all("answer" in r["keys"] and "question_id" in r["keys"] for r in recorded)
+    values = {a["value"] for r in recorded for a in r["answer"]}
+    assert values <= {"Yellow", "Blue", "Green", "Red"} and values
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert any(any("exact_match" in key for key in r) for r in logged)

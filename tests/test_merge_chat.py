@@ -274,7 +274,7 @@ def test_an_adapter_without_its_tokenizer_gets_the_template_its_recipe_trained_w
 
     import yaml
 
-    from runner.after.trained import inspect, load_tokenizer
+    from runner.common.trained import inspect, load_tokenizer
     from schemas import load
 
     run_dir = tmp_path / "run"
@@ -287,3 +287,26 @@ def test_an_adapter_without_its_tokenizer_gets_the_template_its_recipe_trained_w
     (run_dir / "recipe.lock.yaml").write_text(yaml.safe_dump({"recipe": recipe.model_dump(mode="json")}))
     tokenizer = load_tokenizer(inspect(str(run_dir)))
     assert tokenizer.chat_template == (ROOT / "runner/templates/llama3.jinja").read_text()
+
+
+def test_an_online_rl_reward_model_scores_with_its_own_tokenizer(tmp_path):
+    """GRPO/RLOO against a reward run: its adapter merged into its base, and the tokenizer (chat template) it trained
+    with, not the policy's."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+
+    from runner.run.trainer import load_reward_model
+
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(TINY, num_labels=1)
+    get_peft_model(base, LoraConfig(r=4, task_type="SEQ_CLS", init_lora_weights=False)).save_pretrained(tmp_path / "rm")
+    own = AutoTokenizer.from_pretrained(TINY)
+    own.chat_template = (ROOT / "runner/templates/llama3.jinja").read_text()  # the reward run's template
+    own.save_pretrained(tmp_path / "rm")
+    model, tokenizer = load_reward_model(str(tmp_path / "rm"), "float32", trust_remote_code=False)
+    assert isinstance(model, PreTrainedModel) and model.config.num_labels == 1
+    assert tokenizer.chat_template == own.chat_template != AutoTokenizer.from_pretrained(TINY).chat_template
+    assert load_reward_model("org/some-reward-model", "float32", trust_remote_code=False) == (
+        "org/some-reward-model",
+        None,
+    )  # a Hub id: TRL loads the model and its own tokenizer

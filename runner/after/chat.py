@@ -12,7 +12,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
-from .trained import OutputError, Trained, inspect
+from runner.common.trained import OutputError, Trained, inspect
 
 # End-of-turn markers of common chat templates; generation stops at any that the vocabulary has.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
@@ -123,7 +123,7 @@ def open_model(
             f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text"
         )
     trust = trained.remote_code(trust_remote_code)
-    from .trained import bitsandbytes_installed, load_model, load_tokenizer, prepare_runtime
+    from runner.common.trained import bitsandbytes_installed, load_model, load_tokenizer, prepare_runtime
 
     device = prepare_runtime(device)
     dtype = trained.trained_dtype or "auto"

@@ -19,8 +19,15 @@ from typing import Any, Callable, Optional
 
 from runner.common.cards import model_card
 from runner.common.files import replace_dir_atomic
-
-from .trained import DTYPES, MERGEABLE, PROMPT_LEARNING, OutputError, Trained, bitsandbytes_installed, inspect
+from runner.common.trained import (
+    DTYPES,
+    MERGEABLE,
+    PROMPT_LEARNING,
+    OutputError,
+    Trained,
+    bitsandbytes_installed,
+    inspect,
+)
 
 # Relative RMS difference of the logits (merged vs. adapter) that a correct merge stays under.
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2, "bfloat16": 3e-2}
@@ -187,7 +194,7 @@ def merge(
     target = Path(to) if to else Path(trained.path) / "merged"
     _check_target(trained, target, overwrite)
 
-    from .trained import load_model, load_tokenizer, prepare_runtime
+    from runner.common.trained import load_model, load_tokenizer, prepare_runtime
 
     device = prepare_runtime(device)
     tokenizer = load_tokenizer(trained, trust)

@@ -10,7 +10,7 @@ def _after_training(run):
     """Run a merge/chat command; a refusal (OutputError) is one located line and exit code 1."""
 
     def command(args: argparse.Namespace) -> int:
-        from runner.after.trained import OutputError
+        from runner.common.trained import OutputError
 
         try:
             return run(args)

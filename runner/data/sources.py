@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from schemas.datasets import DatasetSource, split_source
+from schemas.objectives import facts
 
 from .formats import FormatError, convert, for_objective
 
@@ -124,14 +125,22 @@ def _presets_hash() -> str:
     return hashlib.sha256(Path(formats.__file__).read_bytes()).hexdigest()[:16]
 
 
-def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where) -> Any:
+# Dataset columns TRL's online trainers use themselves; every other column reaches the reward functions.
+TRL_ROLLOUT_COLUMNS = ("prompt", "completion", "completion_ids")
+
+
+def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where, keep: tuple = ()) -> Any:
+    """Rows of `entry` in the trainer's shape; `keep` names source columns carried along unchanged (online RL:
+    the reward functions receive them as keyword arguments, e.g. TriviaQA's `answer`)."""
+
     def batch_fn(batch: dict) -> dict:
         n = len(next(iter(batch.values()))) if batch else 0
         out: dict[str, list] = {}
         for i in range(n):
             row = {k: v[i] for k, v in batch.items()}
             try:
-                shaped = list(for_objective(convert(entry.format, row), objective))
+                extras = {k: row[k] for k in keep}
+                shaped = [{**extras, **rec} for rec in for_objective(convert(entry.format, row), objective)]
             except FormatError as exc:
                 raise DataError(f"{where}: a row does not fit format '{entry.format}': {exc}") from None
             for rec in shaped:
@@ -139,7 +148,7 @@ def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where
                     out.setdefault(k, []).append(v)
         return out
 
-    key = f"{getattr(ds, '_fingerprint', '')}|{entry.format}|{objective}|{_presets_hash()}"
+    key = f"{getattr(ds, '_fingerprint', '')}|{entry.format}|{objective}|{keep}|{_presets_hash()}"
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
     return ds.map(
         batch_fn,
@@ -178,12 +187,17 @@ def _mix(parts: list[Any], entries: list[DatasetSource], seed: int) -> Any:
 def _build(recipe: Any, split: str) -> Any:
     """The mixed, trainer-ready rows of the `train` or `eval` sources."""
     entries = getattr(recipe.datasets, split)
-    parts = []
+    raws = []
     for i, entry in enumerate(entries):
         where = Where(split, i, entry.source)
         raw = load_raw(entry, where)
         check_columns(entry, raw, where)
-        parts.append(_convert_dataset(raw, entry, recipe.objective.kind, where))
+        raws.append((raw, entry, where))
+    keep: tuple = ()
+    if facts(recipe.objective.kind).generates and raws:  # columns every source has, for the reward functions
+        common = set.intersection(*(set(raw.column_names) for raw, _, _ in raws))
+        keep = tuple(sorted(common - set(TRL_ROLLOUT_COLUMNS)))
+    parts = [_convert_dataset(raw, entry, recipe.objective.kind, where, keep) for raw, entry, where in raws]
     return _mix(parts, entries, recipe.training.seed)
 
 

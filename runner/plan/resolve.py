@@ -103,7 +103,7 @@ def load_dtype(r: Recipe, precision: str, zero: Optional[int]) -> tuple[str, str
         )
     return sixteen, (
         f"DeepSpeed ZeRO-{zero} keeps {sixteen} weights on the GPU and float32 master copies (with the optimizer "
-        "states) in its optimizer"
+        f"states) in its optimizer, made from the {sixteen}-rounded weights"
     )
 
 
@@ -599,6 +599,16 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         deepspeed_config=ds_file,
     )
     decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
+    if objective.generates:
+        decisions.append(
+            Decision(
+                "max_length",
+                r.training.max_length,
+                f"TRL's {r.objective.kind} trainer takes no prompt limit: prompts go in whole and "
+                f"objective.max_completion_length ({r.objective.max_completion_length}) caps each completion; "
+                "training.max_length is the prompt-plus-completion length the memory estimate assumes",
+            )
+        )
     if r.training.eval_on_start == "auto":
         evaluates = targs["eval_on_start"]
         why = "a baseline before the first step, for every later evaluation" if evaluates else "no eval data"

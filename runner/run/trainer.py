@@ -11,18 +11,42 @@ from schemas.objectives import facts
 REWARDS_MODULE = "runner.run.rewards"  # where a reward function named without `module:` is looked up
 
 
-def reward_funcs(recipe: Any) -> list:
-    """The reward model (a path TRL loads) and the named reward functions of an online RL objective."""
-    o = recipe.objective
+def load_reward_model(source: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
+    """(model, tokenizer) of a reward model: a run's output directory (its adapter merged into its base) with the
+    tokenizer and chat template that run trained with, or a Hub id that TRL loads with its own tokenizer."""
+    from pathlib import Path
+
+    from runner.common.trained import inspect
+    from runner.common.trained import load_model as load_trained
+    from runner.common.trained import load_tokenizer as load_trained_tokenizer
+
+    if not Path(source).is_dir():
+        return source, None  # TRL loads the model and its tokenizer from the Hub id
+    trained = inspect(source)
+    tokenizer = load_trained_tokenizer(trained, trust_remote_code)
+    model = load_trained(trained, dtype, trust_remote_code=trust_remote_code)
+    if trained.is_adapter:
+        model = model.merge_and_unload()  # TRL scores with a plain transformers model
+    return model, tokenizer
+
+
+def reward_sources(plan: Plan, trust_remote_code: bool) -> tuple[list, list]:
+    """(reward functions, their tokenizers) of an online RL objective: the reward model first, scored with its own
+    tokenizer (not the policy's), then the named functions (which take no tokenizer)."""
+    o = plan.recipe.objective
     funcs: list = []
+    tokenizers: list = []
     if o.reward_model:
-        funcs.append(o.reward_model)
+        model, tokenizer = load_reward_model(o.reward_model, plan.dtype, trust_remote_code)
+        funcs.append(model)
+        tokenizers.append(tokenizer)
     for name in o.reward_functions:
         module, _, attr = name.partition(":")
         if not attr:
             module, attr = REWARDS_MODULE, name
         funcs.append(getattr(__import__(module, fromlist=[attr]), attr))
-    return funcs
+        tokenizers.append(None)
+    return funcs, tokenizers
 
 
 def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
@@ -94,7 +118,7 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
     if plan.peft is not None:
         kwargs["peft_config"] = peft_config(plan.peft)
     if facts(plan.recipe.objective.kind).generates:
-        kwargs["reward_funcs"] = reward_funcs(recipe)
+        kwargs["reward_funcs"], kwargs["reward_processing_classes"] = reward_sources(plan, trust_remote_code)
     return import_dotted(plan.trainer["class"])(**kwargs)
 
 
