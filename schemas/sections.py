@@ -74,8 +74,10 @@ class Model(Section):
     tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory, when it differs from the model's.")
     chat_template: Optional[str] = Field(
         None,
-        description="Chat template: omit to use the tokenizer's own, name a shipped one (e.g. `chatml`, `llama3`), "
-        "or give the path of a `.jinja` file.",
+        description="Chat template: omit to use the tokenizer's own (a tokenizer without one, as base models have, "
+        "gets ChatML when its vocabulary has ChatML's markers, else `base`, which ends each assistant turn with the "
+        "tokenizer's end-of-sequence token); name a shipped one (`base`, `chatml`, `llama3`), or give the path of "
+        "a `.jinja` file.",
     )
 
 

@@ -12,18 +12,10 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
+from runner.common.models import stop_token_ids
 from runner.common.trained import OutputError, Trained, inspect
 
-# End-of-turn markers of common chat templates; generation stops at any that the vocabulary has.
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
 HELP = "/reset starts a new conversation, Ctrl-C stops an answer, /exit (or Ctrl-D) leaves"
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    vocab = tokenizer.get_vocab()
-    ids += [vocab[t] for t in END_OF_TURN if t in vocab]
-    return sorted(set(ids))
 
 
 def _streamer(tokenizer, out: TextIO):

@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
-FALLBACK_TEMPLATE = "chatml"  # for a tokenizer that has no chat template of its own
+CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")
+# End-of-turn markers of common chat templates; generation stops at any that the vocabulary has (and at eos).
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
 
 
 def shipped_templates() -> list[str]:
@@ -28,8 +30,17 @@ def template_text(choice: str) -> Optional[str]:
     return shipped.read_text(encoding="utf-8") if shipped.is_file() else None
 
 
+def fallback_template(tokenizer: Any) -> str:
+    """The template for a tokenizer that has none (a base model): ChatML when its markers are single tokens of the
+    vocabulary, else `base`, whose assistant turns end with the tokenizer's own end-of-sequence token, so that the
+    model learns to stop and generation stops there. (ChatML's markers would be split into ordinary tokens and no
+    training row would contain the end-of-sequence token.)"""
+    vocab = tokenizer.get_vocab()
+    return "chatml" if all(m in vocab for m in CHATML_MARKERS) else "base"
+
+
 def set_chat_template(tokenizer: Any, choice: Optional[str]) -> None:
-    """Use the recipe's template (a shipped name or a .jinja file), else the tokenizer's own, else ChatML."""
+    """Use the recipe's template (a shipped name or a .jinja file), else the tokenizer's own, else the fallback."""
     if choice:
         text = template_text(choice)
         if text is None:
@@ -38,7 +49,31 @@ def set_chat_template(tokenizer: Any, choice: Optional[str]) -> None:
             )
         tokenizer.chat_template = text
     elif not getattr(tokenizer, "chat_template", None):
-        tokenizer.chat_template = template_text(FALLBACK_TEMPLATE)
+        tokenizer.chat_template = template_text(fallback_template(tokenizer))
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """The token ids generation stops at: the tokenizer's eos and every end-of-turn marker its vocabulary has."""
+    ids = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    vocab = tokenizer.get_vocab()
+    ids += [vocab[t] for t in END_OF_TURN if t in vocab]
+    return sorted(set(ids))
+
+
+def turn_end(tokenizer: Any) -> tuple[Optional[str], str]:
+    """(the stop token an assistant turn ends with, or None; the text that follows the turn's content).
+
+    A model learns to stop only if each trained assistant turn ends with a single token that generation stops at.
+    """
+    content = "Reply 7391."
+    messages = [{"role": "user", "content": "Question?"}, {"role": "assistant", "content": content}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    after = text[text.rindex(content) + len(content) :]
+    vocab = tokenizer.get_vocab()
+    stops = [
+        t for t in (tokenizer.eos_token, *END_OF_TURN) if t and t in vocab and vocab[t] in stop_token_ids(tokenizer)
+    ]
+    return next((t for t in stops if after.startswith(t)), None), after
 
 
 def remote_code_allowed(recipe: Any, flag: bool) -> bool:

@@ -130,6 +130,31 @@ def check_chat_template(recipe: Recipe) -> list[str]:
     return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
 
 
+def check_turn_end(plan: Plan) -> list[str]:
+    """Conversational data: each assistant turn must end with a single token generation stops at (eos or the
+    template's end-of-turn marker), or the model never learns to stop and `recipe chat` runs to max_new_tokens."""
+    r = plan.recipe
+    if all(e.spec.family == "text" for e in (*r.datasets.train, *r.datasets.eval)):
+        return []
+    from runner.common.models import load_tokenizer, turn_end
+
+    m = r.model
+    try:
+        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+    except (OSError, ValueError):
+        return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
+    stop, after = turn_end(tokenizer)
+    if stop is not None:
+        return []
+    which = f"model.chat_template '{m.chat_template}'" if m.chat_template else f"the chat template of {m.name_or_path}"
+    return [
+        f"model.chat_template: {which} ends an assistant turn with {after[:20]!r}, which is not a single token of "
+        f"this tokenizer that generation stops at (its end-of-sequence token is {tokenizer.eos_token!r}), so the "
+        "model would never learn to stop; use `chat_template: base`, which ends each assistant turn with the "
+        "end-of-sequence token, or a template whose end-of-turn marker is in the vocabulary"
+    ]
+
+
 def check_assistant_mask(plan: Plan) -> list[str]:
     """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
     if not plan.trainer["args"].get("assistant_only_loss"):
@@ -196,7 +221,7 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
     )
     problems += check_trackers(r.output.report_to, probe, os.environ, Path.home())
     if not problems:
-        problems += check_assistant_mask(plan)
+        problems += check_turn_end(plan) + check_assistant_mask(plan)
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems
