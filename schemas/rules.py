@@ -228,6 +228,20 @@ def _loss_scope(r: Recipe) -> Iterable[Finding]:
             return
 
 
+@rule("special-tokens-need-trainable-embeddings", "New eos or marker tokens are learned by full fine-tuning (or LoRA).")
+def _special_tokens(r: Recipe) -> Iterable[Finding]:
+    tokens = r.model.special_tokens
+    if (tokens.eos or tokens.additional) and r.adapter.kind not in ("full", "lora", "dora"):
+        yield (
+            ("model", "special_tokens"),
+            (
+                f"a {r.adapter.kind} adapter leaves the model's embeddings and output layer as they are, so a new "
+                "end-of-sequence token or marker could not be learned; use full fine-tuning, or LoRA with tokens "
+                "the tokenizer already has (`chat_template: base` ends each turn with its own eos)"
+            ),
+        )
+
+
 @rule("bnb-8bit-vs-zero3", "8-bit bitsandbytes weights cannot be sharded by ZeRO-3.")
 def _bnb8_zero3(r: Recipe) -> Iterable[Finding]:
     if r.quantization.method == "bnb-8bit" and r.hardware.zero == 3:

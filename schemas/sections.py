@@ -47,6 +47,28 @@ OPTIMIZERS = (
 REPORTERS = ("tensorboard", "wandb", "mlflow", "comet_ml", "clearml", "trackio", "none")
 
 
+class SpecialTokens(Section):
+    """Special tokens to set on the tokenizer or add to it (Axolotl's `special_tokens`, LLaMA-Factory's
+    `add_special_tokens`). A token the vocabulary lacks is added and the embeddings grow by one row each. A new
+    eos or marker must be learned, input and output row alike, which full fine-tuning does; an adapter can use
+    tokens the vocabulary already has, and add only a pad token (padding is never trained on). To teach a base
+    model to stop with an adapter, the `base` chat template ends each turn with the tokenizer's own eos."""
+
+    pad: Optional[str] = Field(None, description="The padding token, e.g. `<pad>`; default the tokenizer's, else eos.")
+    eos: Optional[str] = Field(
+        None,
+        description="The end-of-sequence token generation stops at, e.g. `<|im_end|>` for ChatML on a base model.",
+    )
+    additional: list[str] = Field(
+        default_factory=list,
+        description="More special tokens, e.g. a chat template's markers `[<|im_start|>, <|im_end|>]`.",
+    )
+
+    @property
+    def all(self) -> list[str]:
+        return [t for t in (self.pad, self.eos, *self.additional) if t]
+
+
 class Model(Section):
     """The base model to fine-tune and how to load it."""
 
@@ -72,6 +94,9 @@ class Model(Section):
         "given `--trust-remote-code`, so a shared recipe cannot run remote code silently.",
     )
     tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory, when it differs from the model's.")
+    special_tokens: SpecialTokens = Field(
+        default_factory=SpecialTokens, description="Special tokens to set on the tokenizer or add to it."
+    )
     chat_template: Optional[str] = Field(
         None,
         description="Chat template: omit to use the tokenizer's own (a tokenizer without one, as base models have, "

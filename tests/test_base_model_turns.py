@@ -93,11 +93,23 @@ def test_chatml_on_such_a_tokenizer_is_refused_before_launch(base_model, monkeyp
 
 
 @pytest.mark.e2e
-def test_a_short_run_teaches_the_base_model_to_stop(base_model, tmp_path):
+@pytest.mark.parametrize(
+    "template",
+    [
+        [],  # no template: the eos-ended `base` fallback
+        [  # ChatML with its markers added as special tokens, <|im_end|> the new eos
+            "--set", "model.chat_template=chatml",
+            "--set", "model.special_tokens={eos: '<|im_end|>', additional: ['<|im_start|>']}",
+        ],
+    ],
+    ids=["base-template", "chatml-tokens-added"],
+)  # fmt: skip
+def test_a_short_run_teaches_the_base_model_to_stop(base_model, tmp_path, template):
     out = tmp_path / "run"
     proc = run(
         "run", "recipes/tiny/sft-lora.yaml",
         "--set", f"model.name_or_path={base_model}",
+        *template,
         "--set", "adapter={kind: full}",
         "--set", "training.epochs=4",
         "--set", "training.eval_every=null",
@@ -118,3 +130,20 @@ def test_a_short_run_teaches_the_base_model_to_stop(base_model, tmp_path):
             out_ids = model.generate(**ids, max_new_tokens=24, do_sample=False, eos_token_id=tokenizer.eos_token_id)
         stopped += int(tokenizer.eos_token_id in out_ids[0, ids["input_ids"].shape[-1] :].tolist())
     assert stopped >= 6, f"the model emitted its end-of-sequence token in {stopped} of {len(prompts)} answers"
+
+
+def test_new_eos_tokens_with_lora_are_refused_before_launch(base_model, monkeypatch):
+    from runner.plan import resolve
+    from runner.run.preflight import check_special_tokens
+    from schemas import load
+
+    monkeypatch.chdir(ROOT)
+    recipe = ROOT / "recipes" / "tiny" / "sft-lora.yaml"
+    chatml = [f"model.name_or_path={base_model}", "model.chat_template=chatml"]
+    tokens = "model.special_tokens={eos: '<|im_end|>', additional: ['<|im_start|>']}"
+    (problem,) = check_special_tokens(resolve(load(recipe, [*chatml, tokens]).recipe, {}))
+    assert problem.startswith("model.special_tokens: <|im_end|>, <|im_start|> are not in the vocabulary")
+    assert check_special_tokens(resolve(load(recipe, [*chatml, tokens, "adapter={kind: full}"]).recipe, {})) == []
+    assert (
+        check_special_tokens(resolve(load(recipe, [*chatml, "model.special_tokens={pad: '<pad>'}"]).recipe, {})) == []
+    )

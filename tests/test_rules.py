@@ -121,6 +121,11 @@ CASES = {
         "objective.completion_only_loss",
         {**SFT_MESSAGES, "objective": {"kind": "sft", "assistant_only_loss": True}},
     ),
+    "special-tokens-need-trainable-embeddings": (
+        {"adapter": {"kind": "ia3"}, "model.special_tokens": {"eos": "<|im_end|>"}},
+        "model.special_tokens",
+        {"adapter": {"kind": "ia3"}, "model.special_tokens": {"pad": "<pad>"}},
+    ),
     "master-weights-full-only": (
         {"training.master_weights": "float32"},
         "training.master_weights",

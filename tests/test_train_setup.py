@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.common.models import load_tokenizer, remote_code_allowed
+from runner.common.models import recipe_tokenizer, remote_code_allowed
 from schemas import load
 
 from conftest import ROOT
@@ -13,8 +13,7 @@ MESSAGES = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": 
 
 def tokenizer_of(recipe):
     """The tokenizer as training loads it (runner.run.trainer.load_for_training)."""
-    m = recipe.model
-    return load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+    return recipe_tokenizer(recipe)
 
 
 def test_tokenizer_own_template_named_template_and_jinja_file(tmp_path, monkeypatch):

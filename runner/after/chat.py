@@ -128,7 +128,9 @@ def open_model(
     what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
     log(f"loading {what} ({'4-bit ' if quantized and method == 'bnb-4bit' else ''}{dtype}, {device}) ...")
     tokenizer = load_tokenizer(trained, trust)
-    model = load_model(trained, dtype, quantized=quantized, trust_remote_code=trust, device=device)
+    model = load_model(
+        trained, dtype, quantized=quantized, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
+    )
     return model, tokenizer, trained
 
 

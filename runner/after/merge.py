@@ -208,7 +208,9 @@ def merge(
             )
         else:
             log(f"loading the {method} base with the adapter, as trained, for comparison ...")
-            quantized = load_model(trained, dtype, quantized=True, trust_remote_code=trust, device=device)
+            quantized = load_model(
+                trained, dtype, quantized=True, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
+            )
             as_trained = probe_logits(quantized, inputs)
             del quantized
             _free_memory()
@@ -225,7 +227,9 @@ def merge(
             )
     how = f"the dequantized {method} base" if dequantize else f"{trained.base} in {dtype}"
     log(f"loading {how} with the adapter from {trained.path} ...")
-    model = load_model(trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device)
+    model = load_model(
+        trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
+    )
     reference = probe_logits(model, inputs)
     merged = model.merge_and_unload(safe_merge=True)
     merged_logits = probe_logits(merged, inputs)

@@ -120,19 +120,56 @@ def load_tokenizer(
     trust_remote_code: bool = False,
     chat_template: Optional[str] = None,
     keep_template: bool = False,
+    special_tokens: Any = None,
 ) -> Any:
-    """A tokenizer with a pad token and a chat template (`chat_template`, else its own, else ChatML).
+    """A tokenizer with a pad token and a chat template (`chat_template`, else its own, else the fallback).
 
     `keep_template`: leave the tokenizer's template as saved (a run's own tokenizer holds the one it trained with).
+    `special_tokens`: a recipe's `model.special_tokens`, set (and added when the vocabulary lacks them) first.
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
+    if special_tokens is not None and special_tokens.all:
+        named = {"pad_token": special_tokens.pad, "eos_token": special_tokens.eos}
+        tokenizer.add_special_tokens(
+            {**{k: v for k, v in named.items() if v}, "additional_special_tokens": list(special_tokens.additional)},
+            replace_extra_special_tokens=False,
+        )
     if not keep_template:
         set_chat_template(tokenizer, chat_template)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def recipe_tokenizer(recipe: Any, trust_remote_code: bool = False) -> Any:
+    """The tokenizer a recipe trains with: its model's (or `model.tokenizer`), its special tokens, its template."""
+    m = recipe.model
+    return load_tokenizer(
+        m.tokenizer or m.name_or_path,
+        revision=m.revision,
+        trust_remote_code=trust_remote_code,
+        chat_template=m.chat_template,
+        special_tokens=m.special_tokens,
+    )
+
+
+def fit_vocabulary(model: Any, tokenizer: Any, special_tokens: Any = None) -> list[int]:
+    """Grow the model's embeddings to the tokenizer's vocabulary (tokens a recipe added); point the model's eos id at
+    a recipe's eos and its pad id at the tokenizer's pad when it has none. Returns the ids of the new rows."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    new = list(range(rows, len(tokenizer)))
+    if new:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    for config in (model.config, getattr(model, "generation_config", None)):
+        if config is None:
+            continue
+        if special_tokens is not None and special_tokens.eos:
+            config.eos_token_id = tokenizer.eos_token_id
+        if config.pad_token_id is None or (special_tokens is not None and special_tokens.pad):
+            config.pad_token_id = tokenizer.pad_token_id
+    return new
 
 
 def load_model(

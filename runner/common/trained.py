@@ -193,6 +193,7 @@ def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
             # the template training used with this base tokenizer; a saved tokenizer already holds it
             chat_template=trained.recipe.model.chat_template if from_base and trained.recipe else None,
             keep_template=not (from_base and trained.recipe),
+            special_tokens=trained.recipe.model.special_tokens if from_base and trained.recipe else None,
         )
     except (OSError, ValueError) as exc:
         raise _load_failure(trained, exc) from None
@@ -214,8 +215,12 @@ def load_model(
     dequantize: bool = False,
     trust_remote_code: bool = False,
     device: str = "cpu",
+    vocabulary: int | None = None,
 ) -> Any:
     """The base model, with the adapter applied when there is one.
+
+    `vocabulary`: the run's tokenizer length; a base with fewer embedding rows (the run added special tokens) is
+    grown to it before the adapter, which holds the trained new rows, is applied.
 
     `quantized`: the base is quantized as the run trained it. `dequantize`: quantized, then turned back into
     plain `dtype` weights (the rounded values the adapter was trained on top of).
@@ -235,6 +240,8 @@ def load_model(
         raise _load_failure(trained, exc) from None
     if dequantize:
         model = model.dequantize(dtype=torch_dtype(dtype))
+    if trained.is_adapter and vocabulary and vocabulary > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(vocabulary, mean_resizing=False)
     if not quantized:
         model.to(device)
     if trained.is_adapter:

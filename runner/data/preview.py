@@ -71,10 +71,9 @@ def preview(recipe: Any, split: str, head: int, as_json: bool, template: bool) -
         return f"(no {split} data: the recipe has no eval sources and no eval_fraction)"
     rows = [ds[i] for i in range(min(head, len(ds)))]
     if template:
-        from runner.common.models import load_tokenizer
+        from runner.common.models import recipe_tokenizer
 
-        m = recipe.model
-        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+        tokenizer = recipe_tokenizer(recipe)
         rendered = [templated(r, tokenizer, recipe) for r in rows]
         if as_json:
             return json.dumps(rendered, indent=2, ensure_ascii=False)

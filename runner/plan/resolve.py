@@ -599,6 +599,12 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         deepspeed_config=ds_file,
     )
     decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
+    if r.model.special_tokens.all:
+        if r.adapter.kind == "full":
+            why = "set on the tokenizer; any the vocabulary lacks are added and their new embedding rows train"
+        else:
+            why = "set on the tokenizer; an adapter cannot train new embedding rows, so only a pad token may be new"
+        decisions.append(Decision("special tokens", r.model.special_tokens.all, why))
     if objective.generates:
         decisions.append(
             Decision(

@@ -136,11 +136,11 @@ def check_turn_end(plan: Plan) -> list[str]:
     r = plan.recipe
     if all(e.spec.family == "text" for e in (*r.datasets.train, *r.datasets.eval)):
         return []
-    from runner.common.models import load_tokenizer, turn_end
+    from runner.common.models import recipe_tokenizer, turn_end
 
     m = r.model
     try:
-        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+        tokenizer = recipe_tokenizer(r)
     except (OSError, ValueError):
         return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
     stop, after = turn_end(tokenizer)
@@ -155,17 +155,43 @@ def check_turn_end(plan: Plan) -> list[str]:
     ]
 
 
+def check_special_tokens(plan: Plan) -> list[str]:
+    """With an adapter, a new eos or marker token could not be learned: TRL's trainers compute the loss through
+    the output layer's own weight (its fused LM head), which PEFT's trainable token rows do not reach."""
+    r = plan.recipe
+    tokens = r.model.special_tokens
+    if r.adapter.kind == "full" or not (tokens.eos or tokens.additional):
+        return []
+    from runner.common.models import load_tokenizer
+
+    m = r.model
+    try:
+        vocab = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, keep_template=True).get_vocab()
+    except (OSError, ValueError):
+        return []
+    new = [t for t in (tokens.eos, *tokens.additional) if t and t not in vocab]
+    if not new:
+        return []
+    return [
+        f"model.special_tokens: {', '.join(new)} {'is' if len(new) == 1 else 'are'} not in the vocabulary of "
+        f"{m.tokenizer or m.name_or_path}: a new token needs new embedding and output rows that a {r.adapter.kind} "
+        "adapter cannot train (TRL computes the loss through the output layer's own weight). Use full "
+        "fine-tuning, tokens the tokenizer has, or `chat_template: base`, which ends each assistant turn with the "
+        "tokenizer's own end-of-sequence token"
+    ]
+
+
 def check_assistant_mask(plan: Plan) -> list[str]:
     """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
     if not plan.trainer["args"].get("assistant_only_loss"):
         return []
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-    from runner.common.models import load_tokenizer
+    from runner.common.models import recipe_tokenizer
 
     m = plan.recipe.model
     try:
-        tokenizer = load_tokenizer(m.tokenizer or m.name_or_path, revision=m.revision, chat_template=m.chat_template)
+        tokenizer = recipe_tokenizer(plan.recipe)
     except (OSError, ValueError):
         return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
     if has_generation_markers(tokenizer.chat_template):
@@ -220,6 +246,8 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
         check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
     )
     problems += check_trackers(r.output.report_to, probe, os.environ, Path.home())
+    if not problems:
+        problems += check_special_tokens(plan)
     if not problems:
         problems += check_turn_end(plan) + check_assistant_mask(plan)
     if not any("datasets" in p and "package" in p for p in problems):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.common.models import import_dotted, load_model, load_tokenizer, peft_config
+from runner.common.models import fit_vocabulary, import_dotted, load_model, peft_config, recipe_tokenizer
 from runner.plan.types import Plan
 from schemas.objectives import facts
 
@@ -24,7 +24,7 @@ def load_reward_model(source: str, dtype: str, trust_remote_code: bool) -> tuple
         return source, None  # TRL loads the model and its tokenizer from the Hub id
     trained = inspect(source)
     tokenizer = load_trained_tokenizer(trained, trust_remote_code)
-    model = load_trained(trained, dtype, trust_remote_code=trust_remote_code)
+    model = load_trained(trained, dtype, trust_remote_code=trust_remote_code, vocabulary=len(tokenizer))
     if trained.is_adapter:
         model = model.merge_and_unload()  # TRL scores with a plain transformers model
     return model, tokenizer
@@ -49,15 +49,11 @@ def reward_sources(plan: Plan, trust_remote_code: bool) -> tuple[list, list]:
     return funcs, tokenizers
 
 
-def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
-    """(tokenizer, model) as the plan says: dtype, attention, quantization, and where the weights go."""
+def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any, list[int]]:
+    """(tokenizer, model, ids of embedding rows for added tokens) as the plan says: dtype, attention, quantization,
+    where the weights go, and the recipe's special tokens."""
     m = plan.recipe.model
-    tokenizer = load_tokenizer(
-        m.tokenizer or m.name_or_path,
-        revision=m.revision,
-        trust_remote_code=trust_remote_code,
-        chat_template=m.chat_template,
-    )
+    tokenizer = recipe_tokenizer(plan.recipe, trust_remote_code)
     device_map = None
     if plan.quantization is not None and plan.zero != 3:
         from accelerate import PartialState
@@ -74,9 +70,8 @@ def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
         quantization=plan.quantization,
         device_map=device_map,
     )
-    if model.config.pad_token_id is None:
-        model.config.pad_token_id = tokenizer.pad_token_id
-    return tokenizer, model
+    new_rows = fit_vocabulary(model, tokenizer, m.special_tokens)
+    return tokenizer, model, new_rows
 
 
 def _join_process_group(plan: Plan, config: Any) -> None:
@@ -104,7 +99,7 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
     # `deepspeed.zero.Init` and each process materialises only its shard of the weights.
     config = import_dotted(plan.trainer["config_class"])(**plan.trainer["args"])
     _join_process_group(plan, config)
-    tokenizer, model = load_for_training(plan, trust_remote_code)
+    tokenizer, model, _ = load_for_training(plan, trust_remote_code)
     train_dataset, eval_dataset = load_splits(recipe)
     kwargs: dict[str, Any] = {
         "model": model,
