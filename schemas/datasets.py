@@ -95,7 +95,7 @@ class DatasetSource(Section):
     source: str = Field(
         description="`hf:ID[:CONFIG]` (Hub dataset), `jsonl:PATH`, `json:PATH`, `csv:PATH`, `parquet:PATH`, "
         "`text:PATH` (one example per line) or `local:PATH` (a `save_to_disk` folder). Paths are relative to the "
-        "directory `recipe` runs in."
+        "recipe file that names them (`--set` values: to the current directory)."
     )
     split: str = Field(
         "train", min_length=1, description="Split to read, e.g. `train`, `test` or a slice like `train[:10%]`."

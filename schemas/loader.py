@@ -289,6 +289,7 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check
         return loaded
     for (opath, value), raw in parsed_overrides:
         _apply_override(data, sources, opath, value, shown, raw, loaded)
+    _anchor_paths(data, sources, p)
     loaded.data, loaded.sources = data, sources
     if any(d.is_error for d in loaded.diagnostics):
         # Parsing problems (duplicate keys, tags) leave holes in the data; report them alone.
@@ -318,6 +319,79 @@ def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check
 
         loaded.diagnostics.extend(check(loaded.recipe, sources, shown))
     return loaded
+
+
+LOCAL_PREFIXES = ("./", "../", "/", "~")
+
+
+def _base_dir(sources: Sources, path: tuple, recipe: Path) -> Path:
+    """The directory a relative path in `path` is relative to: the file that wrote the value (the recipe or a
+    recipe it extends), or the current directory for a `--set` value."""
+    location = sources.values.get(path) or sources.keys.get(path)
+    if location is None:
+        return recipe.parent
+    return Path.cwd() if location.via_set else Path(location.file).parent
+
+
+def _anchored(value: str, base: Path, always: bool) -> str:
+    """`value` as an absolute path when it is a local path (always, or when it looks like one or exists)."""
+    if not isinstance(value, str) or not value:
+        return value
+    candidate = Path(value).expanduser()
+    if candidate.is_absolute():
+        return str(candidate)
+    if always or value.startswith(LOCAL_PREFIXES) or (base / candidate).exists():
+        return str((base / candidate).resolve())
+    return value  # a Hub id
+
+
+def _anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
+    """Make the recipe's local paths absolute, each relative to the file that wrote it (docs/cookbook.md).
+
+    Model and tokenizer names count as local when they start with ./, ../, / or ~, or exist there; otherwise
+    they are Hub ids. Dataset files, `.jinja` templates and `.py` reward modules are always paths.
+    """
+
+    def at(*path):
+        node: Any = data
+        for part in path:
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                return None
+        return node
+
+    def put(path: tuple, value: Any) -> None:
+        node: Any = data
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = value
+
+    for path in (("model", "name_or_path"), ("model", "tokenizer"), ("objective", "reward_model")):
+        value = at(*path)
+        if isinstance(value, str):
+            put(path, _anchored(value, _base_dir(sources, path, recipe), always=False))
+    template = at("model", "chat_template")
+    if isinstance(template, str) and template.endswith(".jinja"):
+        path = ("model", "chat_template")
+        put(path, _anchored(template, _base_dir(sources, path, recipe), always=True))
+    for split in ("train", "eval"):
+        entries = at("datasets", split)
+        for i, entry in enumerate(entries if isinstance(entries, list) else []):
+            source = entry.get("source") if isinstance(entry, dict) else None
+            if not isinstance(source, str) or ":" not in source or source.startswith("hf:"):
+                continue
+            kind, _, rest = source.partition(":")
+            path = ("datasets", split, i, "source")
+            entry["source"] = f"{kind}:{_anchored(rest, _base_dir(sources, path, recipe), always=True)}"
+    functions = at("objective", "reward_functions")
+    for i, name in enumerate(functions if isinstance(functions, list) else []):
+        module, sep, attr = name.partition(":") if isinstance(name, str) else ("", "", "")
+        if sep and module.endswith(".py"):
+            path = ("objective", "reward_functions", i)
+            functions[i] = f"{_anchored(module, _base_dir(sources, path, recipe), always=True)}:{attr}"
 
 
 def _drop_unknown_keys(exc: Any, data: dict) -> Optional[dict]:

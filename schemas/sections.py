@@ -75,7 +75,8 @@ class Model(Section):
     name_or_path: str = Field(
         min_length=1,
         description="A model id on the Hugging Face Hub (e.g. `meta-llama/Meta-Llama-3-8B`) or a local directory "
-        "holding `config.json` and weights.",
+        "holding `config.json` and weights: relative to the recipe file, and taken as local when it starts with "
+        "`./`, `../`, `/` or `~` or exists there.",
     )
     revision: Optional[str] = Field(None, description="A branch, tag or commit of the model repository to pin.")
     dtype: Dtype = Field(

@@ -83,11 +83,13 @@ def cli(capsys) -> Callable[..., tuple[int, str, str]]:
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
 
-def recipe_process(*args: str, env: dict | None = None, stdin: str | None = None) -> subprocess.CompletedProcess:
-    """Run the installed `recipe` command in a subprocess from the repository root, offline."""
+def recipe_process(
+    *args: str, env: dict | None = None, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    """Run the installed `recipe` command in a subprocess (from the repository root unless `cwd`), offline."""
     return subprocess.run(
         [RECIPE, *args],
-        cwd=ROOT,
+        cwd=cwd or ROOT,
         capture_output=True,
         text=True,
         timeout=900,

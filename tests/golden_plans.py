@@ -34,7 +34,8 @@ def plan_json(path: Path) -> str:
 
     loaded = load(path)
     assert loaded.recipe is not None and not loaded.errors, [d.text() for d in loaded.diagnostics]
-    return json.dumps(resolve(loaded.recipe, PROBE).to_json(), indent=2, sort_keys=True) + "\n"
+    text = json.dumps(resolve(loaded.recipe, PROBE).to_json(), indent=2, sort_keys=True) + "\n"
+    return text.replace(str(ROOT), "<repository>")  # local paths are absolute (resolved against the recipe file)
 
 
 def main() -> None:

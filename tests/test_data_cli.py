@@ -55,5 +55,9 @@ def test_assistant_only_loss_marks_only_assistant_turns(cli):
 
 def test_data_error_is_a_message_not_a_traceback(cli):
     code, _, err = cli("data", str(TINY / "sft-lora.yaml"), "--set", "datasets.train.0.format=lima")
-    assert code == 1 and "datasets.train.0 (jsonl:assets/data/messages-train.jsonl)" in err and "conversations" in err
+    assert (
+        code == 1
+        and f"datasets.train.0 (jsonl:{ROOT}/assets/data/messages-train.jsonl)" in err
+        and "conversations" in err
+    )
     assert "Traceback" not in err

@@ -21,18 +21,33 @@ def evals(out: Path, key: str) -> list[float]:
     return [r[key] for r in rows if key in r]
 
 
-def test_tiny_sft_lora_learns(tmp_path):
-    out = tmp_path / "sft"
+def test_tiny_sft_lora_learns_from_any_directory(tmp_path):
+    """Started from a directory that is not the repository: the recipe's paths are relative to the recipe file.
+    The finished run is then used from a third directory, with nothing but its output directory."""
+    out, elsewhere, third = tmp_path / "sft", tmp_path / "elsewhere", tmp_path / "third"
+    elsewhere.mkdir()
+    third.mkdir()
     # logging to TensorBoard, as the shipped recipes do: the README's install has what they need
     proc = run(
-        "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "output.report_to=[tensorboard]"
-    )
+        "run",
+        str(ROOT / "recipes/tiny/sft-lora.yaml"),
+        "--set", f"output.dir={out}",
+        "--set", "output.report_to=[tensorboard]",
+        cwd=elsewhere,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(out.rglob("events.out.tfevents.*")), "no TensorBoard event file was written"
     losses = evals(out, "eval_loss")
     assert len(losses) >= 3
     assert losses[-1] < 0.9 * losses[0], losses  # held-out loss falls clearly
     assert (out / "adapter_model.safetensors").exists() and (out / "adapter_config.json").exists()
+    lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())
+    assert lock["recipe"]["model"]["name_or_path"] == str(ROOT / "assets" / "tiny-llama")
+    (train, held_out) = lock["data_files"]
+    assert train["path"] == str(ROOT / "assets/data/messages-train.jsonl") and train["hash"].startswith("sha256:")
+    assert train["size"] == (ROOT / "assets/data/messages-train.jsonl").stat().st_size
+    chat = run("chat", str(out), "--prompt", "What color is the lemon?", "--temperature", "0", cwd=third)
+    assert chat.returncode == 0 and chat.stdout.strip(), chat.stderr[-2000:]
 
 
 def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):

@@ -50,9 +50,10 @@ def test_an_empty_mapping_clears_the_base_mapping(write):
     assert r.training.lr_scheduler_kwargs == {}
 
 
-def test_lists_replace_and_an_empty_list_empties(write):
+def test_lists_replace_and_an_empty_list_empties(write, tmp_path):
     r = child(write, "datasets:\n  train: [{source: 'jsonl:c.jsonl', format: messages}]\noutput: {report_to: []}\n")
-    assert [d.source for d in r.datasets.train] == ["jsonl:c.jsonl"] and r.output.report_to == []
+    # a relative path is relative to the file that names it (the child, in tmp_path)
+    assert [d.source for d in r.datasets.train] == [f"jsonl:{tmp_path / 'c.jsonl'}"] and r.output.report_to == []
 
 
 def test_null_resets_to_the_default(write):

@@ -121,7 +121,8 @@ def test_001_rlhf_techniques_dpo_orpo_and_ppo_as_reward_plus_rloo():
     assert reward.trainer["class"] == "trl.RewardTrainer" and reward.peft["args"]["task_type"] == "SEQ_CLS"
     rloo = plan("gpt2-triviaqa-rloo")
     assert rloo.trainer["class"] == "trl.RLOOTrainer"
-    assert rloo.recipe.objective.reward_model == reward.output_dir  # the policy is scored by that reward model
+    # the policy is scored by that reward model (the recipe names it relative to itself; run from the repository)
+    assert rloo.recipe.objective.reward_model == str((ROOT / reward.output_dir).resolve())
 
 
 CHAT = {

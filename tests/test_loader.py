@@ -153,7 +153,8 @@ def test_extends_deep_merges_child_wins_lists_replace(write):
     assert loaded.ok, [d.text() for d in loaded.diagnostics]
     r = loaded.recipe
     assert r.name == "child" and r.objective.beta == 0.2 and r.objective.loss == ["sigmoid"]
-    assert [d.source for d in r.datasets.train] == ["jsonl:data/mine.jsonl"]  # lists replace
+    # lists replace; a relative path is relative to the file that names it
+    assert [d.source for d in r.datasets.train] == [f"jsonl:{child.parent / 'data' / 'mine.jsonl'}"]
     assert r.datasets.eval[0].source == "hf:Anthropic/hh-rlhf"  # untouched mappings are inherited
     assert r.adapter.r == 16
     assert loaded.files == [str(child), "base.yaml"] or loaded.files[0] == str(child)

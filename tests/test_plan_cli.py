@@ -282,3 +282,15 @@ def test_run_with_a_tracker_that_is_not_installed_starts_nothing(cli, tmp_path, 
     )
     assert code == 1 and "mlflow is not installed here: pip install mlflow" in err and "nothing was started" in err
     assert not out.exists()
+
+
+def test_a_local_model_path_that_does_not_exist_is_refused_before_launch(cli, tmp_path, monkeypatch):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text(
+        f"version: 1\nextends: {ROOT / 'recipes/tiny/sft-lora.yaml'}\nname: mine\n"
+        "model: {name_or_path: ./models/missing}\n"
+    )
+    monkeypatch.chdir(ROOT)  # another directory than the recipe's: ./models/missing is relative to the recipe
+    code, _, err = cli("run", str(recipe), "--set", f"output.dir={tmp_path / 'out'}")
+    assert code == 1 and f"model.name_or_path: {tmp_path / 'models' / 'missing'} does not exist" in err
+    assert "nothing was started" in err and not (tmp_path / "out").exists()

@@ -9,6 +9,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -53,6 +54,7 @@ def finish_run(plan: Plan, metrics: dict) -> None:
     digest = hashlib.sha256(json.dumps(plan.resolved, sort_keys=True).encode()).hexdigest()
     lock = {
         "recipe": plan.resolved,
+        "data_files": data_files(plan.recipe),
         "versions": installed_versions(),
         "content_hash": f"sha256:{digest}",
         "final_metrics": metrics,
@@ -60,6 +62,31 @@ def finish_run(plan: Plan, metrics: dict) -> None:
     header = "# What this run trained with; `recipe run` refuses to overwrite it without --overwrite.\n"
     write_atomic(out / "recipe.lock.yaml", header + yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
     write_atomic(out / "README.md", training_card(plan, metrics))
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def data_files(recipe: Any) -> list[dict]:
+    """The local data files the run read: absolute path, size and content hash (a folder: its files)."""
+    from schemas.datasets import split_source
+
+    out = []
+    for entry in (*recipe.datasets.train, *recipe.datasets.eval):
+        kind, rest, _ = split_source(entry.source)
+        if kind == "hf":
+            continue
+        root = Path(rest)
+        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+        for f in files:
+            if f.is_file():
+                out.append({"path": str(f.resolve()), "size": f.stat().st_size, "hash": file_digest(f)})
+    return out
 
 
 def training_card(plan: Plan, metrics: dict) -> str:

@@ -210,16 +210,24 @@ def check_assistant_mask(plan: Plan) -> list[str]:
     ]
 
 
+def _looks_local(name: str) -> bool:
+    """After loading, a local model path is absolute (the loader anchored it to the recipe file); a Hub id is
+    `name` or `org/name`."""
+    return Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
+
+
 def check_model(recipe: Recipe) -> list[str]:
-    path = Path(recipe.model.name_or_path)
-    looks_local = (
-        path.exists()
-        or recipe.model.name_or_path.startswith((".", "/", "~"))
-        or recipe.model.name_or_path.count("/") > 1
-    )
-    if looks_local and not (path / "config.json").is_file():
-        return [f"model.name_or_path: {path} is not a model directory (no config.json)"]
-    return []
+    """A model or tokenizer path that looks local must exist: else the training process would take it for a Hub
+    id and die there with a download error."""
+    problems = []
+    model = recipe.model.name_or_path
+    if _looks_local(model) and not (Path(model) / "config.json").is_file():
+        what = "is not a model directory (no config.json)" if Path(model).exists() else "does not exist"
+        problems.append(f"model.name_or_path: {model} {what} (relative paths are relative to the recipe file)")
+    tokenizer = recipe.model.tokenizer
+    if tokenizer and _looks_local(tokenizer) and not Path(tokenizer).is_dir():
+        problems.append(f"model.tokenizer: {tokenizer} does not exist (relative paths are relative to the recipe file)")
+    return problems
 
 
 def check_data(recipe: Recipe) -> list[str]:
