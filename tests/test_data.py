@@ -220,3 +220,13 @@ def test_exact_match_reward_reads_triviaqa_answers():
     assert exact_match(completions, answer=[answer] * 4) == [1.0, 1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="needs an `answer` column"):
         exact_match(["Mars"])
+
+
+def test_reward_functions_by_name_module_and_file(tmp_path):
+    from runner.run.rewards import exact_match
+    from runner.run.trainer import reward_function
+
+    assert reward_function("exact_match") is exact_match
+    assert reward_function("runner.run.rewards:length_penalty").__name__ == "length_penalty"
+    (tmp_path / "mine.py").write_text("def score(completions, **kw):\n    return [2.0 for _ in completions]\n")
+    assert reward_function(f"{tmp_path / 'mine.py'}:score")(["a", "b"]) == [2.0, 2.0]

@@ -11,6 +11,22 @@ from schemas.objectives import facts
 REWARDS_MODULE = "runner.run.rewards"  # where a reward function named without `module:` is looked up
 
 
+def reward_function(name: str) -> Any:
+    """A named reward function: shipped (`exact_match`), `module:function`, or `path/to/file.py:function`."""
+    import importlib
+    import importlib.util
+
+    module, _, attr = name.partition(":")
+    if not attr:
+        module, attr = REWARDS_MODULE, name
+    if module.endswith(".py"):
+        spec = importlib.util.spec_from_file_location(f"recipe_rewards_{abs(hash(module))}", module)
+        loaded = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(loaded)
+        return getattr(loaded, attr)
+    return getattr(importlib.import_module(module), attr)
+
+
 def load_reward_model(source: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
     """(model, tokenizer) of a reward model: a run's output directory (its adapter merged into its base) with the
     tokenizer and chat template that run trained with, or a Hub id that TRL loads with its own tokenizer."""
@@ -41,10 +57,7 @@ def reward_sources(plan: Plan, trust_remote_code: bool) -> tuple[list, list]:
         funcs.append(model)
         tokenizers.append(tokenizer)
     for name in o.reward_functions:
-        module, _, attr = name.partition(":")
-        if not attr:
-            module, attr = REWARDS_MODULE, name
-        funcs.append(getattr(__import__(module, fromlist=[attr]), attr))
+        funcs.append(reward_function(name))
         tokenizers.append(None)
     return funcs, tokenizers
 
