@@ -218,18 +218,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
         return EXIT_INVALID
     first_node = nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
-    if args.overwrite and not args.resume and first_node:
-        import shutil
+    lock = None
+    if first_node:  # the whole run holds the output directory, before anything is written there
+        from runner.run.lock import LockError, acquire
 
-        out = Path(plan.output_dir)
-        if out.exists():
-            shutil.rmtree(out)
-    written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
-    from runner.run.launch import launch
+        try:
+            lock = acquire(Path(plan.output_dir), "recipe " + " ".join(sys.argv[1:]))
+        except LockError as exc:
+            print(f"{args.recipe}: error: {exc}", file=sys.stderr)
+            print("recipe run: nothing was started", file=sys.stderr)
+            return EXIT_INVALID
+    try:
+        if args.overwrite and not args.resume and first_node:
+            from runner.run.lock import clear_except_lock
 
-    if nodes > 1:  # this node's share, through the same launch.sh a cluster runs (placeholders from the environment)
-        return launch(["bash", str(written["launch"])])
-    return launch(plan.launch + _train_flags(args))
+            clear_except_lock(Path(plan.output_dir))
+        written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
+        from runner.run.launch import launch
+
+        if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
+            return launch(["bash", str(written["launch"])], lock_held=lock is not None)
+        return launch(plan.launch + _train_flags(args), lock_held=lock is not None)
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def _train_flags(args: argparse.Namespace) -> list[str]:

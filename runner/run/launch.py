@@ -52,7 +52,7 @@ def write_launch_files(
     return written
 
 
-def launch(argv: list[str]) -> int:
+def launch(argv: list[str], lock_held: bool = False) -> int:
     """Run `accelerate launch ...`, streaming its output; returns the run's exit code.
 
     The launcher runs in its own process group. SIGTERM or Ctrl-C reaching `recipe run` is passed to the
@@ -68,6 +68,10 @@ def launch(argv: list[str]) -> int:
     exe = shutil.which(argv[0]) or str(Path(sys.executable).parent / argv[0])
     env = dict(os.environ)
     env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if lock_held:  # the training processes do not take the output lock: this launcher holds it for them
+        from runner.run.lock import HOLDER_ENV
+
+        env[HOLDER_ENV] = str(os.getpid())
     proc = subprocess.Popen([exe, *argv[1:]], env=env, start_new_session=True)
     received: list[int] = []
 

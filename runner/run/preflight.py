@@ -14,7 +14,14 @@ from schemas import Recipe
 
 
 def _is_run_dir(out: Path) -> bool:
-    return (out / "launch").is_dir() or (out / "recipe.lock.yaml").exists() or any(out.glob("checkpoint-*"))
+    from .lock import LOCK_NAME
+
+    return (
+        (out / "launch").is_dir()
+        or (out / "recipe.lock.yaml").exists()
+        or (out / LOCK_NAME).exists()
+        or any(out.glob("checkpoint-*"))
+    )
 
 
 def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]:

@@ -26,6 +26,19 @@ def read_plan(path: Path) -> Plan:
         raise SystemExit(f"runner.run.train: {path}: {message}") from None
 
 
+def _lock_if_launched_without_recipe_run(plan: Plan):
+    """Started by launch.sh or Slurm directly (no `recipe run` holding the output lock): the first process of the
+    run takes it, so that a second run into the same directory is refused there too."""
+    from .lock import HOLDER_ENV, LockError, acquire
+
+    if os.environ.get(HOLDER_ENV) or int(os.environ.get("RANK", "0")) != 0:
+        return None
+    try:
+        return acquire(Path(plan.output_dir), " ".join(sys.argv))
+    except LockError as exc:
+        raise SystemExit(f"runner.run.train: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runner.run.train", description=__doc__)
     parser.add_argument("plan", help="OUTPUT_DIR/launch/plan.json")
@@ -37,7 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     plan = read_plan(Path(args.plan))
     trust = remote_code_allowed(plan.recipe, args.trust_remote_code)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    lock = _lock_if_launched_without_recipe_run(plan)
+    try:
+        return train(plan, trust, resume=args.resume)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def train(plan: Plan, trust: bool, *, resume: bool) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .outputs import MetricsCallback, finish_run
@@ -49,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     trainer = build_trainer(plan, trust_remote_code=trust, callbacks=callbacks)
     for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
         trainer.remove_callback(duplicate)
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    trainer.train(resume_from_checkpoint=True if resume else None)
     if stop.requested:
         if trainer.accelerator.is_main_process:
             print(
