@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field
 
@@ -201,8 +201,10 @@ class Training(Section):
         gt=0,
         description="Save a checkpoint every this many optimizer steps; omit to save at the end of each epoch.",
     )
-    save_total_limit: Optional[int] = Field(
-        None, gt=0, description="Keep at most this many checkpoints, deleting the oldest."
+    save_total_limit: Union[Annotated[int, Field(gt=0)], Literal["auto", "all"]] = Field(
+        "auto",
+        description="Checkpoints kept, the oldest deleted first: a number, `all`, or `auto`: the last two, plus the "
+        "one with the lowest eval loss when there is eval data (`--resume` continues from the last).",
     )
     logging_every: int = Field(10, gt=0, description="Log metrics every this many optimizer steps.")
     seed: int = Field(42, ge=0, description="Random seed for initialisation, data order and dropout.")

@@ -302,3 +302,19 @@ def test_online_rl_reward_functions_receive_the_datasets_other_columns(tmp_path)
     assert values <= {"Yellow", "Blue", "Green", "Red"} and values
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(any("exact_match" in key for key in r) for r in logged)
+
+
+def test_checkpoints_kept_are_the_last_two_and_the_best(tmp_path):
+    out = tmp_path / "kept"
+    proc = run(
+        "run", "recipes/tiny/sft-lora.yaml",
+        "--set", f"output.dir={out}",
+        "--set", "training.max_steps=24",
+        "--set", "training.save_every=4",
+        "--set", "training.eval_every=4",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    kept = sorted(int(p.name.split("-")[1]) for p in out.glob("checkpoint-*"))
+    state = json.loads((out / f"checkpoint-{kept[-1]}" / "trainer_state.json").read_text())
+    best = int(Path(state["best_model_checkpoint"]).name.split("-")[1])
+    assert kept[-2:] == [20, 24] and set(kept) == {20, 24, best}, kept  # 6 were saved

@@ -63,7 +63,7 @@ def trainer_args(
         "eval_on_start": evaluates if t.eval_on_start == "auto" else t.eval_on_start,
         "save_strategy": "steps" if t.save_every else "epoch",
         "save_steps": t.save_every if t.save_every else None,
-        "save_total_limit": t.save_total_limit,
+        **checkpoint_retention(t, evaluates),
         "seed": t.seed,
         "data_seed": t.seed,
         "report_to": list(r.output.report_to) or ["none"],
@@ -122,6 +122,19 @@ def trainer_args(
         if o.reward_weights is not None:
             args["reward_weights"] = list(o.reward_weights)
     return {k: v for k, v in args.items() if v is not None or k == "deepspeed"}
+
+
+KEEP_LAST = 2  # checkpoints `save_total_limit: auto` keeps (plus the best by eval loss)
+
+
+def checkpoint_retention(t, evaluates: bool) -> dict[str, Any]:
+    """TrainingArguments for `training.save_total_limit`: the last checkpoints, and the best by eval loss."""
+    if t.save_total_limit == "all":
+        return {}
+    if t.save_total_limit != "auto":
+        return {"save_total_limit": t.save_total_limit}
+    best = {"metric_for_best_model": "eval_loss", "greater_is_better": False} if evaluates else {}
+    return {"save_total_limit": KEEP_LAST, **best}
 
 
 def sft_data_family(r: Recipe) -> str:

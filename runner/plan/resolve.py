@@ -599,6 +599,11 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         deepspeed_config=ds_file,
     )
     decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
+    if r.training.save_total_limit == "auto":
+        best = " and the one with the lowest eval loss" if "metric_for_best_model" in targs else ""
+        decisions.append(
+            Decision("checkpoints kept", targs["save_total_limit"], f"the last {targs['save_total_limit']}{best}")
+        )
     if r.model.special_tokens.all:
         if r.adapter.kind == "full":
             why = "set on the tokenizer; any the vocabulary lacks are added and their new embedding rows train"
