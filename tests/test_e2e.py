@@ -64,6 +64,9 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     assert accuracy[0] <= 0.75 and accuracy[-1] >= 0.9, accuracy  # from about chance to well above, on held-out pairs
     # the live view: every log as a line, and the progress row with throughput and the DPO metrics
     assert "step 5: loss" in proc.stderr and "rewards/accuracies" in proc.stderr and "steps/s" in proc.stderr
+    # the closing summary: where the adapter is, its numbers, what to do next
+    assert f"the adapter is in {out}" in proc.stderr and "eval loss" in proc.stderr
+    assert f"recipe chat {out}" in proc.stderr and f"recipe merge {out}" in proc.stderr
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())

@@ -294,3 +294,28 @@ def test_a_local_model_path_that_does_not_exist_is_refused_before_launch(cli, tm
     code, _, err = cli("run", str(recipe), "--set", f"output.dir={tmp_path / 'out'}")
     assert code == 1 and f"model.name_or_path: {tmp_path / 'models' / 'missing'} does not exist" in err
     assert "nothing was started" in err and not (tmp_path / "out").exists()
+
+
+def test_the_closing_summary_says_where_the_result_is_or_what_failed(tmp_path):
+    import json as _json
+
+    from runner.plan import resolve
+    from runner.run.summary import summary
+    from schemas import load
+
+    out = tmp_path / "out"
+    plan = resolve(load(ROOT / "recipes/tiny/sft-lora.yaml", [f"output.dir={out}"]).recipe, {})
+    failed = summary(plan, "r.yaml", 1, 12)
+    assert "failed after 12 s, while loading the model and data" in failed and "exit code 1" in failed
+    out.mkdir()
+    (out / "metrics.jsonl").write_text(_json.dumps({"step": 5, "loss": 1.25}) + "\n")
+    assert "while training" in summary(plan, "r.yaml", 1, 90)
+    (out / "checkpoint-5").mkdir()
+    assert "the last checkpoint is" in summary(plan, "r.yaml", 143, 30) and "--resume" in summary(
+        plan, "r.yaml", 143, 30
+    )
+    (out / "recipe.lock.yaml").write_text("recipe: {}\n")
+    (out / "adapter_config.json").write_text("{}")
+    done = summary(plan, "r.yaml", 0, 75)
+    assert done.startswith(f"finished in 1.2 min: the adapter is in {out}") and "train loss 1.25" in done
+    assert f"recipe chat {out}" in done and f"recipe merge {out}" in done

@@ -234,11 +234,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
             clear_except_lock(Path(plan.output_dir))
         written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
-        from runner.run.launch import launch
+        import time
 
+        from runner.run.launch import launch
+        from runner.run.summary import summary
+
+        started = time.monotonic()
         if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
-            return launch(["bash", str(written["launch"])], lock_held=lock is not None)
-        return launch(plan.launch + _train_flags(args), lock_held=lock is not None)
+            code = launch(["bash", str(written["launch"])], lock_held=lock is not None)
+        else:
+            code = launch(plan.launch + _train_flags(args), lock_held=lock is not None)
+        if first_node:
+            print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
+        return code
     finally:
         if lock is not None:
             lock.release()

@@ -1,0 +1,61 @@
+"""What `recipe run` says when the run ends: where the result is, its final numbers and what to do next, or, when it
+failed, the stage that failed and where its files are. Read from the files the run wrote (no training imports)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.plan import Plan
+
+
+def _metrics(out: Path) -> list[dict]:
+    path = out / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
+
+
+def _last(rows: list[dict], key: str):
+    return next((r[key] for r in reversed(rows) if key in r), None)
+
+
+def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
+    out = Path(plan.output_dir)
+    rows = _metrics(out)
+    minutes = f"{wall_s / 60:.1f} min" if wall_s >= 60 else f"{wall_s:.0f} s"
+    if code == 0 and (out / "recipe.lock.yaml").is_file():
+        what = "adapter" if (out / "adapter_config.json").is_file() else "model"
+        lines = [f"finished in {minutes}: the {what} is in {out}"]
+        loss, eval_loss = _last(rows, "loss"), _last(rows, "eval_loss")
+        speed = _last(rows, "train_samples_per_second")
+        numbers = [f"train loss {loss:.4g}" if loss is not None else None]
+        numbers += [f"eval loss {eval_loss:.4g}" if eval_loss is not None else None]
+        numbers += [f"{speed:.3g} samples/s" if speed is not None else None]
+        step = _last(rows, "step")
+        numbers += [f"{step} steps" if step is not None else None]
+        if any(numbers):
+            lines.append("  " + ", ".join(n for n in numbers if n))
+        lines.append("next:")
+        lines.append(f"  recipe chat {out}")
+        if what == "adapter" and plan.peft and plan.peft["class"] in ("peft.LoraConfig", "peft.IA3Config"):
+            lines.append(f"  recipe merge {out}")
+        lines.append(f"  recipe diff {recipe_file} {out}    # what this run resolved")
+        return "\n".join(lines)
+    if code in (130, 143):
+        checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        where = f"the last checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved"
+        return f"stopped after {minutes} ({where}); continue with: recipe run {recipe_file} --resume"
+    stage = "training" if rows else "loading the model and data (before the first step)"
+    checkpoints = sorted(out.glob("checkpoint-*"))
+    lines = [f"the run failed after {minutes}, while {stage} (exit code {code}); the error is above"]
+    if checkpoints:
+        lines.append(f"  checkpoints in {out}: continue with `recipe run {recipe_file} --resume` once fixed")
+    lines.append(f"  the launch files are in {plan.launch_dir}; `recipe plan {recipe_file}` shows what was decided")
+    return "\n".join(lines)
