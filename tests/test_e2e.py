@@ -229,6 +229,12 @@ def test_two_cpu_processes(tmp_path, zero):
     # 128 training rows, 4 per process: with 2 processes an epoch is 16 steps, so 6 steps are 0.375 of it
     assert max(r["epoch"] for r in rows) == pytest.approx(0.375)
     assert proc.stderr.count("step 5: loss") == 1  # the live view is drawn by rank 0 only
+    # library noise stays out of the terminal and goes, with everything else, to each process's log file
+    for noise in ("is deprecated", "Setting accelerator to CPU", "OMP_NUM_THREADS", "examples/s]"):
+        assert noise not in proc.stderr, noise
+    logs = {p.name: p.read_text() for p in (out / "logs").glob("train-rank*.log")}
+    assert set(logs) == {"train-rank0.log", "train-rank1.log"}
+    assert "is_gradient_checkpointing" in logs["train-rank0.log"]
     if zero != "none":
         states = {p.name for p in (out / "checkpoint-6" / "global_step6").iterdir()}
         assert any(n.startswith("zero_pp_rank_0") for n in states), (

@@ -240,10 +240,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         from runner.run.summary import summary
 
         started = time.monotonic()
+        on_cpu = 0 if plan.hardware.is_gpu else plan.recipe.hardware.gpus_per_node
         if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
-            code = launch(["bash", str(written["launch"])], lock_held=lock is not None)
+            code = launch(["bash", str(written["launch"])], lock_held=lock is not None, processes_on_cpu=on_cpu)
         else:
-            code = launch(plan.launch + _train_flags(args), lock_held=lock is not None)
+            code = launch(plan.launch + _train_flags(args), lock_held=lock is not None, processes_on_cpu=on_cpu)
         if first_node:
             print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
         return code
@@ -258,6 +259,8 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
         flags.append("--trust-remote-code")
     if getattr(args, "resume", False):
         flags.append("--resume")
+    if getattr(args, "verbose", False):
+        flags.append("--verbose")
     return flags
 
 
@@ -386,6 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in output.dir")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every library message (they are always in OUTPUT_DIR/logs/train-rankN.log)",
+    )
     p.add_argument(
         "--trust-remote-code",
         action="store_true",

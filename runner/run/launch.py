@@ -52,7 +52,7 @@ def write_launch_files(
     return written
 
 
-def launch(argv: list[str], lock_held: bool = False) -> int:
+def launch(argv: list[str], lock_held: bool = False, processes_on_cpu: int = 0) -> int:
     """Run `accelerate launch ...`, streaming its output; returns the run's exit code.
 
     The launcher runs in its own process group. SIGTERM or Ctrl-C reaching `recipe run` is passed to the
@@ -68,6 +68,11 @@ def launch(argv: list[str], lock_held: bool = False) -> int:
     exe = shutil.which(argv[0]) or str(Path(sys.executable).parent / argv[0])
     env = dict(os.environ)
     env.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    if processes_on_cpu:  # said here, DeepSpeed and torchrun do not announce their CPU defaults
+        env.setdefault("DS_ACCELERATOR", "cpu")
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes_on_cpu)))
+    if "--verbose" not in argv:
+        env.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if lock_held:  # the training processes do not take the output lock: this launcher holds it for them
         from runner.run.lock import HOLDER_ENV
 

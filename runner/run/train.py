@@ -46,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in the output directory"
     )
+    parser.add_argument("--verbose", action="store_true", help="show every library message in the terminal")
     args = parser.parse_args(argv)
     plan = read_plan(Path(args.plan))
     trust = remote_code_allowed(plan.recipe, args.trust_remote_code)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from .quiet import configure
+
+    configure(plan.output_dir, args.verbose)
     lock = _lock_if_launched_without_recipe_run(plan)
     try:
         return train(plan, trust, resume=args.resume)
