@@ -14,6 +14,7 @@ import os
 import socket
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,6 +158,11 @@ def test_bf16_full_finetune_updates_float32_master_weights(tmp_path, way, sets, 
             assert step["moved_share"] >= 0.9, step
 
 
+def launcher_path() -> str:
+    """PATH with this environment's scripts first: launch.sh calls `accelerate` as a cluster node would."""
+    return f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -194,7 +200,13 @@ def test_two_nodes_on_localhost_through_the_generated_launch_sh(tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "MACHINE_RANK": str(rank), "MAIN_PROCESS_IP": "127.0.0.1", "MAIN_PROCESS_PORT": port},
+            env={
+                **os.environ,
+                "PATH": launcher_path(),
+                "MACHINE_RANK": str(rank),
+                "MAIN_PROCESS_IP": "127.0.0.1",
+                "MAIN_PROCESS_PORT": port,
+            },
         )
         for rank in (0, 1)
     ]
@@ -236,7 +248,7 @@ def test_slurm_script_parses_and_its_body_trains_on_two_faked_nodes(tmp_path):
         (fakes / name).chmod(stat.S_IRWXU)
     env = {
         **os.environ,
-        "PATH": f"{fakes}:{os.environ['PATH']}",
+        "PATH": f"{fakes}{os.pathsep}{launcher_path()}",
         "SLURM_JOB_NODELIST": "node[01-02]",
         "SLURM_JOB_ID": "4242",
         "SLURM_NNODES": "2",

@@ -94,7 +94,8 @@ def test_preflight_stops_before_launching(tmp_path):
         "datasets.train.0.source=jsonl:assets/data/missing.jsonl",
     )
     assert proc.returncode == 1
-    assert "datasets.train.0 (jsonl:assets/data/missing.jsonl): no such file" in proc.stderr
+    # a --set path is relative to the current directory (the repository here), shown absolute
+    assert f"datasets.train.0 (jsonl:{ROOT}/assets/data/missing.jsonl): no such file" in proc.stderr
     assert not out.exists()
     proc = run(
         "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.format=sharegpt"

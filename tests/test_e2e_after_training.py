@@ -66,7 +66,7 @@ def test_merged_lora_run_reproduces_the_adapter_and_chats_the_same(runs):
         rtol=1e-4,
     )
     assert (merged_dir / "recipe.lock.yaml").read_text() == (run_dir / "recipe.lock.yaml").read_text()
-    assert "merged into `assets/tiny-llama` in float32" in (merged_dir / "README.md").read_text()
+    assert f"merged into `{ROOT}/assets/tiny-llama` in float32" in (merged_dir / "README.md").read_text()
     again = recipe("merge", str(run_dir))
     assert again.returncode == 1 and "already exists and is not empty" in again.stderr
 
