@@ -15,6 +15,10 @@ import yaml
 from schemas import Loaded, load
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+# Nothing is downloaded in the tests: say so before any library reads it (datasets reads it once, at import),
+# so a Hub name fails at once instead of after network time-outs.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = ROOT / "recipes" / "llama3-dpo-qlora.yaml"
