@@ -67,6 +67,9 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     # the closing summary: where the adapter is, its numbers, what to do next
     assert f"the adapter is in {out}" in proc.stderr and "eval loss" in proc.stderr
     assert f"recipe chat {out}" in proc.stderr and f"recipe merge {out}" in proc.stderr
+    listed = run("runs", str(tmp_path))
+    assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:2] == ["finished", "tiny-dpo-qlora"]
+    assert "eval_loss" in run("runs", str(out)).stdout  # its curves
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16
     lock = yaml.safe_load((out / "recipe.lock.yaml").read_text())

@@ -237,15 +237,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         import time
 
         from runner.run.launch import launch
-        from runner.run.summary import summary
+        from runner.run.summary import summary, write_status
 
         started = time.monotonic()
+        if first_node:
+            write_status(plan, args.recipe, "running")
         on_cpu = 0 if plan.hardware.is_gpu else plan.recipe.hardware.gpus_per_node
         if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
             code = launch(["bash", str(written["launch"])], lock_held=lock is not None, processes_on_cpu=on_cpu)
         else:
             code = launch(plan.launch + _train_flags(args), lock_held=lock is not None, processes_on_cpu=on_cpu)
         if first_node:
+            state = "finished" if code == 0 else ("stopped" if code in (130, 143) else "failed")
+            write_status(plan, args.recipe, state, code)
             print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
         return code
     finally:
@@ -274,6 +278,16 @@ def cmd_data(args: argparse.Namespace) -> int:
     except DataError as exc:
         print(f"{args.recipe}: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from runner.after.runs import curves, is_run, table
+
+    path = Path(args.dir)
+    if not path.exists():
+        raise _Usage(f"no such directory: {args.dir}")
+    print(curves(path) if is_run(path) else table(path))
     return EXIT_OK
 
 
@@ -411,6 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", action="store_true", help="apply the chat template and mark the trained-on part with « »"
     )
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("runs", help="the runs under an outputs directory (state, step, loss), or one run's curves")
+    p.add_argument(
+        "dir", nargs="?", default="outputs", metavar="DIR", help="outputs directory, or one run's output.dir"
+    )
+    p.set_defaults(func=cmd_runs)
 
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
     p.add_argument("--detect", action="store_true", help="print this machine as a profile")

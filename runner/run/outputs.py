@@ -43,7 +43,13 @@ class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
         if not state.is_world_process_zero or not logs:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"step": state.global_step, "epoch": state.epoch, "time": round(time.time(), 3), **logs}
+        record = {
+            "step": state.global_step,
+            "max_steps": state.max_steps,
+            "epoch": state.epoch,
+            "time": round(time.time(), 3),
+            **logs,
+        }
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record, default=float) + "\n")
 

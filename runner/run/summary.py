@@ -59,3 +59,18 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
         lines.append(f"  checkpoints in {out}: continue with `recipe run {recipe_file} --resume` once fixed")
     lines.append(f"  the launch files are in {plan.launch_dir}; `recipe plan {recipe_file}` shows what was decided")
     return "\n".join(lines)
+
+
+def write_status(plan: Plan, recipe_file: str, state: str, code: int | None = None) -> None:
+    """OUTPUT_DIR/status.json: running, then finished, stopped or failed (what `recipe runs` reads)."""
+    import time
+
+    from runner.common.files import write_atomic
+
+    path = Path(plan.output_dir) / "status.json"
+    status = json.loads(path.read_text(encoding="utf-8")) if state != "running" and path.is_file() else {}
+    status.update(state=state, recipe=str(Path(recipe_file).resolve()), name=plan.recipe.name)
+    status.setdefault("started", time.time())
+    if state != "running":
+        status.update(ended=time.time(), exit_code=code)
+    write_atomic(path, json.dumps(status, indent=1) + "\n")
