@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from runner.run.lock import LOCK_NAME, LockError, acquire
+from runner.common.lock import LOCK_NAME, LockError, acquire
 
 from conftest import RECIPE, ROOT
 from conftest import recipe_process as run
@@ -32,7 +32,7 @@ def test_a_second_holder_is_refused_naming_the_first(tmp_path):
 def test_a_killed_holders_lock_is_reported_stale_with_how_to_clear_it(tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from runner.run.lock import acquire; acquire({str(out)!r}, 'recipe run a.yaml'); "
+        [sys.executable, "-c", f"from runner.common.lock import acquire; acquire({str(out)!r}, 'recipe run a.yaml'); "
          "import time; time.sleep(60)"],
         cwd=ROOT,
     )  # fmt: skip

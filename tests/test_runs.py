@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from runner.run.lock import LOCK_NAME, acquire
+from runner.common.lock import LOCK_NAME, acquire
 
 
 def make_run(root, name, *, status=None, metrics=(), finished=False, lock=False, stale=False):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from runner.run.lock import LOCK_NAME
+from runner.common.lock import LOCK_NAME
 
 SPARK = "▁▂▃▄▅▆▇█"
 CURVES = ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies", "reward", "learning_rate")

@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     first_node = nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
     lock = None
     if first_node:  # the whole run holds the output directory, before anything is written there
-        from runner.run.lock import LockError, acquire
+        from runner.common.lock import LockError, acquire
 
         try:
             lock = acquire(Path(plan.output_dir), "recipe " + " ".join(sys.argv[1:]))
@@ -230,7 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             return EXIT_INVALID
     try:
         if args.overwrite and not args.resume and first_node:
-            from runner.run.lock import clear_except_lock
+            from runner.common.lock import clear_except_lock
 
             clear_except_lock(Path(plan.output_dir))
         written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))

@@ -74,7 +74,7 @@ def launch(argv: list[str], lock_held: bool = False, processes_on_cpu: int = 0) 
     if "--verbose" not in argv:
         env.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     if lock_held:  # the training processes do not take the output lock: this launcher holds it for them
-        from runner.run.lock import HOLDER_ENV
+        from runner.common.lock import HOLDER_ENV
 
         env[HOLDER_ENV] = str(os.getpid())
     proc = subprocess.Popen([exe, *argv[1:]], env=env, start_new_session=True)

@@ -14,7 +14,7 @@ from schemas import Recipe
 
 
 def _is_run_dir(out: Path) -> bool:
-    from .lock import LOCK_NAME
+    from runner.common.lock import LOCK_NAME
 
     return (
         (out / "launch").is_dir()

@@ -29,7 +29,7 @@ def read_plan(path: Path) -> Plan:
 def _lock_if_launched_without_recipe_run(plan: Plan):
     """Started by launch.sh or Slurm directly (no `recipe run` holding the output lock): the first process of the
     run takes it, so that a second run into the same directory is refused there too."""
-    from .lock import HOLDER_ENV, LockError, acquire
+    from runner.common.lock import HOLDER_ENV, LockError, acquire
 
     if os.environ.get(HOLDER_ENV) or int(os.environ.get("RANK", "0")) != 0:
         return None
