@@ -140,8 +140,6 @@ def _attention(
         return chosen
     if supported is not None and not supported:
         value, why = "eager", f"{arch.model_type} models support only eager attention in transformers"  # type: ignore[union-attr]
-    elif supported is not None and "sdpa" not in supported and not (hw.is_gpu and probe.get("flash_attn")):
-        value, why = "eager", f"{arch.model_type} models do not support sdpa in transformers"  # type: ignore[union-attr]
     elif not hw.is_gpu:
         value, why = "sdpa", "CPU: PyTorch scaled-dot-product attention"
     elif (hw.compute_capability or 0) < 8.0:
@@ -291,8 +289,6 @@ class Fit:
     gradient_checkpointing: bool
     micro_batch_size: int
     memory: dict
-    dtype: str  # what the model's weights load in (depends on ZeRO for full fine-tuning)
-    dtype_why: str
 
 
 def _micro_options(r: Recipe, per_rank: int) -> list[int]:
@@ -325,7 +321,6 @@ def _fit_unknown(
         )
     )
     zero = r.hardware.zero if r.hardware.zero not in ("auto", "none") else None
-    dtype, why = load_dtype(r, precision, zero)
     return Fit(
         zero=zero,
         offload=r.hardware.offload if r.hardware.offload != "auto" else "none",
@@ -338,8 +333,6 @@ def _fit_unknown(
             "fits": None,
             "architecture": arch_source,
         },
-        dtype=dtype,
-        dtype_why=why,
     )
 
 
@@ -414,7 +407,7 @@ def _fit(
         "total_params": arch.total_params,
         "trainable_params": trainable,
     }
-    return Fit(zero, offload, gc, micro, memory, *load_dtype(r, precision, zero))
+    return Fit(zero, offload, gc, micro, memory)
 
 
 def _does_not_fit(
@@ -504,7 +497,15 @@ def _check_quant_storage(
 
 
 def _resolved_recipe(
-    r: Recipe, *, precision: str, attention: str, fit: Fit, compute_dtype: str, quant: Optional[dict], targs: dict
+    r: Recipe,
+    *,
+    precision: str,
+    dtype: str,
+    attention: str,
+    fit: Fit,
+    compute_dtype: str,
+    quant: Optional[dict],
+    targs: dict,
 ) -> dict:
     """The recipe with defaults filled and every `auto` replaced by what was decided: it stands alone.
 
@@ -524,9 +525,7 @@ def _resolved_recipe(
             assistant_only_loss=targs["assistant_only_loss"], completion_only_loss=targs["completion_only_loss"]
         )
     if r.adapter.kind == "full" and precision != "fp32":
-        resolved["training"]["master_weights"] = (
-            fit.dtype if fit.dtype == "bfloat16" and fit.zero is None else "float32"
-        )
+        resolved["training"]["master_weights"] = dtype if dtype == "bfloat16" and fit.zero is None else "float32"
     resolved["hardware"].update(zero=fit.zero if fit.zero is not None else "none", offload=fit.offload)
     resolved["output"]["dir"] = r.output_dir
     if r.is_quantized:
@@ -576,7 +575,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
             micro_options=micro_options,
             problems=problems,
         )
-    decisions.append(Decision("model dtype", fit.dtype, fit.dtype_why))
+    dtype, dtype_why = load_dtype(r, precision, fit.zero)  # for full fine-tuning it depends on the ZeRO stage
+    decisions.append(Decision("model dtype", dtype, dtype_why))
     accumulation = _explain_fit(r, hw, world, fit, arch is not None, decisions)
     if r.is_quantized:
         why = "follows the model dtype" if r.quantization.compute_dtype == "auto" else "set in the recipe"
@@ -647,8 +647,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
                     f"training.optimizer {r.training.optimizer} (same betas, eps, weight decay) there",
                 )
             )
-    quant = arguments.quantization_args(r, compute_dtype, zero, fit.dtype)
-    _check_quant_storage(r, quant, zero, fit.dtype, decisions, problems)
+    quant = arguments.quantization_args(r, compute_dtype, zero, dtype)
+    _check_quant_storage(r, quant, zero, dtype, decisions, problems)
     acc = launchfiles.accelerate_config(
         world_size=world,
         nodes=r.hardware.nodes,
@@ -660,7 +660,14 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     )
     argv = launchfiles.launch_argv(launch_dir=launch_dir, nodes=r.hardware.nodes, deepspeed=zero is not None)
     resolved = _resolved_recipe(
-        r, precision=precision, attention=attention, fit=fit, compute_dtype=compute_dtype, quant=quant, targs=targs
+        r,
+        precision=precision,
+        dtype=dtype,
+        attention=attention,
+        fit=fit,
+        compute_dtype=compute_dtype,
+        quant=quant,
+        targs=targs,
     )
 
     return Plan(
@@ -668,7 +675,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         resolved=resolved,
         world_size=world,
         precision=precision,
-        dtype=fit.dtype,
+        dtype=dtype,
         attention=attention,
         micro_batch_size=micro,
         gradient_accumulation_steps=accumulation,
