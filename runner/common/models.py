@@ -69,10 +69,8 @@ def turn_end(tokenizer: Any) -> tuple[Optional[str], str]:
     messages = [{"role": "user", "content": "Question?"}, {"role": "assistant", "content": content}]
     text = tokenizer.apply_chat_template(messages, tokenize=False)
     after = text[text.rindex(content) + len(content) :]
-    vocab = tokenizer.get_vocab()
-    stops = [
-        t for t in (tokenizer.eos_token, *END_OF_TURN) if t and t in vocab and vocab[t] in stop_token_ids(tokenizer)
-    ]
+    vocab, stop_ids = tokenizer.get_vocab(), stop_token_ids(tokenizer)
+    stops = [t for t in (tokenizer.eos_token, *END_OF_TURN) if t and t in vocab and vocab[t] in stop_ids]
     return next((t for t in stops if after.startswith(t)), None), after
 
 

@@ -137,19 +137,18 @@ def check_chat_template(recipe: Recipe) -> list[str]:
     return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
 
 
-def check_turn_end(plan: Plan) -> list[str]:
+def check_turn_end(plan: Plan, tokenizer=None) -> list[str]:
     """Conversational data: each assistant turn must end with a single token generation stops at (eos or the
     template's end-of-turn marker), or the model never learns to stop and `recipe chat` runs to max_new_tokens."""
     r = plan.recipe
     if all(e.spec.family == "text" for e in (*r.datasets.train, *r.datasets.eval)):
         return []
-    from runner.common.models import recipe_tokenizer, turn_end
+    from runner.common.models import turn_end
 
     m = r.model
-    try:
-        tokenizer = recipe_tokenizer(r)
-    except (OSError, ValueError):
-        return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
+    tokenizer = tokenizer or _tokenizer(plan)
+    if tokenizer is None:
+        return []
     stop, after = turn_end(tokenizer)
     if stop is not None:
         return []
@@ -188,19 +187,16 @@ def check_special_tokens(plan: Plan) -> list[str]:
     ]
 
 
-def check_assistant_mask(plan: Plan) -> list[str]:
+def check_assistant_mask(plan: Plan, tokenizer=None) -> list[str]:
     """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
     if not plan.trainer["args"].get("assistant_only_loss"):
         return []
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-    from runner.common.models import recipe_tokenizer
-
     m = plan.recipe.model
-    try:
-        tokenizer = recipe_tokenizer(plan.recipe)
-    except (OSError, ValueError):
-        return []  # check_model and check_chat_template report why the tokenizer cannot be loaded
+    tokenizer = tokenizer or _tokenizer(plan)
+    if tokenizer is None:
+        return []
     if has_generation_markers(tokenizer.chat_template):
         return []
     try:
@@ -215,6 +211,25 @@ def check_assistant_mask(plan: Plan) -> list[str]:
         "`chatml` or `llama3`, or a .jinja file with {% generation %}...{% endgeneration %} around each assistant "
         "turn), or `objective.assistant_only_loss: false` to train on every token"
     ]
+
+
+def _tokenizer(plan: Plan):
+    """The tokenizer the recipe trains with, or None when it cannot be loaded (check_model and
+    check_chat_template report why)."""
+    from runner.common.models import recipe_tokenizer
+
+    try:
+        return recipe_tokenizer(plan.recipe)
+    except (OSError, ValueError):
+        return None
+
+
+def check_template(plan: Plan) -> list[str]:
+    """The chat-template checks, on the tokenizer the recipe trains with (loaded once for both)."""
+    tokenizer = _tokenizer(plan)
+    if tokenizer is None:
+        return []
+    return check_turn_end(plan, tokenizer) + check_assistant_mask(plan, tokenizer)
 
 
 def _looks_local(name: str) -> bool:
@@ -264,7 +279,7 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
     if not problems:
         problems += check_special_tokens(plan)
     if not problems:
-        problems += check_turn_end(plan) + check_assistant_mask(plan)
+        problems += check_template(plan)
     if not any("datasets" in p and "package" in p for p in problems):
         problems += check_data(r)
     return problems
