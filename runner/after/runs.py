@@ -8,9 +8,11 @@ import json
 import os
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Optional
 
+from runner.common.files import last_value, read_jsonl
 from runner.common.lock import LOCK_NAME
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -46,17 +48,6 @@ def _lock_state(path: Path) -> Optional[str]:
     return "stale"
 
 
-def _json_lines(path: Path) -> list[dict]:
-    rows = []
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                continue
-    return rows
-
-
 def is_run(path: Path) -> bool:
     return path.is_dir() and any(
         (path / f).exists() for f in ("status.json", "metrics.jsonl", "recipe.lock.yaml", "launch", LOCK_NAME)
@@ -70,7 +61,7 @@ def read_run(path: Path) -> RunInfo:
             status = json.loads((path / "status.json").read_text(encoding="utf-8"))
         except ValueError:
             status = {}
-    rows = _json_lines(path / "metrics.jsonl")
+    rows = read_jsonl(path / "metrics.jsonl")
     held = _lock_state(path)
     state = held or status.get("state")
     if held is None and state in (None, "running"):  # no status, or a status no live process stands behind
@@ -79,7 +70,7 @@ def read_run(path: Path) -> RunInfo:
         else:
             state = "unfinished" if rows or any(path.glob("checkpoint-*")) else "not started"
     name = status.get("name") or path.name
-    last = lambda key: next((r[key] for r in reversed(rows) if key in r), None)  # noqa: E731
+    last = partial(last_value, rows)
     evals = {k: v for r in rows for k, v in r.items() if k.startswith("eval_") and isinstance(v, (int, float))}
     times = [r["time"] for r in rows if "time" in r]
     return RunInfo(
@@ -129,8 +120,7 @@ def sparkline(values: list[float], width: int = 60) -> str:
 
 def curves(path: Path) -> str:
     info = read_run(path)
-    lines = []
-    lines.append(f"{info.name}: {info.state}, step {info.step}/{info.max_steps}, {_duration(info)} ({path})")
+    lines = [f"{info.name}: {info.state}, step {info.step}/{info.max_steps}, {_duration(info)} ({path})"]
     for key in CURVES:
         points = [(r["step"], r[key]) for r in info.rows if isinstance(r.get(key), (int, float))]
         if len(points) < 2:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
@@ -42,3 +43,21 @@ def replace_dir_atomic(target: Path, fill: Callable[[Path], None]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file such as a run's metrics.jsonl (none when it is missing; a line cut short by
+    a run that is still writing is skipped)."""
+    rows = []
+    if Path(path).is_file():
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                continue
+    return rows
+
+
+def last_value(rows: list[dict], key: str) -> Any:
+    """The last value `key` took in `rows`, or None."""
+    return next((r[key] for r in reversed(rows) if key in r), None)

@@ -153,12 +153,10 @@ def recipe_tokenizer(recipe: Any, trust_remote_code: bool = False) -> Any:
     )
 
 
-def fit_vocabulary(model: Any, tokenizer: Any, special_tokens: Any = None) -> list[int]:
+def fit_vocabulary(model: Any, tokenizer: Any, special_tokens: Any = None) -> None:
     """Grow the model's embeddings to the tokenizer's vocabulary (tokens a recipe added); point the model's eos id at
-    a recipe's eos and its pad id at the tokenizer's pad when it has none. Returns the ids of the new rows."""
-    rows = model.get_input_embeddings().weight.shape[0]
-    new = list(range(rows, len(tokenizer)))
-    if new:
+    a recipe's eos and its pad id at the tokenizer's pad when it has none."""
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     for config in (model.config, getattr(model, "generation_config", None)):
         if config is None:
@@ -167,7 +165,6 @@ def fit_vocabulary(model: Any, tokenizer: Any, special_tokens: Any = None) -> li
             config.eos_token_id = tokenizer.eos_token_id
         if config.pad_token_id is None or (special_tokens is not None and special_tokens.pad):
             config.pad_token_id = tokenizer.pad_token_id
-    return new
 
 
 def load_model(

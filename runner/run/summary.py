@@ -6,45 +6,31 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runner.common.files import last_value, read_jsonl
+from runner.common.trained import MERGEABLE
 from runner.plan import Plan
-
-
-def _metrics(out: Path) -> list[dict]:
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows
-
-
-def _last(rows: list[dict], key: str):
-    return next((r[key] for r in reversed(rows) if key in r), None)
 
 
 def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
     out = Path(plan.output_dir)
-    rows = _metrics(out)
+    rows = read_jsonl(out / "metrics.jsonl")
     minutes = f"{wall_s / 60:.1f} min" if wall_s >= 60 else f"{wall_s:.0f} s"
     if code == 0 and (out / "recipe.lock.yaml").is_file():
         what = "adapter" if (out / "adapter_config.json").is_file() else "model"
         lines = [f"finished in {minutes}: the {what} is in {out}"]
-        loss, eval_loss = _last(rows, "loss"), _last(rows, "eval_loss")
-        speed = _last(rows, "train_samples_per_second")
+        loss, eval_loss = last_value(rows, "loss"), last_value(rows, "eval_loss")
+        speed = last_value(rows, "train_samples_per_second")
         numbers = [f"train loss {loss:.4g}" if loss is not None else None]
         numbers += [f"eval loss {eval_loss:.4g}" if eval_loss is not None else None]
         numbers += [f"{speed:.3g} samples/s" if speed is not None else None]
-        step = _last(rows, "step")
+        step = last_value(rows, "step")
         numbers += [f"{step} steps" if step is not None else None]
         if any(numbers):
             lines.append("  " + ", ".join(n for n in numbers if n))
         lines.append("next:")
         lines.append(f"  recipe chat {out}")
-        if what == "adapter" and plan.peft and plan.peft["class"] in ("peft.LoraConfig", "peft.IA3Config"):
+        peft_type = plan.peft["class"].rsplit(".", 1)[-1].removesuffix("Config").upper() if plan.peft else None
+        if what == "adapter" and peft_type in MERGEABLE:  # the adapters `recipe merge` merges
             lines.append(f"  recipe merge {out}")
         lines.append(f"  recipe diff {recipe_file} {out}    # what this run resolved")
         return "\n".join(lines)

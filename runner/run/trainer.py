@@ -62,9 +62,9 @@ def reward_sources(plan: Plan, trust_remote_code: bool) -> tuple[list, list]:
     return funcs, tokenizers
 
 
-def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any, list[int]]:
-    """(tokenizer, model, ids of embedding rows for added tokens) as the plan says: dtype, attention, quantization,
-    where the weights go, and the recipe's special tokens."""
+def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any]:
+    """(tokenizer, model) as the plan says: dtype, attention, quantization, where the weights go, and the recipe's
+    special tokens (the embeddings grown for tokens it adds)."""
     m = plan.recipe.model
     tokenizer = recipe_tokenizer(plan.recipe, trust_remote_code)
     device_map = None
@@ -83,8 +83,8 @@ def load_for_training(plan: Plan, trust_remote_code: bool) -> tuple[Any, Any, li
         quantization=plan.quantization,
         device_map=device_map,
     )
-    new_rows = fit_vocabulary(model, tokenizer, m.special_tokens)
-    return tokenizer, model, new_rows
+    fit_vocabulary(model, tokenizer, m.special_tokens)
+    return tokenizer, model
 
 
 def _join_process_group(plan: Plan, config: Any) -> None:
@@ -112,7 +112,7 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
     # `deepspeed.zero.Init` and each process materialises only its shard of the weights.
     config = import_dotted(plan.trainer["config_class"])(**plan.trainer["args"])
     _join_process_group(plan, config)
-    tokenizer, model, _ = load_for_training(plan, trust_remote_code)
+    tokenizer, model = load_for_training(plan, trust_remote_code)
     train_dataset, eval_dataset = load_splits(recipe)
     kwargs: dict[str, Any] = {
         "model": model,
