@@ -9,7 +9,8 @@ import os
 import re
 from pathlib import Path
 
-# Messages the libraries we pin print on every run that say nothing about the run (checked against real runs).
+# Messages the libraries we pin print on every run that say nothing about the run (seen in real runs, or found
+# in the installed libraries' sources for the paths we take: bitsandbytes 8-bit, gradient checkpointing).
 NOISE = (
     r"`is_gradient_checkpointing` is deprecated",  # transformers 5 (called by TRL)
     r"`torch\.distributed\.(all_gather_into_tensor|reduce_scatter_tensor)` is deprecated",  # DeepSpeed's ZeRO calls
@@ -49,7 +50,8 @@ def configure(output_dir: str, verbose: bool) -> Path:
     if not verbose:
         to_terminal.addFilter(_NotNoise())
     logging.captureWarnings(True)  # warnings Python shows reach the log file (the terminal shows each once)
-    for name in ("py.warnings", "transformers", "trl", "peft", "accelerate", "DeepSpeed", "datasets", "torch"):
+    libraries = ("transformers", "trl", "peft", "accelerate", "DeepSpeed", "datasets", "torch", "bitsandbytes")
+    for name in ("py.warnings", *libraries):
         logger = logging.getLogger(name)
         logger.addHandler(to_file)
         logger.addHandler(to_terminal)
