@@ -331,3 +331,29 @@ def test_checkpoints_kept_are_the_last_two_and_the_best(tmp_path):
     state = json.loads((out / f"checkpoint-{kept[-1]}" / "trainer_state.json").read_text())
     best = int(Path(state["best_model_checkpoint"]).name.split("-")[1])
     assert kept[-2:] == [20, 24] and set(kept) == {20, 24, best}, kept  # 6 were saved
+
+
+def test_a_failed_run_ends_with_the_stage_the_error_and_the_log(tmp_path):
+    """Weights that cannot be read: the training process fails while loading; the terminal gets the stage, the
+    error and where the full traceback is, not a traceback."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "assets/tiny-llama", model)
+    (model / "model.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    out = tmp_path / "out"
+    proc = run(
+        "run", str(ROOT / "recipes/tiny/sft-lora.yaml"), "--set", f"output.dir={out}",
+        "--set", f"model.name_or_path={model}",
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "Traceback (most recent call last)" not in proc.stderr, proc.stderr[-3000:]
+    record = json.loads((out / "logs/failure-rank0.json").read_text())
+    assert record["stage"] == "load" and record["where"], record
+    log = out / "logs/train-rank0.log"
+    assert record["log"] == str(log) and "Traceback (most recent call last)" in log.read_text()
+    summary = proc.stderr[proc.stderr.index("the run failed") :]
+    assert "while loading the model and data" in summary and record["error"] in summary, summary
+    assert f"the full traceback is in {log}" in summary
+    listed = run("runs", str(tmp_path))
+    assert listed.stdout.splitlines()[1].split()[0] == "failed"

@@ -85,7 +85,7 @@ def test_run_dry_run_writes_the_launch_directory(cli, tmp_path, monkeypatch):
         "launch.sh",
     }
     assert (
-        out.strip() == "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml -m "
+        out.strip() == "accelerate launch --config_file outputs/llama3-8b-dpo-qlora/launch/accelerate.yaml --quiet -m "
         "runner.run.train outputs/llama3-8b-dpo-qlora/launch/plan.json"
     )
     assert os.access(launch / "launch.sh", os.X_OK)

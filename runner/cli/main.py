@@ -241,6 +241,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         started = time.monotonic()
         if first_node:
+            from runner.run.failure import clear_failures
+
+            clear_failures(plan.output_dir)  # a resumed run's summary speaks of this attempt only
             write_status(plan, args.recipe, "running")
         on_cpu = 0 if plan.hardware.is_gpu else plan.recipe.hardware.gpus_per_node
         if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)

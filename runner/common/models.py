@@ -15,6 +15,14 @@ TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 CHATML_MARKERS = ("<|im_start|>", "<|im_end|>")
 # End-of-turn markers of common chat templates; generation stops at any that the vocabulary has (and at eos).
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "</s>")
+# A local checkpoint whose tokenizer_config.json names the generic class (no remote code) is loaded by AutoTokenizer
+# as that class for these model types (transformers 5.23's tokenization_auto; it substitutes its own class only for
+# the types in MODELS_WITH_INCORRECT_HUB_TOKENIZER_CLASS and for Mistral's tekken format). tests/test_tokenizer_load.py
+# checks each against AutoTokenizer.
+GENERIC_TOKENIZER_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+GENERIC_TOKENIZER_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3", "gemma3_text", "bloom", "gpt2", "gpt_neox"}
+)
 
 
 def shipped_templates() -> list[str]:
@@ -111,6 +119,26 @@ def quantization_config(spec: dict) -> Any:
     return import_dotted(spec["class"])(**args)
 
 
+def generic_tokenizer(source: str) -> bool:
+    """Whether AutoTokenizer would load this local tokenizer as the generic TokenizersBackend anyway. Loading that
+    class directly skips AutoTokenizer's model-config import, which imports torch and the model registry (about
+    3.5 s of a parent process that needs only the tokenizer, on a 2-core machine)."""
+    import json
+
+    path = Path(source)
+    try:
+        declared = json.loads((path / "tokenizer_config.json").read_text(encoding="utf-8"))
+        model_type = json.loads((path / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError):
+        return False
+    return (
+        (path / "tokenizer.json").is_file()
+        and declared.get("tokenizer_class") in GENERIC_TOKENIZER_CLASSES
+        and "auto_map" not in declared
+        and model_type in GENERIC_TOKENIZER_MODEL_TYPES
+    )
+
+
 def load_tokenizer(
     source: str,
     *,
@@ -125,7 +153,10 @@ def load_tokenizer(
     `keep_template`: leave the tokenizer's template as saved (a run's own tokenizer holds the one it trained with).
     `special_tokens`: a recipe's `model.special_tokens`, set (and added when the vocabulary lacks them) first.
     """
-    from transformers import AutoTokenizer
+    if not trust_remote_code and generic_tokenizer(source):
+        from transformers import TokenizersBackend as AutoTokenizer  # the class AutoTokenizer picks; see above
+    else:
+        from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     if special_tokens is not None and special_tokens.all:

@@ -120,7 +120,9 @@ def accelerate_config(
 
 def launch_argv(*, launch_dir: str, nodes: int, deepspeed: bool) -> list[str]:
     """`accelerate launch` for one node; multi-node values come from the environment (see launch.sh / Slurm)."""
-    argv = ["accelerate", "launch", "--config_file", f"{launch_dir}/accelerate.yaml"]
+    # --quiet: a failed single-process or DeepSpeed launch exits 1 instead of adding the launcher's own traceback
+    # to the training process's account (runner/run/failure.py)
+    argv = ["accelerate", "launch", "--config_file", f"{launch_dir}/accelerate.yaml", "--quiet"]
     if nodes > 1:
         argv += [
             "--num_machines",

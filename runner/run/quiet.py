@@ -58,6 +58,9 @@ def configure(output_dir: str, verbose: bool) -> Path:
         logger.propagate = False
         if logger.level == logging.NOTSET or logger.level > logging.INFO:
             logger.setLevel(logging.INFO)
+    runner_log = logging.getLogger("runner")  # the project's own records (a failure's traceback): the file only
+    runner_log.addHandler(to_file)
+    runner_log.propagate = False
     import torch
 
     if not torch.cuda.is_available():

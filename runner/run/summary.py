@@ -38,9 +38,48 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
         checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
         where = f"the last checkpoint is {checkpoints[-1]}" if checkpoints else "no checkpoint was saved"
         return f"stopped after {minutes} ({where}); continue with: recipe run {recipe_file} --resume"
-    stage = "training" if rows else "loading the model and data (before the first step)"
+    return failure_summary(plan, recipe_file, code, minutes, bool(rows))
+
+
+STAGE_WORDS = {
+    "load": "loading the model and data",
+    "train": "training",
+    "evaluate": "the final evaluation",
+    "save": "saving the result",
+}
+
+
+def failure_summary(plan: Plan, recipe_file: str, code: int, minutes: str, logged: bool) -> str:
+    """The stage that failed, the error and where it was raised (from the training processes' failure records), or,
+    for a process killed without a Python error, the last lines of its log; and where the full logs are."""
+    from runner.run.failure import last_log_lines, read_failures
+
+    out = Path(plan.output_dir)
+    failures = read_failures(out)
+    logs = out / "logs"
+    if failures:
+        first = failures[0]  # the first rank to fail; the others usually fail because of it
+        stage = STAGE_WORDS.get(first["stage"], first["stage"])
+        lines = [f"the run failed after {minutes}, while {stage} (exit code {code}, rank {first['rank']}):"]
+        lines.append(f"  {first['error']}")
+        lines += [f"    at {w}" for w in first["where"][-1:]]
+        if first.get("hint"):
+            lines.append(f"  {first['hint']}")
+        lines.append(f"  the full traceback is in {first['log']}")
+    else:
+        stage = "training" if logged else "loading the model and data (before the first step)"
+        killed = f" (killed by signal {-code})" if code < 0 else " (killed by signal 9)" if code == 137 else ""
+        lines = [f"the run failed after {minutes}, while {stage}: exit code {code}{killed}, no Python error recorded"]
+        if killed:
+            lines.append("  a process killed by signal 9 was often stopped by the out-of-memory killer")
+        log = logs / "train-rank0.log"
+        tail = last_log_lines(log)
+        if tail:
+            lines.append(f"  the last lines of {log}:")
+            lines += [f"    {t[:300]}" for t in tail]
+        elif logs.is_dir():
+            lines.append(f"  the training processes' logs are in {logs}")
     checkpoints = sorted(out.glob("checkpoint-*"))
-    lines = [f"the run failed after {minutes}, while {stage} (exit code {code}); the error is above"]
     if checkpoints:
         lines.append(f"  checkpoints in {out}: continue with `recipe run {recipe_file} --resume` once fixed")
     lines.append(f"  the launch files are in {plan.launch_dir}; `recipe plan {recipe_file}` shows what was decided")

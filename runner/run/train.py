@@ -51,18 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     plan = read_plan(Path(args.plan))
     trust = remote_code_allowed(plan.recipe, args.trust_remote_code)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from .failure import Stage, failure_path, record_failure
     from .quiet import configure
 
-    configure(plan.output_dir, args.verbose)
+    log = configure(plan.output_dir, args.verbose)
     lock = _lock_if_launched_without_recipe_run(plan)
+    failure_path(plan.output_dir, os.environ.get("RANK", "0")).unlink(missing_ok=True)
+    stage = Stage()
     try:
-        return train(plan, trust, resume=args.resume)
+        return train(plan, trust, resume=args.resume, stage=stage)
+    except Exception as exc:  # a summary, the stage and the log file instead of a bare traceback
+        return record_failure(plan.output_dir, stage.name, exc, log, args.verbose)
     finally:
         if lock is not None:
             lock.release()
 
 
-def train(plan: Plan, trust: bool, *, resume: bool) -> int:
+def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .outputs import MetricsCallback, finish_run
@@ -74,6 +79,7 @@ def train(plan: Plan, trust: bool, *, resume: bool) -> int:
     trainer = build_trainer(plan, trust_remote_code=trust, callbacks=callbacks)
     for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
         trainer.remove_callback(duplicate)
+    stage("train")
     trainer.train(resume_from_checkpoint=True if resume else None)
     if stop.requested:
         if trainer.accelerator.is_main_process:
@@ -83,7 +89,9 @@ def train(plan: Plan, trust: bool, *, resume: bool) -> int:
                 flush=True,
             )
         return 143
+    stage("evaluate")
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    stage("save")
     trainer.save_model(plan.output_dir)
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(plan.output_dir)
