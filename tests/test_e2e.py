@@ -69,6 +69,7 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     assert f"recipe chat {out}" in proc.stderr and f"recipe merge {out}" in proc.stderr
     listed = run("runs", str(tmp_path))
     assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:2] == ["finished", "tiny-dpo-qlora"]
+    assert (out / "curves.png").is_file() and f"curves: {out / 'curves.png'}" in proc.stderr  # drawn at the end
     assert "eval_loss" in run("runs", str(out)).stdout  # its curves
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["peft_type"] == "LORA" and adapter["r"] == 16

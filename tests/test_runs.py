@@ -49,3 +49,33 @@ def test_one_runs_curves(cli, tmp_path):
     loss = next(line for line in out.splitlines() if line.strip().startswith("loss "))
     assert "█" in loss and "▁" in loss and "3 -> 0.5" in loss
     assert any(line.strip().startswith("eval_loss") and "2.2 -> 1.4" in line for line in out.splitlines())
+
+
+def test_one_runs_curves_are_drawn_as_a_png(cli, tmp_path):
+    import zlib
+
+    metrics = [{"step": s, "loss": 3.0 - s / 10, "learning_rate": 1e-4} for s in range(0, 30, 5)]
+    metrics += [{"step": 15, "eval_loss": 2.2}, {"step": 30, "eval_loss": 1.4}]
+    run = make_run(tmp_path, "r", status={"state": "finished"}, finished=True, metrics=metrics)
+    code, out, _ = cli("runs", str(run))
+    png = run / "curves.png"
+    assert code == 0 and f"curves drawn in {png}" in out
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert width == 700 and height == 480  # two panels (loss, learning rate) of 2.4 in at 100 dpi
+    # the pixels are not blank: the decompressed image has many distinct byte values (lines, text, grid)
+    chunks, i = [], 8
+    while i < len(data):  # PNG chunks: length, type, data, crc
+        n = int.from_bytes(data[i : i + 4], "big")
+        chunks.append((data[i + 4 : i + 8], data[i + 8 : i + 8 + n]))
+        i += 12 + n
+    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
+    idat = b"".join(body for kind, body in chunks if kind == b"IDAT")
+    assert len(set(zlib.decompress(idat))) > 50
+
+
+def test_a_run_with_no_metrics_draws_nothing(cli, tmp_path):
+    run = make_run(tmp_path, "r", status={"state": "running"})
+    code, out, _ = cli("runs", str(run))
+    assert code == 0 and "no metrics logged yet" in out and not (run / "curves.png").exists()

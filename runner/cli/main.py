@@ -285,12 +285,22 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from runner.after.runs import curves, is_run, table
+    from runner.after.runs import curves, is_run, plot, table
 
     path = Path(args.dir)
     if not path.exists():
         raise _Usage(f"no such directory: {args.dir}")
-    print(curves(path) if is_run(path) else table(path))
+    if not is_run(path):
+        print(table(path))
+        return EXIT_OK
+    print(curves(path))
+    try:
+        png = plot(path)
+    except ImportError:
+        print("  (no PNG: matplotlib is not installed; it comes with: pip install 'recipe[train]')", file=sys.stderr)
+    else:
+        if png is not None:
+            print(f"  curves drawn in {png}")
     return EXIT_OK
 
 

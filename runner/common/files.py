@@ -10,12 +10,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write `text` to `path` so that a reader sees the old file or the whole new one, never a part."""
+def write_atomic(path: Path, text: str | bytes, mode: int = 0o644) -> None:
+    """Write `text` (or bytes) to `path` so that a reader sees the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with os.fdopen(
+            fd, "wb" if isinstance(text, bytes) else "w", **({} if isinstance(text, bytes) else {"encoding": "utf-8"})
+        ) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

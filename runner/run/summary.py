@@ -27,6 +27,8 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
         numbers += [f"{step} steps" if step is not None else None]
         if any(numbers):
             lines.append("  " + ", ".join(n for n in numbers if n))
+        if (out / "curves.png").is_file():
+            lines.append(f"  curves: {out / 'curves.png'}")
         lines.append("next:")
         lines.append(f"  recipe chat {out}")
         peft_type = plan.peft["class"].rsplit(".", 1)[-1].removesuffix("Config").upper() if plan.peft else None
