@@ -69,3 +69,38 @@ def test_the_parent_does_not_import_torch_for_the_tiny_tokenizer():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{% generation %}x{% endgeneration %}",
+        "{%- generation -%}x{%- endgeneration %}",
+        "{%-generation%}",
+        "{% if x %}generation{% endif %}",
+        "",
+        {"default": "{% generation %}", "tool_use": ""},
+        {"default": "plain", "tool_use": "{% generation %}"},
+        *(p.read_text() for p in sorted((ROOT / "runner/templates").glob("*.jinja"))),
+    ],
+)
+def test_generation_marker_test_agrees_with_trl(template):
+    from trl.chat_template_utils import has_generation_markers as trl_markers
+
+    from runner.run.preflight import has_generation_markers
+
+    assert has_generation_markers(template) == trl_markers(template)
+
+
+@pytest.mark.parametrize("recipe", ["recipes/tiny/sft-lora.yaml", "recipes/tiny/dpo-qlora.yaml"])
+def test_the_preflight_of_a_tiny_recipe_imports_no_torch(recipe, tmp_path):
+    """What `recipe run` does before launching stays light: torch is imported by the training processes."""
+    code = (
+        "import sys; from runner.cli.main import load_and_plan; from runner.plan import probe_packages; "
+        "from runner.run.preflight import preflight; "
+        f"loaded, plan = load_and_plan({recipe!r}, ['output.dir={tmp_path / 'out'}']); "
+        "problems = preflight(plan, probe_packages(), overwrite=False, resume=False); "
+        "print(problems, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[] False", out.stderr[-2000:]

@@ -191,14 +191,14 @@ def check_assistant_mask(plan: Plan, tokenizer=None) -> list[str]:
     """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
     if not plan.trainer["args"].get("assistant_only_loss"):
         return []
-    from trl.chat_template_utils import get_training_chat_template, has_generation_markers
-
     m = plan.recipe.model
     tokenizer = tokenizer or _tokenizer(plan)
     if tokenizer is None:
         return []
     if has_generation_markers(tokenizer.chat_template):
         return []
+    from trl.chat_template_utils import get_training_chat_template  # imports torch: only when it can help
+
     try:
         get_training_chat_template(tokenizer)
         return []
@@ -211,6 +211,15 @@ def check_assistant_mask(plan: Plan, tokenizer=None) -> list[str]:
         "`chatml` or `llama3`, or a .jinja file with {% generation %}...{% endgeneration %} around each assistant "
         "turn), or `objective.assistant_only_loss: false` to train on every token"
     ]
+
+
+def has_generation_markers(template: str | dict) -> bool:
+    """TRL 1.16's test for `{% generation %}` markers (trl.chat_template_utils.has_generation_markers), without
+    importing TRL (and torch) in the parent for a template that has them."""
+    import re
+
+    text = template["default"] if isinstance(template, dict) else template
+    return re.search(r"\{%-?\s*generation\s*-?%\}", text or "") is not None
 
 
 def _tokenizer(plan: Plan):
