@@ -159,3 +159,21 @@ class Datasets(Section):
         lt=1,
         description="Hold out this fraction of the training rows for evaluation (when `eval` is empty).",
     )
+    bad_rows: Literal["refuse", "skip"] = Field(
+        "refuse",
+        description="A row that cannot be trained on (malformed, a field missing or empty, chosen identical to "
+        "rejected, turns out of order, ...): `refuse` stops the run before launch, naming each (`recipe data "
+        "--check` lists them); `skip` trains without them and records how many were skipped, and why, in "
+        "`output.dir/data-check.json`. A missing value is never filled in.",
+    )
+    duplicates: Literal["keep", "drop"] = Field(
+        "keep",
+        description="Rows that repeat an earlier row of the same split exactly (after formatting): counted and "
+        "kept, or dropped (the first copy stays).",
+    )
+    max_row_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="A row (a line of a jsonl, csv or text file, an element of a json array) larger than this is a "
+        "bad row: usually a broken file, not one example.",
+    )

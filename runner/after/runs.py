@@ -12,6 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Optional
 
+from runner.common.curves import draw
 from runner.common.files import last_value, read_jsonl
 from runner.common.lock import LOCK_NAME
 
@@ -118,53 +119,10 @@ def sparkline(values: list[float], width: int = 60) -> str:
     return "".join(SPARK[min(len(SPARK) - 1, int((v - low) / span * (len(SPARK) - 1) + 0.5))] for v in values)
 
 
-# Panels of the PNG: the curves drawn together on one axis.
-PANELS = (
-    ("loss", ("loss", "eval_loss")),
-    ("preference accuracy", ("rewards/accuracies", "eval_rewards/accuracies")),
-    ("reward", ("reward", "rewards/margins", "eval_rewards/margins")),
-    ("learning rate", ("learning_rate",)),
-)
-PNG_NAME = "curves.png"
-
-
-def _points(rows: list[dict], key: str) -> list[tuple[int, float]]:
-    return [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and "step" in r]
-
-
 def plot(path: Path) -> Optional[Path]:
-    """OUTPUT_DIR/curves.png: the run's loss, eval, reward and learning-rate curves against the step. None when there
-    is nothing to draw; ImportError when matplotlib is not installed (it comes with the `train` extra)."""
+    """OUTPUT_DIR/curves.png (runner.common.curves), titled with the run's name and state."""
     info = read_run(path)
-    panels = [(title, [(k, _points(info.rows, k)) for k in keys]) for title, keys in PANELS]
-    panels = [(title, [(k, p) for k, p in lines if p]) for title, lines in panels]
-    panels = [(title, lines) for title, lines in panels if lines]
-    if not panels:
-        return None
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, no display
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(7, 2.4 * len(panels)), layout="constrained")
-    for ax, (title, lines) in zip(fig.subplots(len(panels), 1, squeeze=False)[:, 0], panels):
-        for key, points in lines:
-            steps, values = zip(*points)
-            ax.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=key)
-        ax.set_title(title, fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    ax.set_xlabel("step")
-    fig.suptitle(f"{info.name} ({info.state})", fontsize=11)
-    from runner.common.files import write_atomic
-
-    target = path / PNG_NAME
-    import io
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100)
-    write_atomic(target, buffer.getvalue())
-    return target
+    return draw(path, info.rows, f"{info.name} ({info.state})")
 
 
 def curves(path: Path) -> str:

@@ -241,6 +241,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         started = time.monotonic()
         if first_node:
+            _record_data_check(plan)
             from runner.run.failure import clear_failures
 
             clear_failures(plan.output_dir)  # a resumed run's summary speaks of this attempt only
@@ -260,6 +261,23 @@ def cmd_run(args: argparse.Namespace) -> int:
             lock.release()
 
 
+def _record_data_check(plan) -> None:
+    """OUTPUT_DIR/data-check.json: what the preflight's data check found (and, with `datasets.bad_rows: skip`, the
+    rows the run skips, by reason), said in the terminal when rows are skipped or dropped."""
+    from runner.common.files import write_atomic
+    from runner.data.check import cached_check
+
+    report, _ = cached_check(plan.recipe)  # the preflight's, from the cache
+    path = Path(plan.output_dir) / "data-check.json"
+    write_atomic(path, json.dumps(report, indent=1) + "\n")
+    if report["skipped"]:
+        reasons = ", ".join(f"{n} {kind}" for kind, n in report["skipped"].items())
+        print(f"recipe run: skipping {report['bad']} bad row(s) ({reasons}); listed in {path}", file=sys.stderr)
+    dropped = sum(report["duplicates"].values()) if report["duplicates_policy"] == "drop" else 0
+    if dropped:
+        print(f"recipe run: dropping {dropped} duplicate row(s) (datasets.duplicates: drop)", file=sys.stderr)
+
+
 def _train_flags(args: argparse.Namespace) -> list[str]:
     flags = []
     if getattr(args, "trust_remote_code", False):
@@ -272,9 +290,12 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    loaded, _ = _load_single(args.recipe, args.set)
-    from runner.data.preview import preview
+    loaded, plan = _load_single(args.recipe, args.set)
     from runner.data.sources import DataError
+
+    if args.check:
+        return _data_check(args, plan)
+    from runner.data.preview import preview
 
     try:
         print(preview(loaded.recipe, args.split, args.head, args.json, args.template))
@@ -282,6 +303,35 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     return EXIT_OK
+
+
+def _data_check(args: argparse.Namespace, plan) -> int:
+    """Every row checked, then (when nothing stops a run) the token statistics of the rows the trainer receives."""
+    from runner.data.check import check_recipe
+    from runner.data.sources import DataError
+
+    report = check_recipe(plan.recipe)
+    as_json = args.json or args.format == "json"
+    result: dict = {"check": report.to_json()}
+    if not as_json:
+        print(report.render())
+    if not report.refused and not args.no_tokens:
+        import datasets
+
+        from runner.data.tokens import render, token_stats
+
+        datasets.disable_progress_bars()
+
+        try:
+            result["tokens"] = token_stats(plan)
+        except (DataError, OSError, ValueError) as exc:
+            print(f"{args.recipe}: error: cannot count tokens: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+        if not as_json:
+            print(render(result["tokens"]))
+    if as_json:
+        print(json.dumps(result, indent=2))
+    return EXIT_INVALID if report.refused else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
@@ -437,6 +487,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--template", action="store_true", help="apply the chat template and mark the trained-on part with « »"
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="read every row of every source: bad rows located and counted by kind, duplicates, then token "
+        "statistics (exit code 1 when a run would be refused)",
+    )
+    p.add_argument("--format", choices=("text", "json"), default="text", help="--check output (json for CI)")
+    p.add_argument("--no-tokens", action="store_true", help="--check without the token statistics")
     p.set_defaults(func=cmd_data)
 
     p = sub.add_parser("runs", help="the runs under an outputs directory (state, step, loss), or one run's curves")

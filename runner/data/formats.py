@@ -27,29 +27,105 @@ Row = dict[str, Any]
 Message = dict[str, str]
 
 
+# The kinds of row problems (`recipe data --check` counts rows by kind). Line-level kinds come from reading the file
+# (runner/data/check.py); the others from the presets here.
+KINDS = {
+    "malformed-line": "the line is not valid JSON or CSV",
+    "invalid-utf8": "the line is not valid UTF-8",
+    "not-an-object": "the row is not a JSON object",
+    "too-large": "the row is larger than datasets.max_row_bytes",
+    "missing-field": "a required field is absent or null",
+    "wrong-type": "a field has the wrong type",
+    "inconsistent-type": "a field's type differs from the same field in the source's first row",
+    "empty-value": "a prompt, completion, answer, turn or text is empty or whitespace only",
+    "identical-pair": "chosen and rejected are identical",
+    "bad-roles": "a conversation has an unknown role or turns in the wrong order",
+    "last-turn": "a conversation or completion does not end with the assistant's turn (or a prompt with the user's)",
+}
+ROLES = ("system", "user", "assistant", "tool")
+
+
 class FormatError(ValueError):
-    """A row does not have the shape its format preset expects."""
+    """A row does not have the shape its format preset expects; `kind` is one of KINDS."""
+
+    def __init__(self, message: str, kind: str = "wrong-type"):
+        super().__init__(message)
+        assert kind in KINDS, kind
+        self.kind = kind
 
 
-def _user(text: str) -> list[Message]:
-    return [{"role": "user", "content": text}]
+def _present(value: Any, column: str) -> Any:
+    if value is None:
+        raise FormatError(f"`{column}` is missing (null)", "missing-field")
+    return value
 
 
-def _assistant(text: str) -> list[Message]:
-    return [{"role": "assistant", "content": text}]
+def _text_value(value: Any, column: str) -> str:
+    """A required string field: present, a string, not blank."""
+    _present(value, column)
+    if not isinstance(value, str):
+        raise FormatError(f"`{column}` should be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise FormatError(f"`{column}` is {'empty' if not value else 'whitespace only'}", "empty-value")
+    return value
+
+
+def _user(text: Any, column: str = "prompt") -> list[Message]:
+    return [{"role": "user", "content": _text_value(text, column)}]
+
+
+def _assistant(text: Any, column: str = "completion") -> list[Message]:
+    return [{"role": "assistant", "content": _text_value(text, column)}]
 
 
 def _check_messages(messages: Any, column: str) -> list[Message]:
-    if not isinstance(messages, list) or not messages:
-        raise FormatError(
-            f"`{column}` should be a non-empty list of {{role, content}} turns, got {type(messages).__name__}"
-        )
+    _present(messages, column)
+    if not isinstance(messages, list):
+        raise FormatError(f"`{column}` should be a list of {{role, content}} turns, got {type(messages).__name__}")
+    if not messages:
+        raise FormatError(f"`{column}` is an empty list of turns", "empty-value")
     out = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or "role" not in m or "content" not in m:
             raise FormatError(f"`{column}[{i}]` should be a {{role, content}} mapping, got {m!r:.80}")
-        out.append({"role": str(m["role"]), "content": "" if m["content"] is None else str(m["content"])})
+        if m["role"] not in ROLES:
+            raise FormatError(f"`{column}[{i}].role` is {m['role']!r}; expected one of {', '.join(ROLES)}", "bad-roles")
+        content = _present(m["content"], f"{column}[{i}].content")
+        if not isinstance(content, str):
+            raise FormatError(f"`{column}[{i}].content` should be a string, got {type(content).__name__}")
+        if m["role"] != "system" and not content.strip():  # an empty system prompt is harmless
+            raise FormatError(f"`{column}[{i}].content` ({m['role']}) is empty or whitespace only", "empty-value")
+        out.append({"role": m["role"], "content": content})
     return out
+
+
+def _check_order(turns: list[Message], column: str, *, ends_with: tuple[str, ...]) -> None:
+    """System only first; user and assistant alternate, the user's first; the last turn's role is in `ends_with`."""
+    for i, m in enumerate(turns):
+        if m["role"] == "system" and i > 0:
+            raise FormatError(f"`{column}[{i}]` is a system turn after the start", "bad-roles")
+    talk = [(i, m["role"]) for i, m in enumerate(turns) if m["role"] in ("user", "assistant")]
+    if talk and talk[0][1] != "user":
+        raise FormatError(f"`{column}[{talk[0][0]}]`: the first turn is the assistant's, not the user's", "bad-roles")
+    for (_, a), (j, b) in zip(talk, talk[1:]):
+        if a == b:
+            raise FormatError(f"`{column}[{j}]` is a second {b} turn in a row", "bad-roles")
+    if turns[-1]["role"] not in ends_with:
+        raise FormatError(
+            f"`{column}` ends with a {turns[-1]['role']} turn; it should end with the {' or '.join(ends_with)}'s",
+            "last-turn",
+        )
+
+
+def _completion_turns(turns: list[Message], column: str) -> None:
+    """A completion (or chosen/rejected) continues a prompt: assistant (and tool) turns, the assistant's first and
+    last."""
+    odd = next((i for i, m in enumerate(turns) if m["role"] not in ("assistant", "tool")), None)
+    if odd is not None or turns[0]["role"] != "assistant":
+        i = 0 if odd is None else odd
+        raise FormatError(f"`{column}[{i}]` is a {turns[i]['role']} turn; {column} is the assistant's", "bad-roles")
+    if turns[-1]["role"] != "assistant":
+        raise FormatError(f"`{column}` ends with a {turns[-1]['role']} turn, not the assistant's", "last-turn")
 
 
 # --- parsers: a row of each public format -> a canonical record ----------------------------
@@ -87,88 +163,110 @@ def split_shared_prefix(
     return chosen[:n], chosen[n:], rejected[n:]
 
 
+def _turns(value: Any, column: str, single: Callable[[Any, str], list[Message]]) -> list[Message]:
+    """A column that is a string (one turn, made by `single`) or a list of {role, content} turns."""
+    _present(value, column)
+    return _check_messages(value, column) if isinstance(value, list) else single(value, column)
+
+
 def _preference_from_conversations(chosen: Any, rejected: Any, prompt: Any = None) -> Row:
+    _present(chosen, "chosen")
+    _present(rejected, "rejected")
     if isinstance(chosen, str) and isinstance(rejected, str) and prompt is None:
         raise FormatError(
             "`chosen` and `rejected` are strings but there is no `prompt` column: add one (map it with `columns:`), "
-            "or give whole conversations as message lists"
+            "or give whole conversations as message lists",
+            "missing-field",
         )
-    chosen = _check_messages(chosen if isinstance(chosen, list) else _assistant(chosen), "chosen")
-    rejected = _check_messages(rejected if isinstance(rejected, list) else _assistant(rejected), "rejected")
+    chosen = _turns(chosen, "chosen", _assistant)
+    rejected = _turns(rejected, "rejected", _assistant)
     if prompt is not None:
-        prompt_msgs = _check_messages(prompt, "prompt") if isinstance(prompt, list) else _user(str(prompt))
+        prompt_msgs = _turns(prompt, "prompt", _user)
         # binarized sets repeat the prompt at the start of chosen/rejected: drop it there
         if chosen[: len(prompt_msgs)] == prompt_msgs and rejected[: len(prompt_msgs)] == prompt_msgs:
             chosen, rejected = chosen[len(prompt_msgs) :], rejected[len(prompt_msgs) :]
         return {"prompt": prompt_msgs, "chosen": chosen, "rejected": rejected}
     shared, c, r = split_shared_prefix(chosen, rejected)
     if not shared:
-        raise FormatError("`chosen` and `rejected` share no prompt turns and no `prompt` column is given")
+        raise FormatError("`chosen` and `rejected` share no prompt turns and no `prompt` column is given", "bad-roles")
     return {"prompt": shared, "chosen": c, "rejected": r}
 
 
 def _hh_rlhf(row: Row) -> Row:
-    chosen, rejected = parse_hh_dialogue(row["chosen"]), parse_hh_dialogue(row["rejected"])
+    chosen = parse_hh_dialogue(_text_value(row["chosen"], "chosen"))
+    rejected = parse_hh_dialogue(_text_value(row["rejected"], "rejected"))
     shared, c, r = split_shared_prefix(chosen, rejected)
     if not shared or not c or not r:
-        raise FormatError("HH-RLHF `chosen` and `rejected` should share the dialogue up to the last assistant turn")
+        raise FormatError(
+            "HH-RLHF `chosen` and `rejected` should share the dialogue up to the last assistant turn", "bad-roles"
+        )
     return {"prompt": shared, "chosen": c, "rejected": r}
 
 
+SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "system": "system",
+    "chatgpt": "assistant",
+    "bing": "assistant",
+}
+
+
 def _sharegpt(row: Row) -> Row:
-    roles = {
-        "human": "user",
-        "user": "user",
-        "gpt": "assistant",
-        "assistant": "assistant",
-        "system": "system",
-        "chatgpt": "assistant",
-        "bing": "assistant",
-    }
-    turns = row["conversations"]
-    if not isinstance(turns, list) or not turns:
-        raise FormatError("`conversations` should be a non-empty list of {from, value} turns")
+    turns = _present(row["conversations"], "conversations")
+    if not isinstance(turns, list):
+        raise FormatError(f"`conversations` should be a list of {{from, value}} turns, got {type(turns).__name__}")
+    if not turns:
+        raise FormatError("`conversations` is an empty list of turns", "empty-value")
     messages = []
     for i, t in enumerate(turns):
         if not isinstance(t, dict) or "from" not in t or "value" not in t:
             raise FormatError(f"`conversations[{i}]` should be a {{from, value}} mapping")
-        if t["from"] not in roles:
-            raise FormatError(f"`conversations[{i}].from` is '{t['from']}'; expected human, gpt or system")
-        messages.append({"role": roles[t["from"]], "content": str(t["value"])})
-    return {"messages": messages}
+        if t["from"] not in SHAREGPT_ROLES:
+            raise FormatError(f"`conversations[{i}].from` is '{t['from']}'; expected human, gpt or system", "bad-roles")
+        messages.append({"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]})
+    return {"messages": _check_messages(messages, "conversations")}
 
 
 def _lima(row: Row) -> Row:
-    turns = row["conversations"]
-    if not isinstance(turns, list) or not turns or not all(isinstance(t, str) for t in turns):
-        raise FormatError("`conversations` should be a non-empty list of strings (user and assistant alternating)")
-    return {"messages": [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]}
+    turns = _present(row["conversations"], "conversations")
+    if not isinstance(turns, list) or not all(isinstance(t, str) for t in turns):
+        raise FormatError("`conversations` should be a list of strings (user and assistant alternating)")
+    if not turns:
+        raise FormatError("`conversations` is an empty list of turns", "empty-value")
+    messages = [{"role": "user" if i % 2 == 0 else "assistant", "content": t} for i, t in enumerate(turns)]
+    return {"messages": _check_messages(messages, "conversations")}
 
 
 def _alpaca(row: Row) -> Row:
-    instruction, extra, output = row["instruction"], row.get("input") or "", row["output"]
-    prompt = f"{instruction}\n\n{extra}" if str(extra).strip() else str(instruction)
-    return {"prompt": _user(prompt), "completion": _assistant(str(output))}
+    instruction = _text_value(row["instruction"], "instruction")
+    extra, output = row.get("input") or "", _text_value(row["output"], "output")
+    if not isinstance(extra, str):
+        raise FormatError(f"`input` should be a string, got {type(extra).__name__}")
+    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+    return {"prompt": _user(prompt), "completion": _assistant(output)}
 
 
 def _triviaqa(row: Row) -> Row:
-    answer = row["answer"]
+    answer = _present(row["answer"], "answer")
     value = answer.get("value") if isinstance(answer, dict) else answer
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str):
         raise FormatError("`answer` should be a TriviaQA answer record with a `value` (or a string)")
-    return {"prompt": _user(str(row["question"])), "completion": _assistant(value)}
+    return {"prompt": _user(row["question"], "question"), "completion": _assistant(value, "answer")}
 
 
 def _prompt_completion(row: Row) -> Row:
-    prompt, completion = row["prompt"], row["completion"]
-    if isinstance(prompt, str) and isinstance(completion, str):
-        return {"prompt": _user(prompt), "completion": _assistant(completion)}
-    return {"prompt": _check_messages(prompt, "prompt"), "completion": _check_messages(completion, "completion")}
+    return {
+        "prompt": _turns(row["prompt"], "prompt", _user),
+        "completion": _turns(row["completion"], "completion", _assistant),
+    }
 
 
 def _unpaired(row: Row) -> Row:
     out = _prompt_completion(row)
-    label = row["label"]
+    label = _present(row["label"], "label")
     if isinstance(label, str) and label.lower() in ("true", "false"):
         label = label.lower() == "true"
     if not isinstance(label, (bool, int)) or label not in (0, 1, True, False):
@@ -177,14 +275,11 @@ def _unpaired(row: Row) -> Row:
 
 
 def _prompt_only(row: Row) -> Row:
-    prompt = row["prompt"]
-    return {"prompt": _user(prompt) if isinstance(prompt, str) else _check_messages(prompt, "prompt")}
+    return {"prompt": _turns(row["prompt"], "prompt", _user)}
 
 
 def _text(row: Row) -> Row:
-    if not isinstance(row["text"], str):
-        raise FormatError("`text` should be a string")
-    return {"text": row["text"]}
+    return {"text": _text_value(row["text"], "text")}
 
 
 PARSERS: dict[str, Callable[[Row], Row]] = {
@@ -204,12 +299,27 @@ PARSERS: dict[str, Callable[[Row], Row]] = {
 }
 
 
+def validate(record: Row) -> Row:
+    """The checks every canonical record passes, whatever format it came from: turn order, the last turn, a pair
+    whose answers differ."""
+    if "messages" in record:
+        _check_order(record["messages"], "messages", ends_with=("assistant",))
+    if isinstance(record.get("prompt"), list):
+        _check_order(record["prompt"], "prompt", ends_with=("user", "tool"))
+    for column in ("completion", "chosen", "rejected"):
+        if column in record:
+            _completion_turns(record[column], column)
+    if "chosen" in record and record["chosen"] == record["rejected"]:
+        raise FormatError("`chosen` and `rejected` are identical", "identical-pair")
+    return record
+
+
 def convert(fmt: str, row: Row) -> Row:
-    """One row of `fmt` (canonical columns) -> its canonical record. Raises FormatError."""
+    """One row of `fmt` (canonical columns) -> its canonical record, validated. Raises FormatError."""
     try:
-        return PARSERS[fmt](row)
+        return validate(PARSERS[fmt](row))
     except KeyError as exc:
-        raise FormatError(f"missing column `{exc.args[0]}`") from None
+        raise FormatError(f"missing column `{exc.args[0]}`", "missing-field") from None
 
 
 def for_objective(record: Row, objective: str) -> Iterable[Row]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -57,11 +58,37 @@ def _select_split(ds: Any, split: str, where: Where) -> Any:
     return part
 
 
-def load_raw(entry: DatasetSource, where: Where) -> Any:
-    """The source's rows as a `datasets.Dataset`, with `columns` renamed to the canonical names and `limit` applied."""
+def _good_rows_dataset(entry: DatasetSource, objective: str, max_bytes: int) -> Any:
+    """A local file's rows that pass the data check (runner/data/check.py), through the check's own reader: what
+    `datasets.bad_rows: skip` trains on. Cached by `datasets` under the file's size and modification time."""
+    import datasets
+
+    from .check import good_rows
+
+    path = Path(split_source(entry.source)[1])
+    st = path.stat()
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns, _presets_hash(), objective, max_bytes)
+
+    def rows(entry: DatasetSource, objective: str, max_bytes: int, stamp: tuple) -> Any:
+        yield from good_rows(entry, objective, max_bytes)
+
+    return datasets.Dataset.from_generator(
+        rows, gen_kwargs={"entry": entry, "objective": objective, "max_bytes": max_bytes, "stamp": stamp}
+    )
+
+
+def load_raw(entry: DatasetSource, where: Where, skip_bad: Optional[tuple[str, int]] = None) -> Any:
+    """The source's rows as a `datasets.Dataset`, with `columns` renamed to the canonical names and `limit` applied.
+    `skip_bad` (objective, max_row_bytes): a local file is read through the data check, without its bad rows."""
     import datasets
 
     kind, rest, config = split_source(entry.source)
+    if skip_bad and kind in ("jsonl", "json", "csv", "text") and re.fullmatch(r"train(\[\d*:\d*\])?", entry.split):
+        try:
+            ds = _good_rows_dataset(entry, *skip_bad)
+        except Exception as exc:
+            raise DataError(f"{where}: cannot read the dataset: {type(exc).__name__}: {exc}") from None
+        return _canonical(ds, entry, where, limit=False)  # the check's reader applied the split and `limit`
     try:
         if kind == "hf":
             ds = datasets.load_dataset(rest, config, split=entry.split)
@@ -82,6 +109,10 @@ def load_raw(entry: DatasetSource, where: Where) -> Any:
         raise
     except Exception as exc:  # datasets raises many types; the user needs the source and the reason
         raise DataError(f"{where}: cannot read the dataset: {type(exc).__name__}: {exc}") from None
+    return _canonical(ds, entry, where, limit=True)
+
+
+def _canonical(ds: Any, entry: DatasetSource, where: Where, limit: bool) -> Any:
     rename = {file_col: canonical for canonical, file_col in entry.columns.items() if file_col != canonical}
     missing = [c for c in rename if c not in ds.column_names]
     if missing:
@@ -94,7 +125,7 @@ def load_raw(entry: DatasetSource, where: Where) -> Any:
         if clashing:
             ds = ds.remove_columns(clashing)
         ds = ds.rename_columns(rename)
-    if entry.limit is not None:
+    if limit and entry.limit is not None:
         ds = ds.select(range(min(entry.limit, len(ds))))
     return ds
 
@@ -119,43 +150,62 @@ def check_columns(entry: DatasetSource, ds: Any, where: Where, rows: int = 5) ->
 
 @lru_cache(maxsize=1)
 def _presets_hash() -> str:
-    """A hash of the preset code: datasets' map cache must not serve rows converted by an older version."""
-    from . import formats
-
-    return hashlib.sha256(Path(formats.__file__).read_bytes()).hexdigest()[:16]
+    """A hash of the preset and check code: datasets' caches must not serve rows converted by an older version."""
+    here = Path(__file__).resolve().parent
+    return hashlib.sha256(b"".join((here / n).read_bytes() for n in ("formats.py", "check.py"))).hexdigest()[:16]
 
 
 # Dataset columns TRL's online trainers use themselves; every other column reaches the reward functions.
 TRL_ROLLOUT_COLUMNS = ("prompt", "completion", "completion_ids")
 
 
-def _convert_dataset(ds: Any, entry: DatasetSource, objective: str, where: Where, keep: tuple = ()) -> Any:
+def _convert_dataset(
+    ds: Any,
+    entry: DatasetSource,
+    objective: str,
+    where: Where,
+    keep: tuple = (),
+    skip_bad: bool = False,
+    seen: Optional[set] = None,
+) -> Any:
     """Rows of `entry` in the trainer's shape; `keep` names source columns carried along unchanged (online RL:
-    the reward functions receive them as keyword arguments, e.g. TriviaQA's `answer`)."""
+    the reward functions receive them as keyword arguments, e.g. TriviaQA's `answer`). `skip_bad`: a row the
+    format refuses is left out (else it stops the run, located); `seen`: digests of the split's rows so far, for
+    dropping exact duplicates (the first copy stays), as the data check counts them."""
+    from .check import _digest
 
-    def batch_fn(batch: dict) -> dict:
-        n = len(next(iter(batch.values()))) if batch else 0
+    def batch_fn(batch: dict, indices: list[int]) -> dict:
         out: dict[str, list] = {}
-        for i in range(n):
+        for i, index in enumerate(indices):
             row = {k: v[i] for k, v in batch.items()}
             try:
-                extras = {k: row[k] for k in keep}
-                shaped = [{**extras, **rec} for rec in for_objective(convert(entry.format, row), objective)]
+                records = list(for_objective(convert(entry.format, row), objective))
             except FormatError as exc:
-                raise DataError(f"{where}: a row does not fit format '{entry.format}': {exc}") from None
-            for rec in shaped:
-                for k, v in rec.items():
+                if skip_bad:
+                    continue
+                raise DataError(f"{where}: row {index} does not fit format '{entry.format}': {exc}") from None
+            if seen is not None:
+                digest = _digest(records)
+                if digest in seen:
+                    continue
+                seen.add(digest)
+            extras = {k: row[k] for k in keep}
+            for rec in records:
+                for k, v in {**extras, **rec}.items():
                     out.setdefault(k, []).append(v)
         return out
 
-    key = f"{getattr(ds, '_fingerprint', '')}|{entry.format}|{objective}|{keep}|{_presets_hash()}"
+    key = "|".join(map(str, (getattr(ds, "_fingerprint", ""), entry.format, objective, keep, skip_bad, seen is None)))
+    key += _presets_hash()
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
     return ds.map(
         batch_fn,
         batched=True,
+        with_indices=True,
         remove_columns=ds.column_names,
         desc=f"formatting {entry.source}",
         new_fingerprint=fingerprint,
+        load_from_cache_file=seen is None,  # dropping duplicates across sources needs every row seen in order
     )
 
 
@@ -186,18 +236,23 @@ def _mix(parts: list[Any], entries: list[DatasetSource], seed: int) -> Any:
 
 def _build(recipe: Any, split: str) -> Any:
     """The mixed, trainer-ready rows of the `train` or `eval` sources."""
-    entries = getattr(recipe.datasets, split)
+    d = recipe.datasets
+    entries = getattr(d, split)
+    skip_bad = d.bad_rows == "skip"
     raws = []
     for i, entry in enumerate(entries):
         where = Where(split, i, entry.source)
-        raw = load_raw(entry, where)
-        check_columns(entry, raw, where)
+        raw = load_raw(entry, where, skip_bad=(recipe.objective.kind, d.max_row_bytes) if skip_bad else None)
+        check_columns(entry, raw, where, rows=0 if skip_bad else 5)  # skipping: bad rows are dropped below
         raws.append((raw, entry, where))
     keep: tuple = ()
     if facts(recipe.objective.kind).generates and raws:  # columns every source has, for the reward functions
         common = set.intersection(*(set(raw.column_names) for raw, _, _ in raws))
         keep = tuple(sorted(common - set(TRL_ROLLOUT_COLUMNS)))
-    parts = [_convert_dataset(raw, entry, recipe.objective.kind, where, keep) for raw, entry, where in raws]
+    seen: Optional[set] = set() if d.duplicates == "drop" else None
+    parts = [
+        _convert_dataset(raw, entry, recipe.objective.kind, where, keep, skip_bad, seen) for raw, entry, where in raws
+    ]
     return _mix(parts, entries, recipe.training.seed)
 
 

@@ -68,9 +68,10 @@ def finish_run(plan: Plan, metrics: dict) -> None:
     header = "# What this run trained with; `recipe run` refuses to overwrite it without --overwrite.\n"
     write_atomic(out / "recipe.lock.yaml", header + yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
     write_atomic(out / "README.md", training_card(plan, metrics))
-    from runner.after.runs import plot
+    from runner.common.curves import draw
+    from runner.common.files import read_jsonl
 
-    plot(out)  # curves.png, from metrics.jsonl
+    draw(out, read_jsonl(out / "metrics.jsonl"), f"{plan.recipe.name} (finished)")
 
 
 def file_digest(path: Path) -> str:

@@ -262,21 +262,12 @@ def check_model(recipe: Recipe) -> list[str]:
 
 
 def check_data(recipe: Recipe) -> list[str]:
-    from runner.data.sources import DataError, Where, check_columns, load_raw, local_path
+    """Every row of every source, read and checked (runner/data/check.py); cached by the data's fingerprint and the
+    recipe's data fields, so a second run of the same recipe and data does not read it again."""
+    from runner.data.check import cached_check, problems_of
 
-    problems = []
-    for split in ("train", "eval"):
-        for i, entry in enumerate(getattr(recipe.datasets, split)):
-            where = Where(split, i, entry.source)
-            path = local_path(entry)
-            if path is not None and not path.exists():
-                problems.append(f"{where}: no such {'folder' if entry.source.startswith('local:') else 'file'}: {path}")
-                continue
-            try:
-                check_columns(entry, load_raw(entry, where), where)
-            except DataError as exc:
-                problems.append(str(exc))
-    return problems
+    report, _ = cached_check(recipe)
+    return problems_of(report)
 
 
 def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[str]:
