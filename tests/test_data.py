@@ -82,17 +82,18 @@ def test_hh_rlhf_multi_turn_keeps_the_dialogue_as_prompt():
 
 
 def test_hh_rlhf_on_the_real_rows():
-    rows = (
-        [
-            json.loads(line)
-            for line in (ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl")
-            .read_text()
-            .splitlines()
-        ]
-        if (ROOT.parent / "shared" / "data").exists()
-        else []
-    )
-    for row in rows:
+    """The 300 real rows convert, except line 87, whose chosen answer is empty: refused, not trained on as ''."""
+    path = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
+    assert path.is_file(), f"{path} is missing"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 300
+    for number, row in enumerate(rows, 1):
+        if number == 87:
+            assert row["chosen"].endswith("\n\nAssistant: ")
+            with pytest.raises(FormatError, match="empty") as refused:
+                convert("hh-rlhf", row)
+            assert refused.value.kind == "empty-value"
+            continue
         out = convert("hh-rlhf", row)
         assert out["prompt"][-1]["role"] == "user" and len(out["chosen"]) == len(out["rejected"]) == 1
 

@@ -283,8 +283,7 @@ class RowChecker:
         try:
             records = list(for_objective(convert(self.entry.format, row), self.objective))
         except FormatError as exc:
-            column = re.match(r"`(\w+)", str(exc))
-            return None, (exc.kind, str(exc), column[1] if column and exc.kind == "missing-field" else None)
+            return None, (exc.kind, str(exc), exc.column)
         for column in self.entry.spec.columns:
             value = row.get(column)
             if value is None:
@@ -456,6 +455,12 @@ def check_recipe(recipe: Any) -> Report:
             except SourceUnreadable as exc:
                 report.unreadable.append(f"{where}: {exc}")
                 continue
+            absent = [c for c in entry.columns.values() if c not in count.columns]
+            if absent and count.rows:  # as load_raw refuses it
+                report.unreadable.append(
+                    f"{where}: `columns` names {', '.join(repr(c) for c in absent)}, which the data does not have; "
+                    f"its columns: {', '.join(sorted(count.columns))}"
+                )
             everywhere = [c for c, n in missing.items() if n == count.rows]
             for column in everywhere:  # a column no row has: one message about the mapping, not a line per row
                 mapped = f" (after `columns`: {entry.columns})" if entry.columns else ""

@@ -48,15 +48,15 @@ ROLES = ("system", "user", "assistant", "tool")
 class FormatError(ValueError):
     """A row does not have the shape its format preset expects; `kind` is one of KINDS."""
 
-    def __init__(self, message: str, kind: str = "wrong-type"):
+    def __init__(self, message: str, kind: str = "wrong-type", column: str | None = None):
         super().__init__(message)
         assert kind in KINDS, kind
-        self.kind = kind
+        self.kind, self.column = kind, column
 
 
 def _present(value: Any, column: str) -> Any:
     if value is None:
-        raise FormatError(f"`{column}` is missing (null)", "missing-field")
+        raise FormatError(f"`{column}` is missing (null)", "missing-field", column)
     return value
 
 
@@ -177,6 +177,7 @@ def _preference_from_conversations(chosen: Any, rejected: Any, prompt: Any = Non
             "`chosen` and `rejected` are strings but there is no `prompt` column: add one (map it with `columns:`), "
             "or give whole conversations as message lists",
             "missing-field",
+            "prompt",
         )
     chosen = _turns(chosen, "chosen", _assistant)
     rejected = _turns(rejected, "rejected", _assistant)
@@ -193,8 +194,8 @@ def _preference_from_conversations(chosen: Any, rejected: Any, prompt: Any = Non
 
 
 def _hh_rlhf(row: Row) -> Row:
-    chosen = parse_hh_dialogue(_text_value(row["chosen"], "chosen"))
-    rejected = parse_hh_dialogue(_text_value(row["rejected"], "rejected"))
+    chosen = _check_messages(parse_hh_dialogue(_text_value(row["chosen"], "chosen")), "chosen")
+    rejected = _check_messages(parse_hh_dialogue(_text_value(row["rejected"], "rejected")), "rejected")
     shared, c, r = split_shared_prefix(chosen, rejected)
     if not shared or not c or not r:
         raise FormatError(
@@ -319,7 +320,7 @@ def convert(fmt: str, row: Row) -> Row:
     try:
         return validate(PARSERS[fmt](row))
     except KeyError as exc:
-        raise FormatError(f"missing column `{exc.args[0]}`", "missing-field") from None
+        raise FormatError(f"missing column `{exc.args[0]}`", "missing-field", exc.args[0]) from None
 
 
 def for_objective(record: Row, objective: str) -> Iterable[Row]:
