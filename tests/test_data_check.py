@@ -263,3 +263,28 @@ def test_the_real_hh_rlhf_rows():
     assert report.counts.get("identical-pair", 0) == len(identical)
     assert report.counts.get("empty-value", 0) == len(empty)
     assert report.bad == len(identical) + len(empty) and report.split_rows["train"] == 300 - report.bad
+
+
+def test_a_large_file_checked_in_parallel_parts_reports_what_one_pass_does(tmp_path, monkeypatch):
+    import runner.data.check as check
+
+    rows = []
+    for i in range(400):
+        row = pref(i % 150)  # duplicates across the parts
+        if i % 37 == 5:
+            row = {"prompt": "q", "chosen": f"a{i}"}
+        if i == 301:  # a later part meets a list first: compared with the first part's string
+            row = {"prompt": [{"role": "user", "content": "q"}], "chosen": "a", "rejected": "b"}
+        rows.append(row)
+    r = recipe(tmp_path, jsonl(*rows[:150], "{broken", *rows[150:]))
+    monkeypatch.setattr(check.os, "cpu_count", lambda: 4)
+    one_pass = check_recipe(r).to_json()
+    monkeypatch.setattr(check, "PARALLEL_BYTES", 1)
+    parts = check._spans(tmp_path / "d.jsonl", 4)
+    assert len(parts) == 4 and parts[1][2] > 1  # four parts, each knowing its first line number
+    parallel = check_recipe(r).to_json()
+    assert parallel == one_pass
+    missing = sum(1 for i in range(400) if i % 37 == 5 and i != 301)
+    assert one_pass["counts"] == {"missing-field": missing, "malformed-line": 1, "inconsistent-type": 1}
+    assert one_pass["examples"]["inconsistent-type"][0]["location"] == f"{tmp_path / 'd.jsonl'}:303"
+    assert one_pass["duplicates"]["train"] > 200

@@ -72,10 +72,18 @@ def _json_row(text: str) -> tuple[Any, Optional[tuple[str, str]]]:
     return None, ("not-an-object", f"a JSON {type(value).__name__}, not an object")
 
 
-def _lines(path: Path, max_bytes: int, keep_blank: bool) -> Iterator[tuple[int, bytes | None, Optional[tuple]]]:
-    """(line number, the line without its end, problem) for each line; blank lines skipped unless `keep_blank`."""
+def _lines(
+    path: Path, max_bytes: int, keep_blank: bool, span: Optional[tuple[int, int, int]] = None
+) -> Iterator[tuple[int, bytes | None, Optional[tuple]]]:
+    """(line number, the line without its end, problem) for each line; blank lines skipped unless `keep_blank`.
+    `span` (start byte, end byte, number of the line at start): a part of the file, starting at a line start."""
+    start, end, first = span or (0, None, 1)
     with path.open("rb") as f:
-        for number, raw in enumerate(f, 1):
+        f.seek(start)
+        for number, raw in enumerate(f, first):
+            if end is not None and start >= end:
+                return
+            start += len(raw)
             if number == 1 and raw.startswith(BOM):
                 raw = raw[len(BOM) :]
             line = raw.rstrip(b"\r\n")
@@ -87,9 +95,9 @@ def _lines(path: Path, max_bytes: int, keep_blank: bool) -> Iterator[tuple[int, 
             yield number, line, None
 
 
-def _read_jsonl(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[tuple]]]:
-    for number, line, problem in _lines(path, max_bytes, keep_blank=False):
-        where = f"{path}:{number}"
+def _read_jsonl(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any, Optional[tuple]]]:
+    for number, line, problem in _lines(path, max_bytes, keep_blank=False, span=span):
+        where = number
         if problem:
             yield where, None, problem
             continue
@@ -102,9 +110,9 @@ def _read_jsonl(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional
         yield where, row, problem
 
 
-def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[tuple]]]:
+def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     for number, line, problem in _lines(path, max_bytes, keep_blank=True):
-        where = f"{path}:{number}"
+        where = number
         if problem:
             yield where, None, problem
             continue
@@ -114,14 +122,14 @@ def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[
             yield where, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
 
 
-def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[tuple]]]:
+def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     """A file that is one JSON array of objects (or one object per line, which `datasets` also reads)."""
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        yield f"{path}:{line}", None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the file")
+        yield line, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the file")
         return
     start = len(text) - len(text.lstrip())
     if not text[start:].startswith("["):  # not an array: one object per line
@@ -138,15 +146,15 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield f"{path}:{exc.lineno}", None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            yield exc.lineno, None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
             return  # the rest of the array cannot be delimited
         if end - pos > max_bytes:
-            yield f"{path}:{line}", None, ("too-large", f"{end - pos:,} bytes, over datasets.max_row_bytes")
+            yield line, None, ("too-large", f"{end - pos:,} bytes, over datasets.max_row_bytes")
         elif isinstance(value, dict):
-            yield f"{path}:{line}", value, None
+            yield line, value, None
         else:
             yield (
-                f"{path}:{line}",
+                line,
                 None,
                 ("not-an-object", f"a JSON {type(value).__name__} in the array, not an object"),
             )
@@ -169,7 +177,7 @@ def _csv_value(text: str) -> Any:
     return text
 
 
-def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[tuple]]]:
+def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
         reader = csv.reader(f)
         try:
@@ -183,9 +191,9 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[t
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield f"{path}:{start}", None, ("malformed-line", f"not valid CSV: {exc}")
+                yield start, None, ("malformed-line", f"not valid CSV: {exc}")
                 continue
-            where = f"{path}:{start}"
+            where = start
             if not cells:
                 continue
             if any(re.search("[\udc80-\udcff]", c) for c in cells):
@@ -198,7 +206,7 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[str, Any, Optional[t
                 yield where, {h: _csv_value(c) for h, c in zip(header, cells)}, None
 
 
-def _read_datasets(entry: DatasetSource, where: str) -> Iterator[tuple[str, Any, Optional[tuple]]]:
+def _read_datasets(entry: DatasetSource, where: str) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     """Hub, parquet, save_to_disk sources (and a local file with a `%` slice): rows through `datasets`."""
     from .sources import DataError, Where, load_raw
 
@@ -207,19 +215,26 @@ def _read_datasets(entry: DatasetSource, where: str) -> Iterator[tuple[str, Any,
         ds = load_raw(entry.model_copy(update={"columns": {}, "limit": None}), Where("?", 0, entry.source))
     except DataError as exc:
         raise SourceUnreadable(str(exc).split(": ", 1)[-1]) from None
-    label = f"{rest} split {entry.split}" if kind in ("hf", "local") else f"{rest}"
     i = 0
     for batch in ds.iter(batch_size=1000):
         names = list(batch)
         for values in zip(*(batch[n] for n in names)):
-            yield f"{label} row {i}", dict(zip(names, values)), None
+            yield i, dict(zip(names, values)), None
             i += 1
+
+
+def locate(entry: DatasetSource, number: int) -> str:
+    """FILE:LINE for the files this module reads itself, else SOURCE [split S] row I."""
+    kind, rest, _ = split_source(entry.source)
+    if kind in LINE_KINDS and _slice(entry.split) is not None:
+        return f"{rest}:{number}"
+    return f"{rest} split {entry.split} row {number}" if kind in ("hf", "local") else f"{rest} row {number}"
 
 
 READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "text": _read_text}
 
 
-def read_source(entry: DatasetSource, max_bytes: int) -> Iterator[tuple[str, Any, Optional[tuple]]]:
+def read_source(entry: DatasetSource, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     """Each row of the source as the file has it (columns not yet renamed), `split` and `limit` applied."""
     kind, rest, _ = split_source(entry.source)
     bounds = _slice(entry.split) if kind in LINE_KINDS else None
@@ -257,39 +272,38 @@ def rename(entry: DatasetSource, row: dict) -> dict:
     return out
 
 
-def _type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    return {str: "string", list: "list", dict: "object"}.get(type(value), type(value).__name__)
+_TYPE_NAMES = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
 
 
 class RowChecker:
     """Checks rows of one source: the format's preset and validation, and each column's type against the first
-    row's (`datasets` stores a column with one type)."""
+    row's (`datasets` stores a column with one type). `types`: the first types seen so far (a parallel part starts
+    from those of the parts before it)."""
 
-    def __init__(self, entry: DatasetSource, objective: str):
+    def __init__(self, entry: DatasetSource, objective: str, types: Optional[dict] = None):
         self.entry, self.objective = entry, objective
-        self.types: dict[str, str] = {}
+        self.types: dict[str, str] = dict(types or {})
+        spec = entry.spec
+        self.columns = spec.columns
+        self.required = tuple(c for c in spec.columns if c not in spec.optional)
 
     def __call__(self, row: dict) -> tuple[Optional[list[dict]], Optional[tuple]]:
         """(the trainer's records, None) or (None, (kind, detail, column))."""
         row = rename(self.entry, row)
-        required = [c for c in self.entry.spec.columns if c not in self.entry.spec.optional]
-        absent = next((c for c in required if c not in row), None)
-        if absent is not None:
-            return None, ("missing-field", f"`{absent}` is missing", absent)
+        for column in self.required:
+            if column not in row:
+                return None, ("missing-field", f"`{column}` is missing", column)
         try:
             records = list(for_objective(convert(self.entry.format, row), self.objective))
         except FormatError as exc:
             return None, (exc.kind, str(exc), exc.column)
-        for column in self.entry.spec.columns:
+        types = self.types
+        for column in self.columns:
             value = row.get(column)
             if value is None:
                 continue
-            kind = _type(value)
-            first = self.types.setdefault(column, kind)
+            kind = _TYPE_NAMES.get(type(value), type(value).__name__)
+            first = types.setdefault(column, kind)
             if kind != first:
                 return None, ("inconsistent-type", f"`{column}` is a {kind} here but a {first} in earlier rows", column)
         return records, None
@@ -400,82 +414,234 @@ class Report:
 
 
 def _digest(records: list[dict]) -> int:
-    text = json.dumps(records, sort_keys=True, ensure_ascii=False, default=str)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    """A stable 8-byte hash of a row's trainer records (the same in every process)."""
+    parts: list[str] = []
+    for record in records:
+        for key in sorted(record):
+            value = record[key]
+            parts.append(key)
+            if isinstance(value, list):
+                parts.extend(f"{m['role']}\x1e{m['content']}" for m in value)
+            else:
+                parts.append(repr(value))
+    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "little")
+
+
+@dataclass
+class Scan:
+    """One source (or a part of one) read and checked: what the report needs, bounded in size."""
+
+    rows: int = 0
+    columns: set = field(default_factory=set)
+    missing: Counter = field(default_factory=Counter)  # missing-field rows by column
+    counts: Counter = field(default_factory=Counter)  # bad rows by (kind, column)
+    examples: list = field(default_factory=list)  # [(kind, column, number, detail)], EXAMPLES per (kind, column)
+    digests: Any = None  # array('Q') of the good rows' hashes, in order
+    numbers: Any = None  # array('Q') of their line numbers / row indices
+    types: dict = field(default_factory=dict)  # first type of each column
+    first_types: dict = field(default_factory=dict)  # the types this part set itself (parallel parts)
+
+    def __post_init__(self) -> None:
+        from array import array
+
+        self.digests = array("Q") if self.digests is None else self.digests
+        self.numbers = array("Q") if self.numbers is None else self.numbers
+
+    def merge(self, other: "Scan") -> None:
+        self.rows += other.rows
+        self.columns |= other.columns
+        self.missing.update(other.missing)
+        self.counts.update(other.counts)
+        shown = Counter((k, c) for k, c, _, _ in self.examples)
+        for example in other.examples:
+            if shown[example[:2]] < EXAMPLES:
+                shown[example[:2]] += 1
+                self.examples.append(example)
+        self.digests.extend(other.digests)
+        self.numbers.extend(other.numbers)
+        for column, kind in other.types.items():
+            self.types.setdefault(column, kind)
+
+
+def scan(rows: Iterator[tuple[int, Any, Optional[tuple]]], check: RowChecker) -> Scan:
+    out = Scan()
+    known = set(check.types)
+    shown: Counter = Counter()
+    digests, numbers, columns = out.digests, out.numbers, out.columns
+    for number, row, problem in rows:
+        out.rows += 1
+        if row is not None:
+            columns.update(row)
+            if problem is None:
+                records, problem = check(row)
+        if problem is not None:
+            kind, detail = problem[0], problem[1]
+            column = problem[2] if len(problem) > 2 else None
+            if kind == "missing-field" and column:
+                out.missing[column] += 1
+            out.counts[(kind, column)] += 1
+            if shown[(kind, column)] < EXAMPLES:
+                shown[(kind, column)] += 1
+                out.examples.append((kind, column, number, detail))
+            continue
+        digests.append(_digest(records))
+        numbers.append(number)
+    out.types = dict(check.types)
+    out.first_types = {c: k for c, k in check.types.items() if c not in known}
+    return out
+
+
+PARALLEL_BYTES = 64 * 2**20  # a jsonl file at least this large is checked in parts, one per core
+
+
+def _spans(path: Path, parts: int) -> list[tuple[int, int, int]]:
+    """(start byte, end byte, first line number) of `parts` pieces of a file, each starting at a line start."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as f:
+        for i in range(1, parts):
+            f.seek(size * i // parts)
+            f.readline()
+            cuts.append(max(cuts[-1], f.tell()))
+        cuts.append(size)
+        spans, line = [], 1
+        for start, end in zip(cuts, cuts[1:]):
+            spans.append((start, end, line))
+            f.seek(start)
+            remaining, newlines = end - start, 0
+            while remaining > 0:
+                block = f.read(min(remaining, 1 << 24))
+                newlines += block.count(b"\n")
+                remaining -= len(block)
+            line += newlines
+    return spans
+
+
+def _scan_part(args: tuple) -> Scan:
+    entry, objective, max_bytes, span, types = args
+    path = Path(split_source(entry.source)[1])
+    return scan(_read_jsonl(path, max_bytes, span), RowChecker(entry, objective, types))
+
+
+def scan_source(entry: DatasetSource, objective: str, max_bytes: int) -> Scan:
+    """Read and check every row of one source; a large jsonl file (no slice, no `limit`) in parallel parts whose
+    result is that of one pass (a part that met a column first with another type than an earlier part is read
+    again with the earlier types)."""
+    kind, rest, _ = split_source(entry.source)
+    path = Path(rest)
+    workers = min(os.cpu_count() or 1, 8)
+    parallel = (
+        kind == "jsonl"
+        and workers > 1
+        and entry.limit is None
+        and _slice(entry.split) == (0, None)
+        and path.is_file()
+        and path.stat().st_size >= PARALLEL_BYTES
+    )
+    if not parallel:
+        return scan(read_source(entry, max_bytes), RowChecker(entry, objective))
+    import multiprocessing
+
+    spans = _spans(path, workers)
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        parts = pool.map(_scan_part, [(entry, objective, max_bytes, span, {}) for span in spans])
+    total = parts[0]
+    for span, part in zip(spans[1:], parts[1:]):
+        if any(total.types.get(c, k) != k for c, k in part.first_types.items()):
+            part = _scan_part((entry, objective, max_bytes, span, total.types))
+        total.merge(part)
+    return total
+
+
+def _duplicates(digests: Any) -> tuple[Any, Any]:
+    """(positions of rows that repeat an earlier row, position of the row each repeats), in row order."""
+    import numpy as np
+
+    d = np.frombuffer(digests, dtype=np.uint64) if len(digests) else np.zeros(0, dtype=np.uint64)
+    order = np.argsort(d, kind="stable")
+    ordered = d[order]
+    repeat = np.zeros(len(d), dtype=bool)
+    repeat[1:] = ordered[1:] == ordered[:-1]
+    group_start = np.maximum.accumulate(np.where(repeat, 0, np.arange(len(d))))
+    firsts = order[group_start]
+    dup, of = order[repeat], firsts[repeat]
+    by_position = np.argsort(dup, kind="stable")
+    return dup[by_position], of[by_position]
+
+
+def _where_is(position: int, bounds: Any, owners: list) -> str:
+    """The location of the split's `position`-th good row (sources concatenated)."""
+    import numpy as np
+
+    source = int(np.searchsorted(bounds, position, side="right")) - 1
+    entry, numbers = owners[source]
+    return locate(entry, int(numbers[position - bounds[source]]))
 
 
 def check_recipe(recipe: Any) -> Report:
     """Read every row of every train and eval source of the recipe."""
+    import numpy as np
+
     from .sources import Where
 
     d = recipe.datasets
     report = Report(bad_rows=d.bad_rows, duplicates_policy=d.duplicates)
     objective = recipe.objective.kind
-    seen_by_split: dict[str, dict[int, str]] = {}
+    split_digests: dict[str, Any] = {}
     for split in ("train", "eval"):
-        seen: dict[int, str] = {}
-        seen_by_split[split] = seen
-        kept = dupes = 0
-        for i, entry in enumerate(getattr(d, split)):
+        entries = getattr(d, split)
+        if not entries:
+            continue
+        digests, owners = [], []  # per source: the good rows' hashes, and (entry, numbers) to locate them
+        for i, entry in enumerate(entries):
             where = str(Where(split, i, entry.source))
             count = SourceCount(where)
             report.sources.append(count)
-            check = RowChecker(entry, objective)
-            missing = Counter()
-            problems: list[Problem] = []
             try:
-                for location, row, problem in read_source(entry, d.max_row_bytes):
-                    count.rows += 1
-                    if row is not None:
-                        count.columns.update(row)
-                    if problem is None:
-                        records, found = check(row)
-                        if found is not None:
-                            problem = found
-                    if problem is not None:
-                        kind, detail = problem[0], problem[1]
-                        column = problem[2] if len(problem) > 2 else None
-                        if kind == "missing-field" and column:
-                            missing[column] += 1
-                        problems.append(Problem(kind, location, detail, column))
-                        continue
-                    key = _digest(records)
-                    if key in seen:
-                        dupes += 1
-                        examples = report.duplicate_examples.setdefault(split, [])
-                        if len(examples) < EXAMPLES:
-                            examples.append(f"{location} repeats {seen[key]}")
-                        if d.duplicates == "drop":
-                            continue
-                    else:
-                        seen[key] = location
-                    if split == "eval" and key in seen_by_split["train"]:
-                        report.eval_in_train += 1
-                    kept += 1
+                result = scan_source(entry, objective, d.max_row_bytes)
             except SourceUnreadable as exc:
                 report.unreadable.append(f"{where}: {exc}")
                 continue
-            absent = [c for c in entry.columns.values() if c not in count.columns]
-            if absent and count.rows:  # as load_raw refuses it
+            count.rows, count.columns = result.rows, result.columns
+            absent = [c for c in entry.columns.values() if c not in result.columns]
+            if absent and result.rows:  # as load_raw refuses it
                 report.unreadable.append(
                     f"{where}: `columns` names {', '.join(repr(c) for c in absent)}, which the data does not have; "
-                    f"its columns: {', '.join(sorted(count.columns))}"
+                    f"its columns: {', '.join(sorted(result.columns))}"
                 )
-            everywhere = [c for c, n in missing.items() if n == count.rows]
+            everywhere = [c for c, n in result.missing.items() if n == result.rows]
             for column in everywhere:  # a column no row has: one message about the mapping, not a line per row
                 mapped = f" (after `columns`: {entry.columns})" if entry.columns else ""
                 report.unreadable.append(
                     f"{where}: format '{entry.format}' needs column {column}{mapped}; the data has: "
-                    f"{', '.join(sorted(count.columns)) or 'no columns'}. Map yours with `columns: {{{column}: "
+                    f"{', '.join(sorted(result.columns)) or 'no columns'}. Map yours with `columns: {{{column}: "
                     "your_column}`"
                 )
-            for p in problems:
-                if p.column not in everywhere:
-                    report.add(p)
-                    count.bad += 1
-        if getattr(d, split):
-            report.split_rows[split] = kept
-            report.duplicates[split] = dupes
+            for (kind, column), n in result.counts.items():
+                if column not in everywhere or kind != "missing-field":
+                    report.counts[kind] += n
+                    count.bad += n
+            for kind, column, number, detail in result.examples:
+                if column not in everywhere or kind != "missing-field":
+                    shown = report.examples.setdefault(kind, [])
+                    if len(shown) < EXAMPLES:
+                        shown.append(Problem(kind, locate(entry, number), detail, column))
+            digests.append(np.frombuffer(result.digests, dtype=np.uint64))
+            owners.append((entry, np.frombuffer(result.numbers, dtype=np.uint64)))
+        joined = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
+        dup, of = _duplicates(joined.tobytes())
+        bounds = np.cumsum([0] + [len(x) for x in digests])
+
+        report.duplicates[split] = len(dup)
+        if len(dup):
+            report.duplicate_examples[split] = [
+                f"{_where_is(int(a), bounds, owners)} repeats {_where_is(int(b), bounds, owners)}"
+                for a, b in zip(dup[:EXAMPLES], of[:EXAMPLES])
+            ]
+        report.split_rows[split] = len(joined) - (len(dup) if d.duplicates == "drop" else 0)
+        split_digests[split] = joined
+    if "eval" in split_digests and "train" in split_digests:
+        report.eval_in_train = int(np.isin(split_digests["eval"], split_digests["train"]).sum())
     _check_split_sizes(recipe, report)
     return report
 
