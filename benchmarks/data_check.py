@@ -107,7 +107,8 @@ def main() -> None:
         print(
             f"structural check: {check['rows']:,} rows in {check['seconds']:.1f} s = "
             f"{check['rows'] / check['seconds']:,.0f} rows/s; peak RSS {check['peak_mib']:.0f} MiB "
-            f"(file {size / 2**20:.0f} MiB); {check['bad']} bad rows found"
+            f"(largest worker {check['children_peak_mib']:.0f} MiB; file {size / 2**20:.0f} MiB); "
+            f"{check['bad']} bad rows found"
         )
         tokens = measure("tokens", recipe(tmp, data, args.token_rows), tmp / "cache")
         print(

@@ -105,9 +105,7 @@ def test_preflight_stops_before_launching(tmp_path):
         "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", "datasets.train.0.format=sharegpt"
     )
     assert (
-        proc.returncode == 1
-        and "needs column(s) conversations" in proc.stderr
-        and "the data has: messages" in proc.stderr
+        proc.returncode == 1 and "needs column conversations" in proc.stderr and "the data has: messages" in proc.stderr
     )
 
 
@@ -358,3 +356,25 @@ def test_a_failed_run_ends_with_the_stage_the_error_and_the_log(tmp_path):
     assert f"the full traceback is in {log}" in summary
     listed = run("runs", str(tmp_path))
     assert listed.stdout.splitlines()[1].split()[0] == "failed"
+
+
+def test_bad_rows_refuse_a_run_before_launch_or_are_skipped_and_recorded(tmp_path):
+    good = (ROOT / "assets/data/preference-train.jsonl").read_text().splitlines()
+    bad = [*good[:40], '{"prompt": "q", "chosen": "a"}', *good[40:80], '{"broken', *good[80:]]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("\n".join(bad) + "\n")
+    out = tmp_path / "out"
+    args = ["run", "recipes/tiny/dpo-qlora.yaml", "--set", f"output.dir={out}"]
+    args += ["--set", f"datasets.train.0.source=jsonl:{data}", "--set", "training.max_steps=2"]
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    refused = run(*args, env=env)
+    assert refused.returncode == 1 and not out.exists()
+    assert "2 bad row(s) (1 missing-field, 1 malformed-line)" in refused.stderr
+    assert f"{data}:41: `rejected` is missing" in refused.stderr and f"{data}:82: not valid JSON" in refused.stderr
+    skipped = run(*args, "--set", "datasets.bad_rows=skip", "--set", "training.eval_every=null", env=env)
+    assert skipped.returncode == 0, skipped.stderr[-3000:]
+    record = json.loads((out / "data-check.json").read_text())
+    assert record["skipped"] == {"missing-field": 1, "malformed-line": 1} and record["split_rows"]["train"] == 128
+    assert f"skipping 2 bad row(s) (1 missing-field, 1 malformed-line); listed in {out / 'data-check.json'}" in (
+        skipped.stderr
+    )
