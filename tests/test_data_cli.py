@@ -61,3 +61,32 @@ def test_data_error_is_a_message_not_a_traceback(cli):
         and "conversations" in err
     )
     assert "Traceback" not in err
+
+
+def test_check_prints_counts_and_token_statistics_and_json_for_ci(cli, tmp_path):
+    code, out, _ = cli("data", str(TINY / "dpo-qlora.yaml"), "--check")
+    assert code == 0 and "verdict: every row is usable" in out and "steps per epoch: 16 (global batch 8)" in out
+    assert "train: 128 rows," in out and "length p50" in out and "█" in out
+    bad = tmp_path / "bad.jsonl"
+    rows = (ROOT / "assets/data/preference-train.jsonl").read_text().splitlines()
+    bad.write_text("\n".join([*rows[:3], '{"prompt": "q", "chosen": "same", "rejected": "same"}']) + "\n")
+    code, out, _ = cli(
+        "data",
+        str(TINY / "dpo-qlora.yaml"),
+        "--check",
+        "--format",
+        "json",
+        "--set",
+        f"datasets.train.0.source=jsonl:{bad}",
+    )
+    result = json.loads(out)
+    assert code == 1 and result["check"]["refused"] and "tokens" not in result
+    assert result["check"]["examples"]["identical-pair"][0]["location"] == f"{bad}:4"
+    code, out, _ = cli(
+        "data", str(TINY / "dpo-qlora.yaml"), "--check", "--format", "json",
+        "--set", f"datasets.train.0.source=jsonl:{bad}", "--set", "datasets.bad_rows=skip",
+    )  # fmt: skip
+    result = json.loads(out)
+    assert code == 0 and result["check"]["skipped"] == {"identical-pair": 1}
+    assert result["tokens"]["train"]["rows"] == 3 and result["tokens"]["steps_per_epoch"] == 1
+    assert 0 < result["tokens"]["train"]["trained_share"] < 1
