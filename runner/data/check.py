@@ -341,12 +341,6 @@ class Report:
     duplicate_examples: dict = field(default_factory=dict)  # split -> ["A repeats B"]
     eval_in_train: int = 0
 
-    def add(self, problem: Problem) -> None:
-        self.counts[problem.kind] += 1
-        shown = self.examples.setdefault(problem.kind, [])
-        if len(shown) < EXAMPLES:
-            shown.append(problem)
-
     @property
     def bad(self) -> int:
         return sum(self.counts.values())
