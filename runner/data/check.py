@@ -18,6 +18,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -45,7 +46,7 @@ class SourceUnreadable(Exception):
     """The whole source cannot be read (no such file, an empty file, an unknown split): one message, no rows."""
 
 
-# --- reading: (location, row or None, problem or None) per row, streaming ------------------------------------------
+# --- reading: (line number or row index, row or None, problem or None) per row, streaming ---------------------------
 
 
 def _slice(split: str) -> tuple[int, Optional[int]] | None:
@@ -97,29 +98,27 @@ def _lines(
 
 def _read_jsonl(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     for number, line, problem in _lines(path, max_bytes, keep_blank=False, span=span):
-        where = number
         if problem:
-            yield where, None, problem
+            yield number, None, problem
             continue
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield where, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
+            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
             continue
         row, problem = _json_row(text)
-        yield where, row, problem
+        yield number, row, problem
 
 
 def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     for number, line, problem in _lines(path, max_bytes, keep_blank=True):
-        where = number
         if problem:
-            yield where, None, problem
+            yield number, None, problem
             continue
         try:
-            yield where, {"text": line.decode("utf-8")}, None
+            yield number, {"text": line.decode("utf-8")}, None
         except UnicodeDecodeError as exc:
-            yield where, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
+            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
 
 
 def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
@@ -193,24 +192,22 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[t
             except csv.Error as exc:
                 yield start, None, ("malformed-line", f"not valid CSV: {exc}")
                 continue
-            where = start
             if not cells:
                 continue
             if any(re.search("[\udc80-\udcff]", c) for c in cells):
-                yield where, None, ("invalid-utf8", "invalid UTF-8")
+                yield start, None, ("invalid-utf8", "invalid UTF-8")
             elif sum(len(c) for c in cells) > max_bytes:
-                yield where, None, ("too-large", f"over datasets.max_row_bytes ({max_bytes:,})")
+                yield start, None, ("too-large", f"over datasets.max_row_bytes ({max_bytes:,})")
             elif len(cells) != len(header):
-                yield where, None, ("malformed-line", f"{len(cells)} cells for {len(header)} columns")
+                yield start, None, ("malformed-line", f"{len(cells)} cells for {len(header)} columns")
             else:
-                yield where, {h: _csv_value(c) for h, c in zip(header, cells)}, None
+                yield start, {h: _csv_value(c) for h, c in zip(header, cells)}, None
 
 
-def _read_datasets(entry: DatasetSource, where: str) -> Iterator[tuple[int, Any, Optional[tuple]]]:
+def _read_datasets(entry: DatasetSource) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     """Hub, parquet, save_to_disk sources (and a local file with a `%` slice): rows through `datasets`."""
     from .sources import DataError, Where, load_raw
 
-    kind, rest, _ = split_source(entry.source)
     try:
         ds = load_raw(entry.model_copy(update={"columns": {}, "limit": None}), Where("?", 0, entry.source))
     except DataError as exc:
@@ -223,10 +220,15 @@ def _read_datasets(entry: DatasetSource, where: str) -> Iterator[tuple[int, Any,
             i += 1
 
 
+def reads_lines(entry: DatasetSource) -> bool:
+    """Whether this module reads the source itself, line by line (a local file, its whole split or a row slice)."""
+    return split_source(entry.source)[0] in LINE_KINDS and _slice(entry.split) is not None
+
+
 def locate(entry: DatasetSource, number: int) -> str:
     """FILE:LINE for the files this module reads itself, else SOURCE [split S] row I."""
     kind, rest, _ = split_source(entry.source)
-    if kind in LINE_KINDS and _slice(entry.split) is not None:
+    if reads_lines(entry):
         return f"{rest}:{number}"
     return f"{rest} split {entry.split} row {number}" if kind in ("hf", "local") else f"{rest} row {number}"
 
@@ -246,7 +248,7 @@ def read_source(entry: DatasetSource, max_bytes: int) -> Iterator[tuple[int, Any
             raise SourceUnreadable(f"no such file: {path}")
         if path.stat().st_size == 0:
             raise SourceUnreadable(f"{path} is empty: it has no rows")
-    rows = READERS[kind](Path(rest), max_bytes) if bounds is not None else _read_datasets(entry, entry.source)
+    rows = READERS[kind](Path(rest), max_bytes) if bounds is not None else _read_datasets(entry)
     start, stop = bounds or (0, None)
     if entry.limit is not None:
         stop = start + entry.limit if stop is None else min(stop, start + entry.limit)
@@ -283,16 +285,11 @@ class RowChecker:
     def __init__(self, entry: DatasetSource, objective: str, types: Optional[dict] = None):
         self.entry, self.objective = entry, objective
         self.types: dict[str, str] = dict(types or {})
-        spec = entry.spec
-        self.columns = spec.columns
-        self.required = tuple(c for c in spec.columns if c not in spec.optional)
+        self.columns = entry.spec.columns
 
     def __call__(self, row: dict) -> tuple[Optional[list[dict]], Optional[tuple]]:
         """(the trainer's records, None) or (None, (kind, detail, column))."""
         row = rename(self.entry, row)
-        for column in self.required:
-            if column not in row:
-                return None, ("missing-field", f"`{column}` is missing", column)
         try:
             records = list(for_objective(convert(self.entry.format, row), self.objective))
         except FormatError as exc:
@@ -395,7 +392,7 @@ class Report:
             lines.append(f"eval rows that are also training rows: {self.eval_in_train:,}")
         for split, n in self.split_rows.items():
             lines.append(f"{split}: {n:,} rows to train on" if split == "train" else f"{split}: {n:,} rows")
-        if self.unreadable or (self.bad and self.bad_rows == "refuse"):
+        if self.refused:
             lines.append(
                 "verdict: a run would be refused"
                 + (" (datasets.bad_rows: refuse; `skip` trains without the bad rows)" if self.bad else "")
@@ -407,7 +404,7 @@ class Report:
         return "\n".join(lines)
 
 
-def _digest(records: list[dict]) -> int:
+def row_digest(records: list[dict]) -> int:
     """A stable 8-byte hash of a row's trainer records (the same in every process)."""
     parts: list[str] = []
     for record in records:
@@ -427,7 +424,6 @@ class Scan:
 
     rows: int = 0
     columns: set = field(default_factory=set)
-    missing: Counter = field(default_factory=Counter)  # missing-field rows by column
     counts: Counter = field(default_factory=Counter)  # bad rows by (kind, column)
     examples: list = field(default_factory=list)  # [(kind, column, number, detail)], EXAMPLES per (kind, column)
     digests: Any = None  # array('Q') of the good rows' hashes, in order
@@ -444,7 +440,6 @@ class Scan:
     def merge(self, other: "Scan") -> None:
         self.rows += other.rows
         self.columns |= other.columns
-        self.missing.update(other.missing)
         self.counts.update(other.counts)
         shown = Counter((k, c) for k, c, _, _ in self.examples)
         for example in other.examples:
@@ -471,14 +466,12 @@ def scan(rows: Iterator[tuple[int, Any, Optional[tuple]]], check: RowChecker) ->
         if problem is not None:
             kind, detail = problem[0], problem[1]
             column = problem[2] if len(problem) > 2 else None
-            if kind == "missing-field" and column:
-                out.missing[column] += 1
             out.counts[(kind, column)] += 1
             if shown[(kind, column)] < EXAMPLES:
                 shown[(kind, column)] += 1
                 out.examples.append((kind, column, number, detail))
             continue
-        digests.append(_digest(records))
+        digests.append(row_digest(records))
         numbers.append(number)
     out.types = dict(check.types)
     out.first_types = {c: k for c, k in check.types.items() if c not in known}
@@ -547,11 +540,11 @@ def scan_source(entry: DatasetSource, objective: str, max_bytes: int) -> Scan:
     return total
 
 
-def _duplicates(digests: Any) -> tuple[Any, Any]:
-    """(positions of rows that repeat an earlier row, position of the row each repeats), in row order."""
+def _duplicates(d: Any) -> tuple[Any, Any]:
+    """(positions of rows that repeat an earlier row, position of the row each repeats), in row order; `d`: the
+    rows' hashes (numpy uint64)."""
     import numpy as np
 
-    d = np.frombuffer(digests, dtype=np.uint64) if len(digests) else np.zeros(0, dtype=np.uint64)
     order = np.argsort(d, kind="stable")
     ordered = d[order]
     repeat = np.zeros(len(d), dtype=bool)
@@ -603,7 +596,7 @@ def check_recipe(recipe: Any) -> Report:
                     f"{where}: `columns` names {', '.join(repr(c) for c in absent)}, which the data does not have; "
                     f"its columns: {', '.join(sorted(result.columns))}"
                 )
-            everywhere = [c for c, n in result.missing.items() if n == result.rows]
+            everywhere = [c for (k, c), n in result.counts.items() if k == "missing-field" and c and n == result.rows]
             for column in everywhere:  # a column no row has: one message about the mapping, not a line per row
                 mapped = f" (after `columns`: {entry.columns})" if entry.columns else ""
                 report.unreadable.append(
@@ -623,7 +616,7 @@ def check_recipe(recipe: Any) -> Report:
             digests.append(np.frombuffer(result.digests, dtype=np.uint64))
             owners.append((entry, np.frombuffer(result.numbers, dtype=np.uint64)))
         joined = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
-        dup, of = _duplicates(joined.tobytes())
+        dup, of = _duplicates(joined)
         bounds = np.cumsum([0] + [len(x) for x in digests])
 
         report.duplicates[split] = len(dup)
@@ -661,26 +654,35 @@ def _check_split_sizes(recipe: Any, report: Report) -> None:
 # --- the cache: a second run of an unchanged recipe and data does not read the data again -------------------------
 
 
-def cache_key(recipe: Any) -> Optional[str]:
-    """Changes when the data, the recipe's data fields or the checking code change; None for Hub sources (their
-    files are not ours to fingerprint)."""
+@lru_cache(maxsize=1)
+def code_hash() -> str:
+    """A hash of the checking and preset code: no cache (this module's, `datasets`') may serve rows an older
+    version checked or converted."""
+    here = Path(__file__).resolve().parent
+    return hashlib.sha256(b"".join((here / n).read_bytes() for n in ("check.py", "formats.py"))).hexdigest()[:16]
+
+
+def _fingerprint(recipe: Any) -> tuple[str, bool]:
+    """(a hash of the objective, the recipe's data fields, the checking code and each local data file's size,
+    mtime and inode; whether every source is local: a Hub source's files are not ours to fingerprint)."""
     d = recipe.datasets
-    parts: list[Any] = [recipe.objective.kind, d.model_dump(mode="json")]
+    parts: list[Any] = [recipe.objective.kind, d.model_dump(mode="json"), code_hash()]
+    local = True
     for entry in (*d.train, *d.eval):
         kind, rest, _ = split_source(entry.source)
         if kind == "hf":
-            return None
+            local = False
+            continue
         root = Path(rest)
         files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
         for f in files:
             try:
                 st = f.stat()
             except OSError:
-                return None
+                local = False
+                continue
             parts.append([str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
-    here = Path(__file__).resolve().parent
-    parts.append([hashlib.sha256((here / n).read_bytes()).hexdigest() for n in ("check.py", "formats.py")])
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32], local
 
 
 def cache_dir() -> Path:
@@ -688,18 +690,27 @@ def cache_dir() -> Path:
     return Path(base) / "recipe" / "data-check"
 
 
+_THIS_PROCESS: dict[str, dict] = {}  # reports made in this process: the preflight's, read again by `recipe run`
+
+
 def cached_check(recipe: Any) -> tuple[dict, bool]:
-    """The report as JSON, from the cache when the data and the recipe's data fields are unchanged; (report, hit)."""
+    """The report as JSON, from the cache when the data and the recipe's data fields are unchanged; (report, hit).
+    A recipe with a Hub source is not cached across commands, but is read once per command."""
     from runner.common.files import write_atomic
 
-    key = cache_key(recipe)
-    path = cache_dir() / f"{key}.json" if key else None
+    key, local = _fingerprint(recipe)
+    if key in _THIS_PROCESS:
+        return _THIS_PROCESS[key], True
+    path = cache_dir() / f"{key}.json" if local else None
     if path is not None and path.is_file():
         try:
-            return json.loads(path.read_text(encoding="utf-8")), True
+            report = json.loads(path.read_text(encoding="utf-8"))
+            _THIS_PROCESS[key] = report
+            return report, True
         except (OSError, ValueError):
             pass
     report = check_recipe(recipe).to_json()
+    _THIS_PROCESS[key] = report
     if path is not None:
         try:
             write_atomic(path, json.dumps(report) + "\n")

@@ -320,7 +320,7 @@ def convert(fmt: str, row: Row) -> Row:
     try:
         return validate(PARSERS[fmt](row))
     except KeyError as exc:
-        raise FormatError(f"missing column `{exc.args[0]}`", "missing-field", exc.args[0]) from None
+        raise FormatError(f"`{exc.args[0]}` is missing", "missing-field", exc.args[0]) from None
 
 
 def for_objective(record: Row, objective: str) -> Iterable[Row]:

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 from schemas.datasets import DatasetSource, split_source
 from schemas.objectives import facts
 
+from .check import code_hash, good_rows, reads_lines, row_digest
 from .formats import FormatError, convert, for_objective
 
 BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
@@ -63,11 +62,9 @@ def _good_rows_dataset(entry: DatasetSource, objective: str, max_bytes: int) -> 
     `datasets.bad_rows: skip` trains on. Cached by `datasets` under the file's size and modification time."""
     import datasets
 
-    from .check import good_rows
-
     path = Path(split_source(entry.source)[1])
     st = path.stat()
-    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns, _presets_hash(), objective, max_bytes)
+    stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns, code_hash(), objective, max_bytes)
 
     def rows(entry: DatasetSource, objective: str, max_bytes: int, stamp: tuple) -> Any:
         yield from good_rows(entry, objective, max_bytes)
@@ -83,7 +80,7 @@ def load_raw(entry: DatasetSource, where: Where, skip_bad: Optional[tuple[str, i
     import datasets
 
     kind, rest, config = split_source(entry.source)
-    if skip_bad and kind in ("jsonl", "json", "csv", "text") and re.fullmatch(r"train(\[\d*:\d*\])?", entry.split):
+    if skip_bad and reads_lines(entry):
         try:
             ds = _good_rows_dataset(entry, *skip_bad)
         except Exception as exc:
@@ -148,13 +145,6 @@ def check_columns(entry: DatasetSource, ds: Any, where: Where, rows: int = 5) ->
             raise DataError(f"{where}: row {i}: {exc}") from None
 
 
-@lru_cache(maxsize=1)
-def _presets_hash() -> str:
-    """A hash of the preset and check code: datasets' caches must not serve rows converted by an older version."""
-    here = Path(__file__).resolve().parent
-    return hashlib.sha256(b"".join((here / n).read_bytes() for n in ("formats.py", "check.py"))).hexdigest()[:16]
-
-
 # Dataset columns TRL's online trainers use themselves; every other column reaches the reward functions.
 TRL_ROLLOUT_COLUMNS = ("prompt", "completion", "completion_ids")
 
@@ -172,7 +162,6 @@ def _convert_dataset(
     the reward functions receive them as keyword arguments, e.g. TriviaQA's `answer`). `skip_bad`: a row the
     format refuses is left out (else it stops the run, located); `seen`: digests of the split's rows so far, for
     dropping exact duplicates (the first copy stays), as the data check counts them."""
-    from .check import _digest
 
     def batch_fn(batch: dict, indices: list[int]) -> dict:
         out: dict[str, list] = {}
@@ -185,10 +174,10 @@ def _convert_dataset(
                     continue
                 raise DataError(f"{where}: row {index} does not fit format '{entry.format}': {exc}") from None
             if seen is not None:
-                digest = _digest(records)
-                if digest in seen:
+                key = row_digest(records)
+                if key in seen:
                     continue
-                seen.add(digest)
+                seen.add(key)
             extras = {k: row[k] for k in keep}
             for rec in records:
                 for k, v in {**extras, **rec}.items():
@@ -196,7 +185,7 @@ def _convert_dataset(
         return out
 
     key = "|".join(map(str, (getattr(ds, "_fingerprint", ""), entry.format, objective, keep, skip_bad, seen is None)))
-    key += _presets_hash()
+    key += code_hash()
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:32]
     return ds.map(
         batch_fn,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional
+from typing import Any
 
 from runner.plan.arguments import sft_loss_scope
 
@@ -30,7 +30,7 @@ def _lengths(tokenizer: Any, row: dict, assistant_only: bool, completion_only: b
 
     if "text" in row:
         n = len(tokenizer(row["text"])["input_ids"]) + 1  # the eos SFT appends
-        return {"length": n, "prompt": 0, "trained": n, "total": n, "pair": False}
+        return {"length": n, "prompt": 0, "trained": n, "total": n}
     if "messages" in row:
         if assistant_only:
             encoded = tokenizer.apply_chat_template(
@@ -39,7 +39,7 @@ def _lengths(tokenizer: Any, row: dict, assistant_only: bool, completion_only: b
             n, trained = len(encoded["input_ids"]), sum(encoded["assistant_masks"])
         else:
             n = trained = len(render(row["messages"]))
-        return {"length": n, "prompt": 0, "trained": trained, "total": n, "pair": False}
+        return {"length": n, "prompt": 0, "trained": trained, "total": n}
     prompt = len(render(row["prompt"], generation_prompt=True))
     if "chosen" in row:
         chosen = len(render(row["prompt"] + row["chosen"])) - prompt
@@ -49,15 +49,12 @@ def _lengths(tokenizer: Any, row: dict, assistant_only: bool, completion_only: b
             "prompt": prompt,
             "trained": chosen + rejected,
             "total": 2 * prompt + chosen + rejected,
-            "pair": True,
-            "chosen": chosen,
-            "rejected": rejected,
         }
     if "completion" in row:
         full = len(render(row["prompt"] + row["completion"]))
         trained = full - prompt if completion_only else full
-        return {"length": full, "prompt": prompt, "trained": trained, "total": full, "pair": False}
-    return {"length": prompt, "prompt": prompt, "trained": 0, "total": prompt, "pair": False}  # online RL: generated
+        return {"length": full, "prompt": prompt, "trained": trained, "total": full}
+    return {"length": prompt, "prompt": prompt, "trained": 0, "total": prompt}  # online RL: generated
 
 
 def _percentile(sorted_values: list[int], q: float) -> int:
@@ -66,7 +63,7 @@ def _percentile(sorted_values: list[int], q: float) -> int:
     return sorted_values[min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1)]
 
 
-def split_stats(ds: Any, tokenizer: Any, plan: Any, num_proc: Optional[int] = None) -> dict:
+def split_stats(ds: Any, tokenizer: Any, plan: Any) -> dict:
     """Statistics of one split's trainer rows."""
     args = plan.trainer["args"]
     # SFT: the recipe's loss scope; the preference and unpaired trainers train on completions only
@@ -83,7 +80,7 @@ def split_stats(ds: Any, tokenizer: Any, plan: Any, num_proc: Optional[int] = No
                 out.setdefault(k, []).append(v)
         return out
 
-    procs = num_proc if num_proc is not None else min(os.cpu_count() or 1, max(1, len(ds) // 2000))
+    procs = min(os.cpu_count() or 1, max(1, len(ds) // 2000))
     lengths = ds.map(
         batch_fn,
         batched=True,
@@ -125,7 +122,7 @@ def histogram(values: list[int], bins: int = BINS) -> list[dict]:
     return [{"from": low + i * width, "to": low + (i + 1) * width - 1, "rows": c} for i, c in enumerate(counts)]
 
 
-def token_stats(plan: Any, num_proc: Optional[int] = None) -> dict:
+def token_stats(plan: Any) -> dict:
     """{train: stats, eval: stats, steps_per_epoch} for the plan's recipe, with its tokenizer and template."""
     from runner.common.models import recipe_tokenizer
 
@@ -133,9 +130,9 @@ def token_stats(plan: Any, num_proc: Optional[int] = None) -> dict:
 
     tokenizer = recipe_tokenizer(plan.recipe)
     train, held_out = load_splits(plan.recipe)
-    out: dict[str, Any] = {"train": split_stats(train, tokenizer, plan, num_proc)}
+    out: dict[str, Any] = {"train": split_stats(train, tokenizer, plan)}
     if held_out is not None:
-        out["eval"] = split_stats(held_out, tokenizer, plan, num_proc)
+        out["eval"] = split_stats(held_out, tokenizer, plan)
     global_batch = plan.micro_batch_size * plan.gradient_accumulation_steps * plan.world_size
     out["global_batch_size"] = global_batch
     out["steps_per_epoch"] = math.ceil(out["train"]["rows"] / global_batch)

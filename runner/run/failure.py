@@ -38,7 +38,7 @@ class Stage:
 
 
 def _where(exc: BaseException, frames: int = 3) -> list[str]:
-    """The innermost frames (file:line in function), the project's own first when it is among them."""
+    """The innermost frames, as file:line in function."""
     stack = traceback.extract_tb(exc.__traceback__)
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in stack[-frames:]]
 
