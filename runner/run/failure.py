@@ -14,7 +14,13 @@ from pathlib import Path
 
 from runner.common.files import write_atomic
 
-STAGES = ("load", "train", "evaluate", "save")
+# The stages of a training process, as a failure summary names them.
+STAGES = {
+    "load": "loading the model and data",
+    "train": "training",
+    "evaluate": "the final evaluation",
+    "save": "saving the result",
+}
 # Errors with a cause a user can act on, by exception class name: what to do.
 HINTS = {
     "OutOfMemoryError": "out of memory: `recipe plan RECIPE` shows the estimate; lower training.micro_batch_size or "

@@ -43,25 +43,17 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
     return failure_summary(plan, recipe_file, code, minutes, bool(rows))
 
 
-STAGE_WORDS = {
-    "load": "loading the model and data",
-    "train": "training",
-    "evaluate": "the final evaluation",
-    "save": "saving the result",
-}
-
-
 def failure_summary(plan: Plan, recipe_file: str, code: int, minutes: str, logged: bool) -> str:
     """The stage that failed, the error and where it was raised (from the training processes' failure records), or,
     for a process killed without a Python error, the last lines of its log; and where the full logs are."""
-    from runner.run.failure import last_log_lines, read_failures
+    from runner.run.failure import STAGES, last_log_lines, read_failures
 
     out = Path(plan.output_dir)
     failures = read_failures(out)
     logs = out / "logs"
     if failures:
         first = failures[0]  # the first rank to fail; the others usually fail because of it
-        stage = STAGE_WORDS.get(first["stage"], first["stage"])
+        stage = STAGES.get(first["stage"], first["stage"])
         lines = [f"the run failed after {minutes}, while {stage} (exit code {code}, rank {first['rank']}):"]
         lines.append(f"  {first['error']}")
         lines += [f"    at {w}" for w in first["where"][-1:]]
@@ -72,7 +64,7 @@ def failure_summary(plan: Plan, recipe_file: str, code: int, minutes: str, logge
         stage = "training" if logged else "loading the model and data (before the first step)"
         killed = f" (killed by signal {-code})" if code < 0 else " (killed by signal 9)" if code == 137 else ""
         lines = [f"the run failed after {minutes}, while {stage}: exit code {code}{killed}, no Python error recorded"]
-        if killed:
+        if code in (-9, 137):
             lines.append("  a process killed by signal 9 was often stopped by the out-of-memory killer")
         log = logs / "train-rank0.log"
         tail = last_log_lines(log)
