@@ -102,6 +102,7 @@ def test_parameter_counts_from_the_table_and_from_config_json(tmp_path):
 def test_parameter_count_matches_transformers_on_a_local_config(tmp_path):
     """The formula agrees with the number of parameters transformers itself builds (random weights, no download)."""
     import transformers  # the `train` extra; a missing install fails here rather than skipping
+
     cfg = transformers.LlamaConfig(
         hidden_size=64,
         intermediate_size=160,
