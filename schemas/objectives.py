@@ -206,6 +206,9 @@ class ObjectiveFacts:
     # The trainer casts the adapter of a 4-/8-bit model to bfloat16 (TRL's main trainers, after the QLoRA paper);
     # TRL's experimental ORPO/CPO trainers keep PEFT's float32 adapters.
     quantized_adapter_bf16: bool = True
+    # TRL 1.16's SFT/DPO/KTO/GRPO/RLOO trainers score tokens through a fused LM head (`add_fused_lm_head`), in
+    # tiles, never holding the [tokens, vocabulary] logits; the experimental ORPO/CPO trainers take the model's logits.
+    fused_lm_head: bool = True
     # the tokens the loss is computed on (SFT's depend on its data and settings: see runner/plan/arguments.py)
     trains_on: str = ""
 
@@ -242,6 +245,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        fused_lm_head=False,
         trains_on="the chosen completion (NLL) and the odds ratio of chosen to rejected; prompts are not trained",
     ),
     "kto": ObjectiveFacts(
@@ -260,6 +264,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        fused_lm_head=False,
         trains_on="the chosen and rejected completions: length-normalised log-probabilities; prompts are not trained",
     ),
     "cpo": ObjectiveFacts(
@@ -269,6 +274,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         rows="as-is",
         sequences_per_example=2,
         quantized_adapter_bf16=False,
+        fused_lm_head=False,
         trains_on="the chosen and rejected completions, plus NLL on the chosen one; prompts are not trained",
     ),
     "reward": ObjectiveFacts(
@@ -278,6 +284,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         rows="as-is",
         sequences_per_example=2,
         reward_head=True,
+        fused_lm_head=False,
         trains_on="one score per sequence, read at its last token, ranking chosen above rejected",
     ),
     "grpo": ObjectiveFacts(

@@ -194,18 +194,34 @@ def _from_config(name: str, cfg: dict) -> Architecture:
 
 
 @lru_cache(maxsize=None)
-def _table() -> dict[str, Architecture]:
+def _raw_table() -> dict[str, dict]:
+    """Every name in the table (lower-cased) -> its config fields."""
     from schemas.yamlsource import safe_load
 
-    raw = safe_load(TABLE_FILE.read_text(encoding="utf-8"))
     out = {}
-    for key, entry in raw.items():
+    for key, entry in safe_load(TABLE_FILE.read_text(encoding="utf-8")).items():
         entry = dict(entry)
         ids = entry.pop("ids", [])
-        arch = _from_config(key, entry)
+        entry["_key"] = key
         for ident in [key, *ids]:
-            out[ident.lower()] = arch
+            out[ident.lower()] = entry
     return out
+
+
+@lru_cache(maxsize=None)
+def _table() -> dict[str, Architecture]:
+    return {ident: _from_config(entry["_key"], entry) for ident, entry in _raw_table().items()}
+
+
+def config_fields(name_or_path: str) -> dict:
+    """The config.json fields of a model: its local config.json, or its entry in the shipped table."""
+    config = Path(name_or_path) / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text(encoding="utf-8"))
+    entry = _raw_table().get(name_or_path.lower())
+    if entry is None:
+        raise ValueError(find_architecture(name_or_path)[1])
+    return {k: v for k, v in entry.items() if k != "_key"}
 
 
 def known_ids() -> list[str]:

@@ -1,0 +1,222 @@
+"""One training step of a plan's model, at full size with fake tensors, its peak memory counted by category.
+
+What runs is what the training process runs, from the plan: the model class and dtype, the attention
+implementation, the quantized layers (stand-ins of the same storage, see `fake.py`), the PEFT adapter with the
+dtype TRL gives it, activation checkpointing, the trainer's loss path (TRL's fused LM head where the trainer adds
+it; the model's logits and the trainer's log-softmax where it does not; the reference forward of DPO-family
+objectives, with the adapter disabled), bf16/fp16 autocast, and the optimizer the plan names. Two steps run, so the
+second starts with the optimizer state already allocated; the peak is over both.
+
+Not run here, each counted by the estimator from its own source instead: DeepSpeed (its partitioning has no fake
+implementation), DDP's gradient buckets (they need a process group), generation for online RL, the CUDA context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.common.models import import_dotted, peft_config, torch_dtype
+from runner.plan.architecture import config_fields
+from runner.plan.types import Plan
+from schemas.objectives import facts
+
+GiB = 1024**3
+CATEGORIES = {  # MemTracker's reference types -> the estimate's words
+    "Parameter": "weights",
+    "Buffer": "weights",
+    "Gradient": "gradients",
+    "Optstate": "optimizer_states",
+    "Activation": "activations",
+    "Temp": "temporaries",
+    "Other": "temporaries",
+}
+PHASES = ("forward", "backward", "optimizer step")
+
+
+@dataclass
+class Measurement:
+    peak: dict[str, float]  # GiB by category at the moment of the peak
+    phase: str  # where the peak happened
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> float:
+        return sum(self.peak.values())
+
+    def to_json(self) -> dict:
+        return {
+            "peak_gb": round(self.total, 3),
+            "phase": self.phase,
+            "breakdown": {k: round(v, 3) for k, v in self.peak.items()},
+            "notes": self.notes,
+        }
+
+
+def model_config(plan: Plan) -> Any:
+    """The transformers config of the plan's model: its local config.json, or the shipped architecture table."""
+    from transformers import AutoConfig
+
+    fields = dict(config_fields(plan.recipe.model.name_or_path))
+    model_type = fields.pop("model_type")
+    config = AutoConfig.for_model(model_type, **fields)
+    config.use_cache = False
+    return config
+
+
+def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from .fake import quantize
+
+    kind = facts(plan.recipe.objective.kind)
+    dtype = torch_dtype(plan.dtype)
+    if dtype == "auto":
+        dtype = getattr(config, "dtype", None) or torch.float32
+    attention = plan.attention
+    if attention not in ("eager", "sdpa"):
+        notes.append(f"attention {attention} measured as sdpa (its kernel is not installed; both keep O(tokens) state)")
+        attention = "sdpa"
+    with torch.device("meta"):
+        if kind.reward_head:
+            model = AutoModelForSequenceClassification.from_config(
+                config, num_labels=1, dtype=dtype, attn_implementation=attention
+            )
+        else:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
+        q = plan.quantization
+        if q is not None:
+            args = q["args"]
+            bits = 4 if args.get("load_in_4bit") else 8
+            skip = {"lm_head", "score", *(args.get("llm_int8_skip_modules") or [])}
+            compute = torch_dtype(args.get("bnb_4bit_compute_dtype", "float32")) if bits == 4 else dtype
+            storage = torch_dtype(args.get("bnb_4bit_quant_storage", "uint8")) if bits == 4 else torch.int8
+            quantize(model, skip, compute, storage, bool(args.get("bnb_4bit_use_double_quant")), bits)
+            notes.append(f"bitsandbytes {bits}-bit layers stood in for by their storage and a dequantized temporary")
+        if kind.fused_lm_head:
+            from trl.trainer.utils import add_fused_lm_head
+
+            add_fused_lm_head(
+                model, outputs=("log_probs", "entropy", "is_top1") if kind.rows != "unpaired" else ("log_probs",)
+            )
+        if plan.peft is not None:
+            from peft import get_peft_model
+
+            autocast_adapter = not (plan.zero == 3 and q is None)
+            model = get_peft_model(model, peft_config(plan.peft), autocast_adapter_dtype=autocast_adapter)
+    args = plan.trainer["args"]
+    if plan.gradient_checkpointing:
+        model.activation_checkpointing_enable(args.get("gradient_checkpointing_kwargs") or None)
+        if plan.peft is not None:
+            model.enable_input_require_grads()
+    model.train()
+    return model
+
+
+def _materialize(plan: Plan, model: Any) -> None:
+    """Fake storage for every parameter and buffer (inside the fake mode), then TRL's QLoRA adapter cast."""
+    import torch
+
+    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))  # `to_empty`, from meta to fake
+    kind = facts(plan.recipe.objective.kind)
+    if plan.quantization is not None and plan.peft is not None and kind.quantized_adapter_bf16:
+        for name, p in model.named_parameters():
+            if p.requires_grad and "lora_magnitude_vector" not in name:
+                p.data = p.data.to(torch.bfloat16)
+
+
+def _optimizer(plan: Plan, params: list) -> Any:
+    import torch
+
+    name = plan.recipe.training.optimizer
+    lr = 1e-5
+    if name == "adamw_torch_fused":
+        return torch.optim.AdamW(params, lr=lr, fused=True)
+    if name in ("adamw_torch", "adamw"):
+        return torch.optim.AdamW(params, lr=lr, foreach=True)  # torch's default on CUDA
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, foreach=True)
+    raise ValueError(f"the measurement runs torch optimizers only, not {name}")
+
+
+def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any) -> Any:
+    """The trainer's loss, as its compute_loss computes it (see the TRL sources cited per branch)."""
+    import torch
+
+    kind = facts(plan.recipe.objective.kind)
+    if kind.reward_head:  # trl.RewardTrainer: a score per sequence, chosen above rejected
+        scores = model(input_ids=input_ids).logits.squeeze(-1)
+        chosen, rejected = scores.chunk(2)
+        return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+    if kind.fused_lm_head:  # SFTTrainer/DPOTrainer/KTOTrainer.compute_loss: `model(..., fused_lm_head=True)`
+        out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
+        if not kind.reference_model or plan.recipe.adapter.kind == "full":
+            return out.loss
+        # DPOTrainer._compute_loss: the reference forward without gradients, the adapter disabled and activation
+        # checkpointing switched off, while the policy's activations are held
+        from trl.trainer.utils import disable_gradient_checkpointing
+
+        with torch.no_grad(), disable_gradient_checkpointing(model, None), model.disable_adapter():
+            ref = model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
+        return (out.log_probs - ref).sum()
+    # experimental CPO/ORPO: the model's full logits, then the trainer's log-softmax per token
+    trainer = import_dotted(plan.trainer["class"])
+    logits = model(input_ids=input_ids).logits
+    logps = trainer.get_batch_logps(logits, labels, average_log_prob=True)
+    half = logits.shape[0] // 2
+    nll = torch.nn.functional.cross_entropy(
+        logits[:half, :-1].reshape(-1, logits.shape[-1]), labels[:half, 1:].reshape(-1)
+    )
+    return logps.sum() + nll
+
+
+def measure(plan: Plan, *, steps: int = 2) -> Measurement:
+    """Peak memory of a training step of `plan` on one process, by category (GiB)."""
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from .fake import Tracker, cuda_like
+
+    kind = facts(plan.recipe.objective.kind)
+    if kind.generates:
+        raise ValueError("online RL samples completions each step; its step is not measured here")
+    notes: list[str] = []
+    if plan.zero is not None:
+        notes.append(f"measured without DeepSpeed ZeRO-{plan.zero} (one process holds every shard)")
+    config = model_config(plan)
+    model = _build(plan, config, notes)
+    rows = plan.micro_batch_size * kind.sequences_per_example
+    autocast = plan.precision in ("bf16", "fp16")  # the Trainer runs forward under autocast for either
+    low = torch.bfloat16 if plan.precision == "bf16" else torch.float16
+    with FakeTensorMode(), cuda_like():
+        _materialize(plan, model)
+        input_ids = torch.zeros(rows, plan.recipe.training.max_length, dtype=torch.long)
+        labels = torch.zeros_like(input_ids)
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = _optimizer(plan, trainable)
+        tracker = Tracker()
+        tracker.track_frozen(model)
+        tracker.track_external(model, optimizer)
+        peaks = []
+        with tracker:
+            for _ in range(steps):
+                with torch.autocast("cpu", dtype=low, enabled=autocast):
+                    loss = _loss(plan, model, input_ids, labels)
+                peaks.append(_total(tracker))
+                loss.backward()
+                del loss
+                peaks.append(_total(tracker))
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                peaks.append(_total(tracker))
+        snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
+    peak: dict[str, float] = {}
+    for ref, name in CATEGORIES.items():
+        peak[name] = peak.get(name, 0.0) + snapshot.get(ref, 0) / GiB
+    first = next(i for i, p in enumerate(peaks) if p == peaks[-1])
+    return Measurement(peak=peak, phase=PHASES[first % 3], notes=notes)
+
+
+def _total(tracker: Any) -> int:
+    return sum(v.get("Total", 0) for v in tracker.get_tracker_snapshot("peak").values())
