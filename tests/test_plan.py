@@ -132,8 +132,13 @@ def test_memory_components_behave():
     )
     assert full.memory["breakdown"]["reference_model"] == pytest.approx(8.03e9 * 2 / GiB, rel=0.01)
     arch, _ = find_architecture("meta-llama/Meta-Llama-3-8B")
-    # logits: chosen and rejected (2) × micro 2 × 1024 tokens × 128256 vocab × (2 + 4 + 4) bytes
-    assert b["logits"] == pytest.approx(2 * 2 * 1024 * arch.vocab_size * 10 / GiB, rel=0.01)
+    # DPOTrainer scores through TRL's fused LM head: no logits, one tile of 4096 tokens × 32768 entries in bf16
+    assert b["logits"] == 0 and b["temporaries"] >= 4096 * 32768 * 2 / GiB
+    # SimPO (the experimental CPOTrainer) takes the model's logits: chosen and rejected (2) × micro 2 × 1024 tokens
+    # × 128256 vocab × (2 + 4 + 4) bytes at the end of the forward pass
+    simpo = resolve(recipe({"objective": {"kind": "simpo"}}), NO_PACKAGES)
+    assert simpo.micro_batch_size == 2 and simpo.memory["peak_phase"] == "start of backward"
+    assert simpo.memory["breakdown"]["logits"] == pytest.approx(2 * 2 * 1024 * arch.vocab_size * 10 / GiB, rel=0.01)
 
 
 # --- the decisions the issue names ----------------------------------------------------------

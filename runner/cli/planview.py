@@ -15,6 +15,8 @@ LABELS = {
     "optimizer_states": "optimizer states",
     "activations": "activations",
     "logits": "logits",
+    "temporaries": "temporaries",
+    "ddp_buckets": "DDP buckets",
     "reference_model": "reference model",
     "reward_model": "reward model",
     "autocast_copies": "16-bit copies",
@@ -53,6 +55,7 @@ def render_plan(plan: Plan, source: str) -> str:
         lines.append(
             f"memory per {unit} (estimate): {total:.1f} GiB of {avail:.1f} GiB — {share:.0f}%, "
             f"{verdict} (limit {int(SAFETY_MARGIN * 100)}%)"
+            + (f", peak at the {mem['peak_phase']}" if mem.get("peak_phase") else "")
         )
         lines.append(f"  [{_bar(total, avail)}]")
         for key, gb in mem["breakdown"].items():

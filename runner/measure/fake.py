@@ -4,9 +4,13 @@
   values per byte, with its absmax constants; each call dequantizes the whole weight into a temporary of the compute
   dtype (bitsandbytes' `MatMul4Bit` does the same, forward and backward) and saves only its input.
 - Dropout: on CUDA, `F.dropout` is `native_dropout`, which keeps a 1-byte mask; the CPU path keeps a mask of the
-  input's dtype. The measurement uses the CUDA path.
+  input's dtype. The measurement uses the CUDA path. Attention dropout: CUDA's flash and memory-efficient sdpa
+  kernels apply it inside the kernel (no mask kept, the backward regenerates it); on CPU a dropout probability
+  sends sdpa to the math kernel, which keeps the [heads, length, length] probabilities. The measurement calls sdpa
+  without it.
 - TRL's fused LM head: on CUDA a Triton kernel folds each `[tokens, vocab chunk]` tile into running statistics in
-  place; on CPU the torch fallback makes float32 copies of the tile. The measurement folds in place, like Triton.
+  place, and the backward accumulates its gradient products into float32 with `addmm(out_dtype=float32)`; on CPU the
+  torch fallback makes float32 copies of the tile and of the weight chunk. The measurement allocates what CUDA does.
 - `MemTracker` hooks a gradient hook on every parameter the model touches, which fails on frozen ones: they get
   none (they never have a gradient).
 """
@@ -96,6 +100,14 @@ class LinearQuantized(nn.Linear):
         self.bias = linear.bias
         self.compute_dtype = compute_dtype
 
+    @property
+    def W_q(self) -> torch.Tensor:  # noqa: N802 - the attribute PEFT's `dequantize_module_weight` looks for
+        return self.weight
+
+    def dequantize(self) -> torch.Tensor:
+        """What DoRA's weight norm dequantizes each forward: the whole weight in the compute dtype."""
+        return torch.empty(self.out_features, self.in_features, dtype=self.compute_dtype, device=self.weight.device)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = _Dequantized.apply(x, self.weight, self.out_features, self.in_features, self.compute_dtype)
         return out if self.bias is None else out + self.bias.to(out.dtype)
@@ -104,12 +116,27 @@ class LinearQuantized(nn.Linear):
 def quantize(model: nn.Module, skip: set[str], compute_dtype, storage, double_quant: bool, bits: int) -> int:
     """Replace the linear layers bitsandbytes would quantize (all but those named in `skip`, e.g. the LM head)."""
     count = 0
-    for name, module in list(model.named_modules()):
+    for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear and child_name not in skip:
                 setattr(module, child_name, LinearQuantized(child, compute_dtype, storage, double_quant, bits))
                 count += 1
     return count
+
+
+class StateSizedOptimizer(torch.optim.Optimizer):
+    """A bitsandbytes optimizer's footprint: its states allocated at the first step, updated in place after."""
+
+    def __init__(self, params, state_bytes: float):
+        super().__init__(params, {"lr": 0.0})
+        self.state_bytes = state_bytes
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None and not self.state[p]:
+                    self.state[p]["state"] = torch.empty(int(p.numel() * self.state_bytes), dtype=torch.uint8)
 
 
 def _cuda_dropout(input, p=0.5, training=True, inplace=False):
@@ -118,23 +145,31 @@ def _cuda_dropout(input, p=0.5, training=True, inplace=False):
     return torch.native_dropout(input, p, True)[0]
 
 
-def _fold_in_place(tile, *args, **kwargs):
-    """The Triton kernels' footprint: they read the tile and write per-token statistics, allocating nothing."""
+_sdpa = torch.nn.functional.scaled_dot_product_attention
+
+
+def _sdpa_cuda_like(*args, dropout_p=0.0, **kwargs):
+    return _sdpa(*args, **kwargs)
+
+
+def _in_place(*args, **kwargs):
+    """The CUDA kernels' footprint: they read the tile and write per-token statistics or accumulate into float32
+    buffers already allocated, allocating nothing."""
 
 
 @contextlib.contextmanager
 def cuda_like() -> Iterator[None]:
     """Dropout with 1-byte masks, and TRL's fused LM head folding its tiles in place, for the duration."""
-    patches: list[tuple[Any, str, Any]] = [(torch.nn.functional, "dropout", _cuda_dropout)]
+    patches: list[tuple[Any, str, Any]] = [
+        (torch.nn.functional, "dropout", _cuda_dropout),
+        (torch.nn.functional, "scaled_dot_product_attention", _sdpa_cuda_like),
+    ]
     try:
         from trl.kernels import chunked_logprob
     except ImportError:  # an older TRL without the fused head: nothing to patch
         chunked_logprob = None
     if chunked_logprob is not None:
-        patches += [
-            (chunked_logprob, "_forward_tile", _fold_in_place),
-            (chunked_logprob, "_backward_tile", _fold_in_place),
-        ]
+        patches += [(chunked_logprob, name, _in_place) for name in ("_forward_tile", "_backward_tile", "_addmm_fp32")]
     saved = [(obj, name, getattr(obj, name)) for obj, name, _ in patches]
     try:
         for obj, name, value in patches:

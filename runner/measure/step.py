@@ -31,14 +31,21 @@ CATEGORIES = {  # MemTracker's reference types -> the estimate's words
     "Temp": "temporaries",
     "Other": "temporaries",
 }
-PHASES = ("forward", "backward", "optimizer step")
 
 
 @dataclass
 class Measurement:
-    peak: dict[str, float]  # GiB by category at the moment of the peak
-    phase: str  # where the peak happened
+    phases: dict[str, dict[str, float]]  # phase -> GiB by category at that phase's peak (the last step's)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def phase(self) -> str:
+        """The phase of the step's peak."""
+        return max(self.phases, key=lambda p: sum(self.phases[p].values()))
+
+    @property
+    def peak(self) -> dict[str, float]:
+        return self.phases[self.phase]
 
     @property
     def total(self) -> float:
@@ -49,6 +56,7 @@ class Measurement:
             "peak_gb": round(self.total, 3),
             "phase": self.phase,
             "breakdown": {k: round(v, 3) for k, v in self.peak.items()},
+            "phases": {p: round(sum(b.values()), 3) for p, b in self.phases.items()},
             "notes": self.notes,
         }
 
@@ -80,9 +88,10 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
         attention = "sdpa"
     with torch.device("meta"):
         if kind.reward_head:
-            model = AutoModelForSequenceClassification.from_config(
-                config, num_labels=1, dtype=dtype, attn_implementation=attention
-            )
+            config.num_labels = 1
+            if config.pad_token_id is None:  # the run takes it from the tokenizer; the reward head reads it
+                config.pad_token_id = 0
+            model = AutoModelForSequenceClassification.from_config(config, dtype=dtype, attn_implementation=attention)
         else:
             model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attention)
         q = plan.quantization
@@ -104,7 +113,9 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
             from peft import get_peft_model
 
             autocast_adapter = not (plan.zero == 3 and q is None)
-            model = get_peft_model(model, peft_config(plan.peft), autocast_adapter_dtype=autocast_adapter)
+            # DoRA's `ephemeral_gpu_offload` moves its initialisation to the GPU; the step is the same without it
+            spec = {**plan.peft, "args": {k: v for k, v in plan.peft["args"].items() if k != "runtime_config"}}
+            model = get_peft_model(model, peft_config(spec), autocast_adapter_dtype=autocast_adapter)
     args = plan.trainer["args"]
     if plan.gradient_checkpointing:
         model.activation_checkpointing_enable(args.get("gradient_checkpointing_kwargs") or None)
@@ -117,8 +128,21 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
 def _materialize(plan: Plan, model: Any) -> None:
     """Fake storage for every parameter and buffer (inside the fake mode), then TRL's QLoRA adapter cast."""
     import torch
+    from torch import nn
 
-    model._apply(lambda t: torch.empty(t.shape, dtype=t.dtype, device="cpu"))  # `to_empty`, from meta to fake
+    # `to_empty` from meta to fake tensors, one new tensor per parameter object so that tied weights stay tied
+    made: dict[int, Any] = {}
+    for module in model.modules():
+        for table in (module._parameters, module._buffers):
+            for name, t in table.items():
+                if t is None:
+                    continue
+                if id(t) not in made:
+                    new = torch.empty(t.shape, dtype=t.dtype, device="cpu")
+                    made[id(t)] = (
+                        nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
+                    )
+                table[name] = made[id(t)]
     kind = facts(plan.recipe.objective.kind)
     if plan.quantization is not None and plan.peft is not None and kind.quantized_adapter_bf16:
         for name, p in model.named_parameters():
@@ -137,7 +161,21 @@ def _optimizer(plan: Plan, params: list) -> Any:
         return torch.optim.AdamW(params, lr=lr, foreach=True)  # torch's default on CUDA
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, foreach=True)
+    if name in STATE_BYTES:  # bitsandbytes' optimizers: in-place CUDA kernels over states of their own size
+        from .fake import StateSizedOptimizer
+
+        return StateSizedOptimizer(params, STATE_BYTES[name])
     raise ValueError(f"the measurement runs torch optimizers only, not {name}")
+
+
+# bitsandbytes optimizers: their state per parameter, whatever the parameter's dtype (two moments, 32-bit or 8-bit
+# with one float32 absmax per block of 256)
+STATE_BYTES = {
+    "paged_adamw_32bit": 8.0,
+    "adamw_bnb_8bit": 2 * (1 + 4 / 256),
+    "adamw_8bit": 2 * (1 + 4 / 256),
+    "paged_adamw_8bit": 2 * (1 + 4 / 256),
+}
 
 
 def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any) -> Any:
@@ -155,7 +193,7 @@ def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any) -> Any:
             return out.loss
         # DPOTrainer._compute_loss: the reference forward without gradients, the adapter disabled and activation
         # checkpointing switched off, while the policy's activations are held
-        from trl.trainer.utils import disable_gradient_checkpointing
+        from trl.models.utils import disable_gradient_checkpointing
 
         with torch.no_grad(), disable_gradient_checkpointing(model, None), model.disable_adapter():
             ref = model(input_ids=input_ids, labels=labels, fused_lm_head=True).log_probs
@@ -198,25 +236,29 @@ def measure(plan: Plan, *, steps: int = 2) -> Measurement:
         tracker = Tracker()
         tracker.track_frozen(model)
         tracker.track_external(model, optimizer)
-        peaks = []
+        phases: dict[str, dict[str, float]] = {}
         with tracker:
-            for _ in range(steps):
+            for _ in range(steps):  # the last step's phases count: the optimizer state exists by then
                 with torch.autocast("cpu", dtype=low, enabled=autocast):
                     loss = _loss(plan, model, input_ids, labels)
-                peaks.append(_total(tracker))
+                phases["forward"] = _phase_peak(tracker)
                 loss.backward()
                 del loss
-                peaks.append(_total(tracker))
+                phases["backward"] = _phase_peak(tracker)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
-                peaks.append(_total(tracker))
-        snapshot = next(iter(tracker.get_tracker_snapshot("peak").values()))
-    peak: dict[str, float] = {}
+                phases["optimizer step"] = _phase_peak(tracker)
+    return Measurement(phases=phases, notes=notes)
+
+
+def _phase_peak(tracker: Any) -> dict[str, float]:
+    """The peak since the last call, by category; the next phase's peak starts from what is allocated now."""
+    (device,) = tracker._peak_mem_snap
+    snapshot = tracker._peak_mem_snap[device]
+    out: dict[str, float] = {}
     for ref, name in CATEGORIES.items():
-        peak[name] = peak.get(name, 0.0) + snapshot.get(ref, 0) / GiB
-    first = next(i for i, p in enumerate(peaks) if p == peaks[-1])
-    return Measurement(peak=peak, phase=PHASES[first % 3], notes=notes)
-
-
-def _total(tracker: Any) -> int:
-    return sum(v.get("Total", 0) for v in tracker.get_tracker_snapshot("peak").values())
+        out[name] = out.get(name, 0.0) + snapshot.get(ref, 0) / GiB
+    current = tracker.get_tracker_snapshot("current")[device]
+    tracker._peak_mem[device] = current["Total"]
+    tracker._peak_mem_snap[device] = dict(current)
+    return out

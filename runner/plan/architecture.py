@@ -101,6 +101,15 @@ class Architecture:
             modules.update({"fc1": (h, i), "fc2": (i, h)})
         return modules
 
+    def linear_groups(self) -> list[list[str]]:
+        """The block's linear layers grouped by the tensor they read (q/k/v read the same normed input)."""
+        if self.is_mamba:
+            return [[m] for m in self.linear_modules()]
+        if self.model_type in FUSED_QKV:
+            return [[m] for m in self.linear_modules()]
+        mlp = [["gate_proj", "up_proj"], ["down_proj"]] if self.gated_mlp else [["fc1"], ["fc2"]]
+        return [["q_proj", "k_proj", "v_proj"], ["o_proj"], *mlp]
+
     @property
     def linear_params_per_layer(self) -> int:
         return sum(a * b for a, b in self.linear_modules().values())

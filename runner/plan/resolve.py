@@ -225,15 +225,14 @@ def _shape(
     gc,
 ) -> TrainingShape:
     o, a, kind = r.objective, r.adapter, facts(r.objective.kind)
-    lora_inputs = 0
-    if a.kind in ("lora", "dora") and a.dropout > 0:
+    wrapped: tuple[str, ...] = ()
+    if a.kind in ("lora", "dora"):
         mods = arch.linear_modules()
-        chosen = (
-            mods
-            if a.target_modules == "all-linear"
-            else {k: v for k, v in mods.items() if k.split(".")[-1] in a.target_modules}
+        wrapped = tuple(
+            k
+            for k in mods
+            if a.target_modules == "all-linear" or k.split(".")[-1] in a.target_modules or k in a.target_modules
         )
-        lora_inputs = sum(v[0] for v in chosen.values())
     return TrainingShape(
         arch=arch,
         world_size=world,
@@ -257,7 +256,10 @@ def _shape(
         vocab_logits=not kind.reward_head,
         reference_model=a.kind == "full" and kind.reference_model and getattr(o, "beta", 1) > 0,
         reward_model=kind.generates and bool(o.reward_model),
-        lora_dropout_inputs=lora_inputs,
+        fused_lm_head=kind.fused_lm_head,
+        lora_modules=wrapped,
+        lora_rank=a.r if a.kind in ("lora", "dora") else 0,
+        lora_dropout=a.dropout if a.kind in ("lora", "dora") else 0.0,
         accelerator=hw.accelerator,
     )
 
@@ -402,6 +404,7 @@ def _fit(
         "offload_cpu_gb_per_node": round(cpu_gb, 1),
         "cpu_ram_gb": hw.cpu_ram_gb,
         "breakdown": est.breakdown,
+        "peak_phase": est.phase,
         "fits": chosen is not None,
         "architecture": arch_source,
         "total_params": arch.total_params,
