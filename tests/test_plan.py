@@ -495,3 +495,31 @@ def test_accelerate_config_is_read_by_accelerate(tmp_path):
         config = load_config_from_file(str(path))
         assert config.num_processes == plan.world_size
         assert str(config.distributed_type).split(".")[-1] == plan.accelerate["distributed_type"]
+
+
+def test_lora_on_a_mamba_models_output_projection_is_refused_before_launch():
+    # PEFT refuses LoRA on Mamba's out_proj and conv1d (`_check_lora_target_modules_mamba`) when the training
+    # process builds the adapter; the plan says so first
+    base = {
+        "version": 1,
+        "name": "mamba-lora",
+        "model": {"name_or_path": "state-spaces/mamba-1.4b-hf"},
+        "adapter": {"kind": "lora", "target_modules": ["in_proj", "x_proj", "out_proj"]},
+        "objective": {"kind": "sft"},
+        "datasets": {"train": [{"source": "jsonl:data.jsonl", "format": "text"}]},
+        "training": {"learning_rate": 2.0e-4, "global_batch_size": 16, "max_length": 1024},
+        "hardware": {"profile": "rtx4090-24gb"},
+    }
+    refused = resolve(recipe(base=base), NO_PACKAGES)
+    (problem,) = [p for p in refused.problems if p.rule == "mamba-lora-targets"]
+    assert problem.path == ("adapter", "target_modules") and "out_proj" in problem.message
+    assert "in_proj, x_proj and dt_proj" in problem.message
+    accepted = resolve(recipe({"adapter.target_modules": ["in_proj", "x_proj", "dt_proj"]}, base), NO_PACKAGES)
+    assert [p.rule for p in accepted.problems if p.severity == "error"] == []
+    import transformers
+    from peft import LoraConfig, get_peft_model
+
+    cfg = transformers.MambaConfig(hidden_size=16, num_hidden_layers=1, vocab_size=32, state_size=4)
+    with pytest.raises(ValueError, match="out_proj"):  # what the plan prevents
+        get_peft_model(transformers.MambaForCausalLM(cfg), LoraConfig(target_modules=["in_proj", "out_proj"]))
+    get_peft_model(transformers.MambaForCausalLM(cfg), LoraConfig(target_modules=["in_proj", "x_proj", "dt_proj"]))

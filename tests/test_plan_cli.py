@@ -319,3 +319,25 @@ def test_the_closing_summary_says_where_the_result_is_or_what_failed(tmp_path):
     done = summary(plan, "r.yaml", 0, 75)
     assert done.startswith(f"finished in 1.2 min: the adapter is in {out}") and "train loss 1.25" in done
     assert f"recipe chat {out}" in done and f"recipe merge {out}" in done
+
+
+def test_plan_measure_shows_a_measured_step_beside_the_estimate(cli):
+    recipe = str(ROOT / "recipes" / "gpt2-hh-rlhf-dpo-lora.yaml")
+    code, out, err = cli("plan", recipe, "--measure", "--json")
+    assert code == 0, err
+    memory = json.loads(out)["memory"]
+    measured = memory["measured"]
+    assert measured["phase"] in ("forward", "backward", "optimizer step")
+    assert set(measured["breakdown"]) == {"weights", "gradients", "optimizer_states", "activations", "temporaries"}
+    # gpt2's 124 M weights in bf16, as the estimate counts them
+    assert measured["breakdown"]["weights"] == pytest.approx(memory["breakdown"]["weights"], rel=0.01)
+    estimate = memory["per_gpu_gb"] - memory["breakdown"]["runtime_overhead"]
+    assert abs(estimate / measured["peak_gb"] - 1) < 0.10
+    code, out, err = cli("plan", recipe, "--measure")
+    assert code == 0 and "measured: one training step at full size with fake tensors" in out
+    assert "total" in out.split("measured:")[1]
+
+
+def test_plan_measure_refuses_what_it_cannot_run(cli):
+    code, out, err = cli("plan", str(ROOT / "recipes" / "gpt2-triviaqa-rloo.yaml"), "--measure")
+    assert code == 1 and "cannot measure this plan: online RL samples completions" in err

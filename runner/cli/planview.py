@@ -124,3 +124,39 @@ def render_explain(rows: list[dict]) -> str:
     shown = [(r["field"], _short(json.dumps(r["value"], ensure_ascii=False)), r["from"]) for r in rows]
     vwidth = min(40, max(len(v) for _, v, _ in shown))
     return "\n".join(f"{f.ljust(width)}  {v.ljust(vwidth)}  {src}" for f, v, src in shown)
+
+
+# the estimate's items under the measurement's categories (the runtime overhead has no counterpart)
+MEASURED_AS = {
+    "weights": "weights",
+    "gradients": "gradients",
+    "optimizer_states": "optimizer_states",
+    "activations": "activations",
+    "logits": "activations",
+    "temporaries": "temporaries",
+    "autocast_copies": "temporaries",
+    "reference_model": "weights",
+    "reward_model": "weights",
+}
+
+
+def render_measurement(plan: Plan, measured) -> str:
+    """The estimate beside one measured training step, by category."""
+    est: dict[str, float] = {}
+    for key, gb in plan.memory["breakdown"].items():
+        if key in MEASURED_AS:
+            est[MEASURED_AS[key]] = est.get(MEASURED_AS[key], 0.0) + gb
+    total = sum(est.values())
+    lines = [
+        f"measured: one training step at full size with fake tensors, one process, peak at the {measured.phase}",
+        f"  {'':<17} {'estimate':>9} {'measured':>9}",
+    ]
+    for key, gb in measured.peak.items():
+        lines.append(f"  {LABELS.get(key, key):<17} {est.get(key, 0.0):9.2f} {gb:9.2f}")
+    diff = total / measured.total - 1 if measured.total else 0.0
+    lines.append(f"  {'total':<17} {total:9.2f} {measured.total:9.2f}  ({diff:+.1%}; runtime overhead not measured)")
+    not_measured = [k for k in ("ddp_buckets",) if plan.memory["breakdown"].get(k)]
+    if not_measured:
+        lines.append(f"  not measured (one process): {', '.join(LABELS.get(k, k) for k in not_measured)}")
+    lines += [f"  note: {n}" for n in measured.notes]
+    return "\n".join(lines)

@@ -209,8 +209,8 @@ def dora_constant_bytes(s: TrainingShape) -> float:
 
 
 def activation_bytes(s: TrainingShape) -> float:
-    """Saved activations at the end of the forward pass (with checkpointing: each block's input, plus one block
-    recomputed at a time during the backward, counted in `backward_working_bytes`)."""
+    """Saved activations at the end of the forward pass (with checkpointing: each block's input; the block
+    recomputed during the backward is `recomputed_bytes`)."""
     a = s.arch
     tokens = _tokens(s)
     per_layer = tokens * layer_activation_bytes(s)
@@ -224,15 +224,15 @@ def activation_bytes(s: TrainingShape) -> float:
 
 def backward_working_bytes(s: TrainingShape) -> float:
     """The backward pass's working set at its start: the gradients of one block's activations (measured: about
-    four intermediate-sized tensors of the compute dtype with a gated MLP, two without), and with checkpointing that
-    block recomputed."""
+    four intermediate-sized tensors of the compute dtype with a gated MLP, two without)."""
     a = s.arch
-    tokens = _tokens(s)
     i = a.intermediate_size or 4 * a.hidden_size
-    work = tokens * (4 if a.gated_mlp else 2) * s.activation_bytes * i
-    if s.gradient_checkpointing:
-        work += tokens * layer_activation_bytes(s)
-    return work
+    return _tokens(s) * (4 if a.gated_mlp else 2) * s.activation_bytes * i
+
+
+def recomputed_bytes(s: TrainingShape) -> float:
+    """With checkpointing, the block whose backward runs is recomputed first: its activations, one block at a time."""
+    return _tokens(s) * layer_activation_bytes(s) if s.gradient_checkpointing else 0.0
 
 
 def loss_bytes(s: TrainingShape) -> dict[str, float]:
@@ -308,6 +308,10 @@ def estimate(s: TrainingShape) -> Estimate:
     loss = loss_bytes(s)
     activations = activation_bytes(s)
     logits_kept = 0.0 if s.fused_lm_head or not s.vocab_logits else loss["forward"]
+    # the loss's backward runs first and frees its working memory; then the last block is recomputed (with
+    # checkpointing) and its backward runs
+    recomputed, working = recomputed_bytes(s), backward_working_bytes(s)
+    block_first = recomputed + working >= loss["backward"]
     moments = {
         "end of forward": {
             "optimizer_states": states["optimizer"],
@@ -318,10 +322,9 @@ def estimate(s: TrainingShape) -> Estimate:
         },
         "start of backward": {
             "optimizer_states": states["optimizer"],
-            "activations": activations,
+            "activations": activations + (recomputed if block_first else 0.0),
             "logits": logits_kept,
-            # the loss's backward runs first and frees its working memory before the first block's backward
-            "temporaries": max(backward_working_bytes(s), loss["backward"]),
+            "temporaries": working if block_first else loss["backward"],
             "autocast_copies": autocast,
         },
         "optimizer step": {

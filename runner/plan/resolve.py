@@ -159,6 +159,10 @@ def _attention(
     return value
 
 
+# PEFT (`_check_lora_target_modules_mamba`) refuses LoRA-like adapters on these Mamba modules
+MAMBA_LORA_REFUSED = ("out_proj", "conv1d")
+
+
 def trainable_params(r: Recipe, arch: Architecture, notes: list[str]) -> int:
     a = r.adapter
     h, layers = arch.hidden_size, arch.num_hidden_layers
@@ -562,6 +566,19 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
     global_batch = r.training.global_batch_size
     micro_options = _micro_options(r, global_batch // world if global_batch % world == 0 else 0)
+    if arch is not None and arch.is_mamba and r.adapter.kind in ("lora", "dora"):
+        refused = [
+            m for m in MAMBA_LORA_REFUSED if r.adapter.target_modules == "all-linear" or m in r.adapter.target_modules
+        ]
+        if refused:
+            problems.append(
+                Problem(
+                    ("adapter", "target_modules"),
+                    f"PEFT refuses LoRA on a Mamba model's {' and '.join(refused)} when it loads the adapter; "
+                    "target in_proj, x_proj and dt_proj instead",
+                    "mamba-lora-targets",
+                )
+            )
     if arch is None:
         fit = _fit_unknown(r, precision, available, arch_source, micro_options, problems)
         decisions.append(Decision("memory", "unknown", arch_source))
