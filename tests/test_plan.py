@@ -513,8 +513,11 @@ def test_lora_on_a_mamba_models_output_projection_is_refused_before_launch():
     refused = resolve(recipe(base=base), NO_PACKAGES)
     (problem,) = [p for p in refused.problems if p.rule == "mamba-lora-targets"]
     assert problem.path == ("adapter", "target_modules") and "out_proj" in problem.message
-    assert "in_proj, x_proj and dt_proj" in problem.message
-    accepted = resolve(recipe({"adapter.target_modules": ["in_proj", "x_proj", "dt_proj"]}, base), NO_PACKAGES)
+    assert "target in_proj and x_proj" in problem.message
+    untrained = resolve(recipe({"adapter.target_modules": ["in_proj", "dt_proj"]}, base), NO_PACKAGES)
+    (problem,) = [p for p in untrained.problems if p.rule == "mamba-lora-targets"]
+    assert "dt_proj never trains" in problem.message
+    accepted = resolve(recipe({"adapter.target_modules": ["in_proj", "x_proj"]}, base), NO_PACKAGES)
     assert [p.rule for p in accepted.problems if p.severity == "error"] == []
     import transformers
     from peft import LoraConfig, get_peft_model
@@ -522,4 +525,41 @@ def test_lora_on_a_mamba_models_output_projection_is_refused_before_launch():
     cfg = transformers.MambaConfig(hidden_size=16, num_hidden_layers=1, vocab_size=32, state_size=4)
     with pytest.raises(ValueError, match="out_proj"):  # what the plan prevents
         get_peft_model(transformers.MambaForCausalLM(cfg), LoraConfig(target_modules=["in_proj", "out_proj"]))
-    get_peft_model(transformers.MambaForCausalLM(cfg), LoraConfig(target_modules=["in_proj", "x_proj", "dt_proj"]))
+    get_peft_model(transformers.MambaForCausalLM(cfg), LoraConfig(target_modules=["in_proj", "x_proj"]))
+
+
+def test_a_quantized_mamba_keeps_dt_proj_unquantized():
+    import tempfile
+
+    import torch
+    import transformers
+
+    base = {
+        "version": 1,
+        "name": "mamba-qlora",
+        "model": {"name_or_path": "state-spaces/mamba-1.4b-hf"},
+        "quantization": {"method": "bnb-4bit"},
+        "adapter": {"kind": "lora", "target_modules": ["in_proj", "x_proj"]},
+        "objective": {"kind": "sft"},
+        "datasets": {"train": [{"source": "jsonl:data.jsonl", "format": "text"}]},
+        "training": {"learning_rate": 2.0e-4, "global_batch_size": 16, "max_length": 1024},
+        "hardware": {"profile": "rtx4090-24gb"},
+    }
+    refused = resolve(recipe(base=base), NO_PACKAGES)
+    (problem,) = [p for p in refused.problems if p.rule == "mamba-quantized-dt-proj"]
+    assert problem.path == ("quantization", "skip_modules") and "skip_modules: [dt_proj, lm_head]" in problem.message
+    accepted = resolve(recipe({"quantization.skip_modules": ["dt_proj", "lm_head"]}, base), NO_PACKAGES)
+    assert accepted.quantization["args"]["llm_int8_skip_modules"] == ["dt_proj", "lm_head"]
+    assert [p.rule for p in accepted.problems if p.severity == "error"] == []
+    # what the rule prevents, with bitsandbytes' CPU kernels: a 4-bit dt_proj fails at the first forward
+    cfg = transformers.MambaConfig(hidden_size=32, num_hidden_layers=1, vocab_size=64, state_size=4)
+    with tempfile.TemporaryDirectory() as d:
+        transformers.MambaForCausalLM(cfg).save_pretrained(d)
+        for skip, fails in ((None, True), (["dt_proj", "lm_head"], False)):
+            q = transformers.BitsAndBytesConfig(load_in_4bit=True, llm_int8_skip_modules=skip)
+            model = transformers.AutoModelForCausalLM.from_pretrained(d, quantization_config=q, device_map={"": "cpu"})
+            if fails:
+                with pytest.raises(RuntimeError):
+                    model(torch.zeros(1, 8, dtype=torch.long))
+            else:
+                assert model(torch.zeros(1, 8, dtype=torch.long)).logits.shape == (1, 8, 64)

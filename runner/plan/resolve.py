@@ -163,6 +163,45 @@ def _attention(
 MAMBA_LORA_REFUSED = ("out_proj", "conv1d")
 
 
+def _mamba_problems(r: Recipe) -> list[Problem]:
+    """What fails or silently does nothing on a Mamba model (transformers 5.23's `MambaMixer`, PEFT 0.21): the
+    mixer multiplies by `dt_proj.weight` directly instead of calling the layer, so a 4-/8-bit dt_proj fails at the
+    first forward and an adapter on it never receives a gradient; PEFT refuses out_proj and conv1d."""
+    out = []
+    a, q = r.adapter, r.quantization
+    if a.kind in ("lora", "dora"):
+        targets = a.target_modules
+        refused = [m for m in MAMBA_LORA_REFUSED if targets == "all-linear" or m in targets]
+        if refused:
+            out.append(
+                Problem(
+                    ("adapter", "target_modules"),
+                    f"PEFT refuses LoRA on a Mamba model's {' and '.join(refused)} when it builds the adapter; "
+                    "target in_proj and x_proj instead",
+                    "mamba-lora-targets",
+                )
+            )
+        if targets == "all-linear" or "dt_proj" in targets:
+            out.append(
+                Problem(
+                    ("adapter", "target_modules"),
+                    "an adapter on a Mamba model's dt_proj never trains: the mixer multiplies by `dt_proj.weight` "
+                    "directly, bypassing the adapter; target in_proj and x_proj",
+                    "mamba-lora-targets",
+                )
+            )
+    if q.method != "none" and "dt_proj" not in q.skip_modules:
+        out.append(
+            Problem(
+                ("quantization", "skip_modules"),
+                "a quantized Mamba dt_proj fails at the first forward (the mixer multiplies by `dt_proj.weight` "
+                "directly); keep it unquantized: `skip_modules: [dt_proj, lm_head]`",
+                "mamba-quantized-dt-proj",
+            )
+        )
+    return out
+
+
 def trainable_params(r: Recipe, arch: Architecture, notes: list[str]) -> int:
     a = r.adapter
     h, layers = arch.hidden_size, arch.num_hidden_layers
@@ -566,19 +605,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
     global_batch = r.training.global_batch_size
     micro_options = _micro_options(r, global_batch // world if global_batch % world == 0 else 0)
-    if arch is not None and arch.is_mamba and r.adapter.kind in ("lora", "dora"):
-        refused = [
-            m for m in MAMBA_LORA_REFUSED if r.adapter.target_modules == "all-linear" or m in r.adapter.target_modules
-        ]
-        if refused:
-            problems.append(
-                Problem(
-                    ("adapter", "target_modules"),
-                    f"PEFT refuses LoRA on a Mamba model's {' and '.join(refused)} when it loads the adapter; "
-                    "target in_proj, x_proj and dt_proj instead",
-                    "mamba-lora-targets",
-                )
-            )
+    if arch is not None and arch.is_mamba:
+        problems += _mamba_problems(r)
     if arch is None:
         fit = _fit_unknown(r, precision, available, arch_source, micro_options, problems)
         decisions.append(Decision("memory", "unknown", arch_source))
