@@ -60,6 +60,7 @@ def test_nothing_imports_the_training_entry_point():
         ("runner/data", ("runner.run", "runner.after", "runner.cli")),
         ("runner/run", ("runner.after", "runner.cli")),
         ("runner/after", ("runner.run", "runner.cli")),
+        ("runner/measure", ("runner.run", "runner.after", "runner.cli", "runner.data")),
     ],
 )
 def test_imports_point_down(package, forbidden):
