@@ -106,9 +106,7 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
         if kind.fused_lm_head:
             from trl.trainer.utils import add_fused_lm_head
 
-            add_fused_lm_head(
-                model, outputs=("log_probs", "entropy", "is_top1") if kind.rows != "unpaired" else ("log_probs",)
-            )
+            add_fused_lm_head(model, outputs=FUSED_OUTPUTS.get(plan.recipe.objective.kind, ("log_probs",)))
         if plan.peft is not None:
             from peft import get_peft_model
 
@@ -175,6 +173,15 @@ STATE_BYTES = {
     "adamw_bnb_8bit": 2 * (1 + 4 / 256),
     "adamw_8bit": 2 * (1 + 4 / 256),
     "paged_adamw_8bit": 2 * (1 + 4 / 256),
+}
+
+
+# the per-token outputs each trainer asks its fused LM head for (its metrics), as TRL 1.16 adds the head
+FUSED_OUTPUTS = {
+    "sft": ("log_probs", "entropy", "is_top1"),
+    "pretrain": ("log_probs", "entropy", "is_top1"),
+    "dpo": ("log_probs", "entropy", "mean_logits", "is_top1"),
+    "kto": ("log_probs", "entropy", "mean_logits"),
 }
 
 
