@@ -113,15 +113,12 @@ class LinearQuantized(nn.Linear):
         return out if self.bias is None else out + self.bias.to(out.dtype)
 
 
-def quantize(model: nn.Module, skip: set[str], compute_dtype, storage, double_quant: bool, bits: int) -> int:
+def quantize(model: nn.Module, skip: set[str], compute_dtype, storage, double_quant: bool, bits: int) -> None:
     """Replace the linear layers bitsandbytes would quantize (all but those named in `skip`, e.g. the LM head)."""
-    count = 0
     for module in list(model.modules()):
         for child_name, child in list(module.named_children()):
             if type(child) is nn.Linear and child_name not in skip:
                 setattr(module, child_name, LinearQuantized(child, compute_dtype, storage, double_quant, bits))
-                count += 1
-    return count
 
 
 class StateSizedOptimizer(torch.optim.Optimizer):
