@@ -497,20 +497,23 @@ def test_accelerate_config_is_read_by_accelerate(tmp_path):
         assert str(config.distributed_type).split(".")[-1] == plan.accelerate["distributed_type"]
 
 
+MAMBA_LORA = {
+    "version": 1,
+    "name": "mamba-lora",
+    "model": {"name_or_path": "state-spaces/mamba-1.4b-hf"},
+    "adapter": {"kind": "lora", "target_modules": ["in_proj", "x_proj"]},
+    "objective": {"kind": "sft"},
+    "datasets": {"train": [{"source": "jsonl:data.jsonl", "format": "text"}]},
+    "training": {"learning_rate": 2.0e-4, "global_batch_size": 16, "max_length": 1024},
+    "hardware": {"profile": "rtx4090-24gb"},
+}
+
+
 def test_lora_on_a_mamba_models_output_projection_is_refused_before_launch():
     # PEFT refuses LoRA on Mamba's out_proj and conv1d (`_check_lora_target_modules_mamba`) when the training
     # process builds the adapter; the plan says so first
-    base = {
-        "version": 1,
-        "name": "mamba-lora",
-        "model": {"name_or_path": "state-spaces/mamba-1.4b-hf"},
-        "adapter": {"kind": "lora", "target_modules": ["in_proj", "x_proj", "out_proj"]},
-        "objective": {"kind": "sft"},
-        "datasets": {"train": [{"source": "jsonl:data.jsonl", "format": "text"}]},
-        "training": {"learning_rate": 2.0e-4, "global_batch_size": 16, "max_length": 1024},
-        "hardware": {"profile": "rtx4090-24gb"},
-    }
-    refused = resolve(recipe(base=base), NO_PACKAGES)
+    base = MAMBA_LORA
+    refused = resolve(recipe({"adapter.target_modules": ["in_proj", "x_proj", "out_proj"]}, base), NO_PACKAGES)
     (problem,) = [p for p in refused.problems if p.rule == "mamba-lora-targets"]
     assert problem.path == ("adapter", "target_modules") and "out_proj" in problem.message
     assert "target in_proj and x_proj" in problem.message
@@ -534,17 +537,7 @@ def test_a_quantized_mamba_keeps_dt_proj_unquantized():
     import torch
     import transformers
 
-    base = {
-        "version": 1,
-        "name": "mamba-qlora",
-        "model": {"name_or_path": "state-spaces/mamba-1.4b-hf"},
-        "quantization": {"method": "bnb-4bit"},
-        "adapter": {"kind": "lora", "target_modules": ["in_proj", "x_proj"]},
-        "objective": {"kind": "sft"},
-        "datasets": {"train": [{"source": "jsonl:data.jsonl", "format": "text"}]},
-        "training": {"learning_rate": 2.0e-4, "global_batch_size": 16, "max_length": 1024},
-        "hardware": {"profile": "rtx4090-24gb"},
-    }
+    base = {**MAMBA_LORA, "quantization": {"method": "bnb-4bit"}}
     refused = resolve(recipe(base=base), NO_PACKAGES)
     (problem,) = [p for p in refused.problems if p.rule == "mamba-quantized-dt-proj"]
     assert problem.path == ("quantization", "skip_modules") and "skip_modules: [dt_proj, lm_head]" in problem.message
