@@ -103,9 +103,7 @@ class Architecture:
 
     def linear_groups(self) -> list[list[str]]:
         """The block's linear layers grouped by the tensor they read (q/k/v read the same normed input)."""
-        if self.is_mamba:
-            return [[m] for m in self.linear_modules()]
-        if self.model_type in FUSED_QKV:
+        if self.is_mamba or self.model_type in FUSED_QKV:  # each layer reads its own input
             return [[m] for m in self.linear_modules()]
         mlp = [["gate_proj", "up_proj"], ["down_proj"]] if self.gated_mlp else [["fc1"], ["fc2"]]
         return [["q_proj", "k_proj", "v_proj"], ["o_proj"], *mlp]
@@ -151,16 +149,20 @@ class Architecture:
         biggest_linear = max(a * b for a, b in self.linear_modules().values())
         return max(self.embedding_params, self.lm_head_params, biggest_linear)
 
+    def lora_modules(self, targets: str | list[str]) -> tuple[list[str], list[str]]:
+        """The block's linear layers an adapter with `targets` (`all-linear` or module names) wraps, and the names
+        not recognised."""
+        modules = self.linear_modules()
+        if targets == "all-linear":
+            return list(modules), []
+        chosen = [m for m in modules if any(m == t or m.endswith("." + t) or m.split(".")[-1] == t for t in targets)]
+        unknown = [t for t in targets if not any(m == t or m.split(".")[-1] == t for m in modules)]
+        return chosen, unknown
+
     def lora_params(self, targets: str | list[str], r: int, dora: bool = False) -> tuple[int, list[str]]:
         """Trainable LoRA parameters for `targets` (`all-linear` or module names), and the names not recognised."""
         modules = self.linear_modules()
-        if targets == "all-linear":
-            chosen, unknown = list(modules), []
-        else:
-            chosen = [
-                m for m in modules if any(m == t or m.endswith("." + t) or m.split(".")[-1] == t for t in targets)
-            ]
-            unknown = [t for t in targets if not any(m == t or m.split(".")[-1] == t for m in modules)]
+        chosen, unknown = self.lora_modules(targets)
         per_layer = sum(r * (modules[m][0] + modules[m][1]) + (modules[m][1] if dora else 0) for m in chosen)
         return self.num_hidden_layers * per_layer, unknown
 

@@ -268,14 +268,8 @@ def _shape(
     gc,
 ) -> TrainingShape:
     o, a, kind = r.objective, r.adapter, facts(r.objective.kind)
-    wrapped: tuple[str, ...] = ()
-    if a.kind in ("lora", "dora"):
-        mods = arch.linear_modules()
-        wrapped = tuple(
-            k
-            for k in mods
-            if a.target_modules == "all-linear" or k.split(".")[-1] in a.target_modules or k in a.target_modules
-        )
+    lora = a.kind in ("lora", "dora")
+    wrapped = tuple(arch.lora_modules(a.target_modules)[0]) if lora else ()
     return TrainingShape(
         arch=arch,
         world_size=world,
@@ -301,8 +295,8 @@ def _shape(
         reward_model=kind.generates and bool(o.reward_model),
         fused_lm_head=kind.fused_lm_head,
         lora_modules=wrapped,
-        lora_rank=a.r if a.kind in ("lora", "dora") else 0,
-        lora_dropout=a.dropout if a.kind in ("lora", "dora") else 0.0,
+        lora_rank=a.r if lora else 0,
+        lora_dropout=a.dropout if lora else 0.0,
         accelerator=hw.accelerator,
     )
 
