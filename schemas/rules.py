@@ -378,6 +378,26 @@ def _packing(r: Recipe) -> Iterable[Finding]:
         )
 
 
+@rule("padding-free-needs-sft", "Padding-free batches apply to SFT and pretraining only.")
+def _padding_free(r: Recipe) -> Iterable[Finding]:
+    if r.training.padding_free is True and not facts(r.objective.kind).packing:
+        yield (
+            ("training", "padding_free"),
+            f"TRL 1.16's '{r.objective.kind}' trainer has no padding-free batches (its DPO trainer turns the "
+            "setting off with a warning since a refactor); remove `padding_free`",
+        )
+
+
+@rule("packing-keeps-documents-apart", "Packing needs padding-free rows, whose position ids keep documents apart.")
+def _packing_apart(r: Recipe) -> Iterable[Finding]:
+    if r.training.packing and r.training.padding_free is False:
+        yield (
+            ("training", "padding_free"),
+            "TRL packs without padding-free rows only with its 'wrapped' strategy, whose documents attend across "
+            "their boundaries; remove `padding_free: false`, or set `packing: false`",
+        )
+
+
 @rule("dataset-columns", "`columns` maps a format's canonical column names to the file's names.")
 def _columns(r: Recipe) -> Iterable[Finding]:
     for path, entry in _sources(r):

@@ -187,7 +187,25 @@ class Training(Section):
         "memory for weights, gradients and optimizer states, but updates smaller than bfloat16's resolution are "
         "lost (at learning rates around 1e-6, most of them). Adapters always train in float32.",
     )
-    packing: bool = Field(False, description="Pack several short sequences into one row (SFT and pretraining only).")
+    packing: bool = Field(
+        False,
+        description="Pack several short sequences into rows of `max_length` tokens (SFT and pretraining only; TRL's "
+        "best-fit-decreasing packing). Each document's position ids restart at 0, which is what keeps documents from "
+        "attending to each other; models that ignore them are refused (see the plan's `packing` decision).",
+    )
+    padding_free: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="Concatenate a micro batch's sequences into one row without padding (SFT and pretraining only). "
+        "`auto`: on with packing (TRL's packing is padding-free), off otherwise. `true` without packing removes the "
+        "padding of variable-length rows; `false` with packing is refused (documents would attend across their "
+        "boundaries).",
+    )
+    kernels: Literal["auto", "none", "liger"] = Field(
+        "auto",
+        description="Fused training kernels. `liger`: Liger's Triton kernels (RMSNorm, SwiGLU/GeGLU, RoPE) through "
+        "TRL's `use_liger_kernel`; GPU only, needs `pip install liger-kernel`, for the model types Liger patches. "
+        "`auto`: Liger where it is installed, on a GPU, for a model it supports; otherwise none.",
+    )
     eval_every: Optional[int] = Field(
         None, gt=0, description="Evaluate every this many optimizer steps (needs eval data)."
     )

@@ -101,6 +101,16 @@ CASES = {
         {"objective": {"kind": "kto"}, "training.micro_batch_size": 2},
     ),
     "packing-needs-sft": ({"training.packing": True}, "training.packing", {**SFT_MESSAGES, "training.packing": True}),
+    "padding-free-needs-sft": (
+        {"training.padding_free": True},
+        "training.padding_free",
+        {**SFT_MESSAGES, "training.padding_free": True},
+    ),
+    "packing-keeps-documents-apart": (
+        {**SFT_MESSAGES, "training.packing": True, "training.padding_free": False},
+        "training.padding_free",
+        {**SFT_MESSAGES, "training.packing": True, "training.padding_free": "auto"},
+    ),
     "dataset-columns": (
         {"datasets.train.0.columns": {"chosen": "good", "rejectd": "bad"}},
         "datasets.train.0.columns.rejectd",

@@ -145,8 +145,13 @@ def _cuda_dropout(input, p=0.5, training=True, inplace=False):
 _sdpa = torch.nn.functional.scaled_dot_product_attention
 
 
-def _sdpa_cuda_like(*args, dropout_p=0.0, **kwargs):
-    return _sdpa(*args, **kwargs)
+def _sdpa_cuda_like(query, key, value, attn_mask=None, dropout_p=0.0, **kwargs):
+    """sdpa as CUDA runs it: attention dropout inside the kernel (no mask tensor), and a boolean mask turned into an
+    additive one of the query's dtype per call (ATen's `convert_boolean_attn_mask`), which the memory-efficient
+    kernel keeps for its backward."""
+    if attn_mask is not None and attn_mask.dtype == torch.bool:
+        attn_mask = torch.zeros(attn_mask.shape, dtype=query.dtype).masked_fill(~attn_mask, float("-inf"))
+    return _sdpa(query, key, value, attn_mask=attn_mask, **kwargs)
 
 
 def _in_place(*args, **kwargs):

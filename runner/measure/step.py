@@ -185,8 +185,9 @@ FUSED_OUTPUTS = {
 }
 
 
-def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any) -> Any:
-    """The trainer's loss, as its compute_loss computes it (see the TRL sources cited per branch)."""
+def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any, **extra: Any) -> Any:
+    """The trainer's loss, as its compute_loss computes it (see the TRL sources cited per branch); `extra` carries
+    padding-free rows' position ids."""
     import torch
 
     kind = facts(plan.recipe.objective.kind)
@@ -195,7 +196,7 @@ def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any) -> Any:
         chosen, rejected = scores.chunk(2)
         return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
     if kind.fused_lm_head:  # SFTTrainer/DPOTrainer/KTOTrainer.compute_loss: `model(..., fused_lm_head=True)`
-        out = model(input_ids=input_ids, labels=labels, fused_lm_head=True)
+        out = model(input_ids=input_ids, labels=labels, fused_lm_head=True, use_cache=False, **extra)
         if not kind.reference_model or plan.recipe.adapter.kind == "full":
             return out.loss
         # DPOTrainer._compute_loss: the reference forward without gradients, the adapter disabled and activation
@@ -236,7 +237,12 @@ def measure(plan: Plan, *, steps: int = 2) -> Measurement:
     low = torch.bfloat16 if plan.precision == "bf16" else torch.float16
     with FakeTensorMode(), cuda_like():
         _materialize(plan, model)
-        input_ids = torch.zeros(rows, plan.recipe.training.max_length, dtype=torch.long)
+        length = plan.recipe.training.max_length
+        extra = {}
+        if plan.resolved["training"]["padding_free"]:  # TRL's padding-free collator: one row, position ids restarting
+            extra["position_ids"] = torch.arange(length).repeat(rows)[None]
+            rows, length = 1, rows * length
+        input_ids = torch.zeros(rows, length, dtype=torch.long)
         labels = torch.zeros_like(input_ids)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = _optimizer(plan, trainable)
@@ -247,7 +253,7 @@ def measure(plan: Plan, *, steps: int = 2) -> Measurement:
         with tracker:
             for _ in range(steps):  # the last step's phases count: the optimizer state exists by then
                 with torch.autocast("cpu", dtype=low, enabled=autocast):
-                    loss = _loss(plan, model, input_ids, labels)
+                    loss = _loss(plan, model, input_ids, labels, **extra)
                 phases["forward"] = _phase_peak(tracker)
                 loss.backward()
                 del loss

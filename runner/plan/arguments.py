@@ -32,6 +32,7 @@ def trainer_args(
     world_size: int,
     on_cpu: bool,
     deepspeed_config: Optional[str],
+    kernels: str = "none",
 ) -> dict[str, Any]:
     """Keyword arguments of the objective's TRL config class (a transformers.TrainingArguments subclass)."""
     t, o = r.training, r.objective
@@ -72,11 +73,15 @@ def trainer_args(
         "disable_tqdm": True,  # the runner draws its own progress (runner/progress.py)
         "deepspeed": deepspeed_config,
     }
+    if kernels == "liger":
+        args["use_liger_kernel"] = True  # TRL turns off Liger's fused cross-entropy: its own fused LM head stays
     if world_size > 1 and on_cpu:
         args["ddp_backend"] = "gloo"
     if world_size > 1 and r.adapter.kind != "full" and deepspeed_config is None:
         args["ddp_find_unused_parameters"] = False  # frozen base weights never get gradients
     if o.kind in ("sft", "pretrain"):
+        # packing is TRL's best-fit decreasing, which is padding-free; padding-free rows without packing are made by
+        # the training process (TRL 1.16 would not truncate them to max_length: runner/run/trainer.py)
         args.update(max_length=t.max_length, packing=t.packing)
         if o.kind == "sft":
             assistant_only, completion_only, _ = sft_loss_scope(r)

@@ -94,6 +94,8 @@ class TrainingShape:
     accelerator: str = "cuda"
     adapter_bytes: float = 4.0  # bytes per adapter weight (float32 in PEFT; bfloat16 where TRL casts it)
     autocast_copies: bool = False  # float32 weights under bf16/fp16 autocast: a 16-bit copy of each is cast and kept
+    padding_free: bool = False  # a micro batch's rows concatenated into one (packing): attention spans the whole row
+    liger: bool = False  # Liger's RMSNorm and SwiGLU kernels
 
 
 @dataclass
@@ -153,10 +155,17 @@ def _tokens(s: TrainingShape) -> int:
     return s.micro_batch_size * s.sequences_per_example * s.max_length
 
 
+def key_length(s: TrainingShape) -> int:
+    """Keys each query is scored against in the attention: a sequence's, or with padding-free rows the whole
+    concatenated row's (the documents are kept apart by a block-diagonal mask of that size, not by shorter rows)."""
+    return s.micro_batch_size * s.max_length if s.padding_free else s.max_length
+
+
 def layer_activation_bytes(s: TrainingShape) -> float:
     """Bytes one block keeps for the backward pass, per token (measured tensor by tensor, see the module doc).
 
-    - each norm keeps its input in float32 (RMSNorm upcasts; LayerNorm runs in float32 under autocast): 4h;
+    - each norm keeps its input in float32 (RMSNorm upcasts; LayerNorm runs in float32 under autocast): 4h; Liger's
+      RMSNorm keeps it in the compute dtype (`LigerRMSNormFunction` saves X and a per-row float32 rstd);
     - attention keeps q, k, v, its output and the softmax statistics; sdpa repeats grouped k/v heads to the query
       heads (unless there is a single one) and turns the padding mask into a float bias per layer; FlashAttention-2
       keeps k/v as they are and takes no mask; eager also keeps the softmax probabilities;
@@ -164,23 +173,27 @@ def layer_activation_bytes(s: TrainingShape) -> float:
     - an adapter keeps its own 16-bit copy of the input per wrapped layer when its weights are float32 (PEFT casts
       the input, autocast casts it back) or when LoRA dropout makes a new tensor (with a 1-byte mask), and shares the
       layer's input otherwise; its rank-r intermediate; DoRA also keeps the base layer's output twice;
-    - the MLP keeps its gate and up projections and the activation's output (gated), or the activation's input.
+    - the MLP keeps its gate and up projections and the activation's output (gated), or the activation's input;
+      Liger's SwiGLU keeps only the gate and up projections (`LigerSiLUMulFunction` recomputes the activation).
+
+    With padding-free rows (packing) the attention's key length is the concatenated row's (`key_length`).
     """
     a, b = s.arch, s.activation_bytes
     h, q, i = a.hidden_size, a.q_dim, a.intermediate_size or 4 * a.hidden_size
     if a.is_mamba:
         return b * (h + 10 * a.expand * h) + 4 * a.expand * h * a.state_size / 8
-    out = 2 * 4 * h
+    out = 2 * (b if s.liger else 4) * h
     if s.attention == "flash_attention_2":
         kv = a.kv_dim
     else:
         kv = a.kv_dim if a.kv_heads == 1 else q
     out += b * (2 * q + 2 * kv) + 4 * a.num_attention_heads
+    keys = key_length(s)
     if s.attention == "sdpa":
-        out += b * s.max_length
+        out += b * keys
     elif s.attention == "eager":
-        out += a.num_attention_heads * s.max_length * (b + 4)  # fp32 softmax and its 16-bit copy
-    out += (3 if a.gated_mlp else 1) * b * i
+        out += a.num_attention_heads * keys * (b + 4)  # fp32 softmax and its 16-bit copy
+    out += ((2 if s.liger else 3) if a.gated_mlp else 1) * b * i
     modules = a.linear_modules()
     for group in a.linear_groups():
         d = modules[group[0]][0]

@@ -12,6 +12,7 @@ from typing import Optional
 # importable module -> distribution name (as in its .dist-info folder)
 PACKAGES = {
     "flash_attn": "flash_attn",
+    "liger_kernel": "liger_kernel",
     "bitsandbytes": "bitsandbytes",
     "deepspeed": "deepspeed",
     "torch": "torch",

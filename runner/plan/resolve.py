@@ -45,6 +45,26 @@ ATTENTION = {
 ATTENTION_DEFAULT = ("sdpa", "flash_attention_2")  # every other model type the shipped table knows
 
 
+# Packing and padding-free rows keep documents apart only through the position ids TRL restarts at 0 for each
+# document: transformers turns them into a block-diagonal mask (eager, sdpa, flex attention) or gives
+# FlashAttention-2 each document's bounds. These model types' forwards do not, so the documents of a row attend to
+# each other (tests/test_packing.py measures every model type below against the installed transformers).
+PACKING_CONTAMINATES = {
+    "bloom": "BLOOM builds its causal mask and ALiBi bias without the position ids",
+    "falcon": "Falcon builds its causal mask without the position ids",
+    "mamba": "Mamba has no attention to mask: its convolution and scan run across the whole row",
+}
+# Model types whose packed rows give each document exactly the loss it has alone (tests/test_packing.py).
+PACKING_PROVEN = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox"})
+
+# Model types Liger 0.8.5 patches (`liger_kernel.transformers.monkey_patch.MODEL_TYPE_TO_APPLY_LIGER_FN`), of the
+# decoder-only ones this program knows.
+LIGER_MODEL_TYPES = frozenset(
+    {"llama", "mistral", "mixtral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2", "granite",
+     "smollm3"}
+)  # fmt: skip
+
+
 def attention_choices(arch: Optional[Architecture]) -> Optional[tuple[str, ...]]:
     """What the model type supports besides `eager`; None when the model is not known (nothing is checked)."""
     if arch is None:
@@ -159,6 +179,112 @@ def _attention(
     return value
 
 
+def _padding_free(
+    r: Recipe, hw: HardwareProfile, arch: Optional[Architecture], attention: str, out: list[Decision],
+    problems: list[Problem],
+) -> bool:  # fmt: skip
+    """Whether a micro batch's sequences go into one row without padding (always so with packing), and whether the
+    model keeps that row's documents apart."""
+    t = r.training
+    if not facts(r.objective.kind).packing:
+        return False  # the rules refuse packing or padding_free: true here
+    padding_free = t.packing if t.padding_free == "auto" else t.padding_free
+    if not padding_free:
+        return False
+    field = ("training", "packing" if t.packing else "padding_free")
+    model_type = arch.model_type if arch is not None else None
+    if model_type in PACKING_CONTAMINATES:
+        problems.append(
+            Problem(
+                field,
+                f"the documents of a {'packed' if t.packing else 'padding-free'} row would attend to each other: "
+                f"{PACKING_CONTAMINATES[model_type]}; set `{field[1]}: false`",
+                "packing-contaminates",
+            )
+        )
+    elif model_type not in PACKING_PROVEN:
+        problems.append(
+            Problem(
+                field,
+                f"documents in one row stay apart only if the model builds its attention mask from the position ids; "
+                f"not verified for {model_type or 'this model'} (verified: {', '.join(sorted(PACKING_PROVEN))})",
+                "packing-unverified",
+                "warning",
+            )
+        )
+    if attention == "flash_attention_2":
+        how = "FlashAttention-2's variable-length kernel gets each document's bounds"
+    else:
+        how = f"transformers turns them into a block-diagonal mask for {attention}"
+        if hw.is_gpu and attention == "sdpa":
+            how += " (with a mask, sdpa runs its memory-efficient kernel instead of FlashAttention)"
+    if t.packing:
+        out.append(
+            Decision(
+                "packing",
+                "best-fit decreasing, padding-free",
+                f"sequences packed into rows of up to {t.max_length} tokens and a micro batch's rows concatenated; "
+                f"each document's position ids restart at 0 and {how}",
+            )
+        )
+    else:
+        out.append(
+            Decision(
+                "padding-free",
+                True,
+                f"a micro batch's sequences concatenated into one row without padding (each truncated to "
+                f"{t.max_length} tokens first); each one's position ids restart at 0 and {how}",
+            )
+        )
+    return True
+
+
+def _kernels(
+    r: Recipe, hw: HardwareProfile, arch: Optional[Architecture], probe: dict, out: list[Decision],
+    problems: list[Problem],
+) -> str:  # fmt: skip
+    """`liger` or `none`: Liger's Triton kernels replace the model's norms, gated MLP activations and RoPE."""
+    choice = r.training.kernels
+    model_type = arch.model_type if arch is not None else None
+    supported = model_type is None or model_type in LIGER_MODEL_TYPES
+    what = "Liger's RMSNorm, SwiGLU/GeGLU and RoPE kernels; TRL keeps its own fused LM head for the loss"
+    if choice == "none":
+        out.append(Decision("kernels", "none", "set in the recipe"))
+        return "none"
+    if choice == "liger":
+        if not hw.is_gpu:
+            problems.append(
+                Problem(
+                    ("training", "kernels"),
+                    f"Liger's kernels are Triton GPU kernels and the hardware profile '{hw.name}' has no GPU; "
+                    "set `kernels: auto` (none on a CPU) or `none`",
+                    "kernels-need-gpu",
+                )
+            )
+        elif not supported:
+            problems.append(
+                Problem(
+                    ("training", "kernels"),
+                    f"Liger has no kernels for {model_type} models (it patches: "
+                    f"{', '.join(sorted(LIGER_MODEL_TYPES))}); set `kernels: none`",
+                    "kernels-unsupported-model",
+                )
+            )
+        out.append(Decision("kernels", "liger", f"set in the recipe: {what}"))
+        return "liger"
+    if not hw.is_gpu:
+        why = "CPU: Liger's kernels are Triton GPU kernels"
+    elif model_type is None or model_type not in LIGER_MODEL_TYPES:
+        why = f"Liger has no kernels for {model_type or 'an unknown model type'}"
+    elif not probe.get("liger_kernel"):
+        why = "liger-kernel is not installed here (pip install liger-kernel to use its fused kernels)"
+    else:
+        out.append(Decision("kernels", "liger", f"liger-kernel {probe['liger_kernel']} is installed: {what}"))
+        return "liger"
+    out.append(Decision("kernels", "none", why))
+    return "none"
+
+
 # PEFT (`_check_lora_target_modules_mamba`) refuses LoRA-like adapters on these Mamba modules
 MAMBA_LORA_REFUSED = ("out_proj", "conv1d")
 
@@ -266,6 +392,8 @@ def _shape(
     trainable,
     micro,
     gc,
+    padding_free=False,
+    kernels="none",
 ) -> TrainingShape:
     o, a, kind = r.objective, r.adapter, facts(r.objective.kind)
     lora = a.kind in ("lora", "dora")
@@ -298,6 +426,8 @@ def _shape(
         lora_rank=a.r if lora else 0,
         lora_dropout=a.dropout if lora else 0.0,
         accelerator=hw.accelerator,
+        padding_free=padding_free,
+        liger=kernels == "liger",
     )
 
 
@@ -384,6 +514,8 @@ def _fit(
     *,
     precision: str,
     attention: str,
+    padding_free: bool,
+    kernels: str,
     available: float,
     micro_options: list[int],
     problems: list[Problem],
@@ -408,6 +540,8 @@ def _fit(
                     load_dtype=dtype,
                     precision=precision,
                     attention=attention,
+                    padding_free=padding_free,
+                    kernels=kernels,
                     trainable=trainable,
                     micro=micro,
                     gc=gc,
@@ -546,6 +680,8 @@ def _resolved_recipe(
     compute_dtype: str,
     quant: Optional[dict],
     targs: dict,
+    padding_free: bool,
+    kernels: str,
 ) -> dict:
     """The recipe with defaults filled and every `auto` replaced by what was decided: it stands alone.
 
@@ -559,6 +695,8 @@ def _resolved_recipe(
         micro_batch_size=fit.micro_batch_size,
         gradient_checkpointing=fit.gradient_checkpointing,
         eval_on_start=targs["eval_on_start"],
+        padding_free=padding_free,
+        kernels=kernels,
     )
     if r.objective.kind == "sft":
         resolved["objective"].update(
@@ -594,6 +732,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
     precision = _precision(r, hw, decisions, problems)
     arch, arch_source = find_architecture(r.model.name_or_path)
     attention = _attention(r, hw, precision, arch, probe, decisions, problems)
+    padding_free = _padding_free(r, hw, arch, attention, decisions, problems)
+    kernels = _kernels(r, hw, arch, probe, decisions, problems)
     compute_dtype = r.quantization.compute_dtype if r.quantization.compute_dtype != "auto" else SIXTEEN_BIT[precision]
 
     available = hw.gpu_memory_gb if hw.is_gpu else hw.cpu_ram_gb / world
@@ -613,6 +753,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
             arch_source,
             precision=precision,
             attention=attention,
+            padding_free=padding_free,
+            kernels=kernels,
             available=available,
             micro_options=micro_options,
             problems=problems,
@@ -639,6 +781,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         world_size=world,
         on_cpu=not hw.is_gpu,
         deepspeed_config=ds_file,
+        kernels=kernels,
     )
     decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
     if r.training.save_total_limit == "auto":
@@ -710,6 +853,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         compute_dtype=compute_dtype,
         quant=quant,
         targs=targs,
+        padding_free=padding_free,
+        kernels=kernels,
     )
 
     return Plan(

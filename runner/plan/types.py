@@ -16,7 +16,7 @@ from schemas.hardware import HardwareProfile
 
 from .architecture import Architecture
 
-PLAN_VERSION = 2
+PLAN_VERSION = 3  # 3: training.padding_free and training.kernels decided in the resolved recipe
 
 
 class PlanFormatError(ValueError):

@@ -116,13 +116,14 @@ def check_packages(plan: Plan, probe: dict) -> list[str]:
         need["deepspeed"] = f"ZeRO-{plan.zero}"
     if plan.attention == "flash_attention_2":
         need["flash_attn"] = "attention: flash_attention_2"
+    if plan.resolved["training"]["kernels"] == "liger":
+        need["liger_kernel"] = "kernels: liger"
     for module, why in need.items():
         if not probe.get(module):
-            hint = (
-                "pip install -e '.[train]'"
-                if module != "flash_attn"
-                else "pip install flash-attn (needs CUDA), or set model.attention: sdpa"
-            )
+            hint = {
+                "flash_attn": "pip install flash-attn (needs CUDA), or set model.attention: sdpa",
+                "liger_kernel": "pip install liger-kernel (needs a GPU and Triton), or set training.kernels: none",
+            }.get(module, "pip install -e '.[train]'")
             problems.append(f"{why} needs the `{module.replace('_', '-')}` package, which is not installed: {hint}")
     return problems
 

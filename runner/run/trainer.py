@@ -127,7 +127,13 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
         kwargs["peft_config"] = peft_config(plan.peft)
     if facts(plan.recipe.objective.kind).generates:
         kwargs["reward_funcs"], kwargs["reward_processing_classes"] = reward_sources(plan, trust_remote_code)
-    return import_dotted(plan.trainer["class"])(**kwargs)
+    trainer = import_dotted(plan.trainer["class"])(**kwargs)
+    training = plan.resolved["training"]
+    if training["padding_free"] and not training["packing"]:
+        # TRL 1.16 makes padding-free batches without packing only when it need not truncate (max_length None);
+        # the trainer above truncated its rows to max_length, and its collator now concatenates them
+        trainer.data_collator.padding_free = True
+    return trainer
 
 
 class StopOnSigterm:
