@@ -49,7 +49,7 @@ CONFIGS = {
     "falcon": {},
     "mamba": dict(state_size=8),
 }
-ATTENTIONS = ("eager", "sdpa", "flex_attention")  # flash_attention_2 needs CUDA: benchmarks/gpu_step.py --check
+ATTENTIONS = ("eager", "sdpa", "flex_attention")  # flash_attention_2 needs CUDA: benchmarks/gpu_step.py --check-packing
 
 
 def _model(model_type: str, attention: str):
