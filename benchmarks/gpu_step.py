@@ -132,7 +132,7 @@ def build(plan: Any, device: str) -> Any:
     from trl.trainer.utils import add_fused_lm_head
 
     from runner.common.models import peft_config, torch_dtype
-    from runner.measure.step import FUSED_OUTPUTS, model_config
+    from runner.measure.step import FUSED_OUTPUTS, cast_quantized_adapter, model_config
     from schemas.objectives import facts
 
     kind = facts(plan.recipe.objective.kind)
@@ -148,10 +148,7 @@ def build(plan: Any, device: str) -> Any:
         quantize_4bit(model, plan.quantization["args"], device)
     add_fused_lm_head(model, outputs=FUSED_OUTPUTS.get(plan.recipe.objective.kind, ("log_probs",)))
     model = get_peft_model(model, peft_config(plan.peft))
-    if plan.quantization is not None and kind.quantized_adapter_bf16:
-        for name, p in model.named_parameters():
-            if p.requires_grad and "lora_magnitude_vector" not in name:
-                p.data = p.data.to(torch.bfloat16)
+    cast_quantized_adapter(plan, model)
     if plan.gradient_checkpointing:
         model.activation_checkpointing_enable(plan.trainer["args"].get("gradient_checkpointing_kwargs") or None)
         model.enable_input_require_grads()

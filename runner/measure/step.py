@@ -141,8 +141,19 @@ def _materialize(plan: Plan, model: Any) -> None:
                         nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
                     )
                 table[name] = made[id(t)]
-    kind = facts(plan.recipe.objective.kind)
-    if plan.quantization is not None and plan.peft is not None and kind.quantized_adapter_bf16:
+    cast_quantized_adapter(plan, model)
+
+
+def cast_quantized_adapter(plan: Plan, model: Any) -> None:
+    """TRL's cast of a quantized model's adapter to bfloat16 (SFTTrainer and the other main trainers; DoRA's
+    magnitude vector stays float32)."""
+    import torch
+
+    if (
+        plan.quantization is not None
+        and plan.peft is not None
+        and facts(plan.recipe.objective.kind).quantized_adapter_bf16
+    ):
         for name, p in model.named_parameters():
             if p.requires_grad and "lora_magnitude_vector" not in name:
                 p.data = p.data.to(torch.bfloat16)
