@@ -161,6 +161,13 @@ def make_data() -> list[str]:
         write_jsonl(
             DATA_DIR / f"prompt-only-{split}.jsonl", [{"prompt": r["question"], "color": r["color"]} for r in part]
         )
+        write_jsonl(  # TriviaQA's shape: the answer record accepts the sentence or the bare color
+            DATA_DIR / f"triviaqa-{split}.jsonl",
+            [
+                {"question": r["question"], "answer": {"value": r["answer"], "aliases": [r["answer"], r["color"]]}}
+                for r in part
+            ],
+        )
     (DATA_DIR / "text-train.txt").write_text(
         "\n".join(f"{r['question']} {r['answer']}" for r in splits["train"]) + "\n", encoding="utf-8"
     )

@@ -349,7 +349,8 @@ def _anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
     """Make the recipe's local paths absolute, each relative to the file that wrote it (docs/cookbook.md).
 
     Model and tokenizer names count as local when they start with ./, ../, / or ~, or exist there; otherwise
-    they are Hub ids. Dataset files, `.jinja` templates and `.py` reward modules are always paths.
+    they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and harness task `.yaml` files are
+    always paths.
     """
 
     def at(*path):
@@ -377,15 +378,30 @@ def _anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
     if isinstance(template, str) and template.endswith(".jinja"):
         path = ("model", "chat_template")
         put(path, _anchored(template, _base_dir(sources, path, recipe), always=True))
+
+    def anchor_source(entry: Any, path: tuple) -> None:
+        source = entry.get("source") if isinstance(entry, dict) else None
+        if not isinstance(source, str) or ":" not in source or source.startswith("hf:"):
+            return
+        kind, _, rest = source.partition(":")
+        entry["source"] = f"{kind}:{_anchored(rest, _base_dir(sources, path, recipe), always=True)}"
+
     for split in ("train", "eval"):
         entries = at("datasets", split)
         for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            source = entry.get("source") if isinstance(entry, dict) else None
-            if not isinstance(source, str) or ":" not in source or source.startswith("hf:"):
-                continue
-            kind, _, rest = source.partition(":")
-            path = ("datasets", split, i, "source")
-            entry["source"] = f"{kind}:{_anchored(rest, _base_dir(sources, path, recipe), always=True)}"
+            anchor_source(entry, ("datasets", split, i, "source"))
+    tasks = at("evaluation", "tasks")
+    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
+        if not isinstance(task, dict):
+            continue
+        anchor_source(task.get("data"), ("evaluation", "tasks", i, "data", "source"))
+        name = task.get("task")
+        if isinstance(name, str) and name.endswith((".yaml", ".yml")):
+            path = ("evaluation", "tasks", i, "task")
+            put(path, _anchored(name, _base_dir(sources, path, recipe), always=True))
+        if isinstance(task.get("reward_model"), str):
+            path = ("evaluation", "tasks", i, "reward_model")
+            put(path, _anchored(task["reward_model"], _base_dir(sources, path, recipe), always=False))
     functions = at("objective", "reward_functions")
     for i, name in enumerate(functions if isinstance(functions, list) else []):
         module, sep, attr = name.partition(":") if isinstance(name, str) else ("", "", "")

@@ -9,6 +9,7 @@ from pydantic import Field
 from .adapters import Adapter
 from .base import Section
 from .datasets import Datasets
+from .evaluation import Evaluation
 from .hardware import Hardware
 from .objectives import Objective
 from .sections import Model, Output, Quantization, Training
@@ -40,6 +41,9 @@ class Recipe(Section):
     training: Training = Field(description="Optimisation and batch settings.")
     hardware: Hardware = Field(description="The machines the run is planned for.")
     output: Output = Field(default_factory=Output, description="Where outputs go and which trackers get metrics.")
+    evaluation: Evaluation = Field(
+        default_factory=Evaluation, description="What `recipe eval` measures, before and after training."
+    )
 
     @property
     def output_dir(self) -> str:

@@ -466,6 +466,52 @@ def _remote_code(r: Recipe) -> Iterable[Finding]:
         )
 
 
+@rule(
+    "win-rate-needs-reward-model",
+    "A `win-rate` evaluation task needs a reward model: its own `reward_model` or `objective.reward_model`.",
+)
+def _win_rate_reward_model(r: Recipe) -> Iterable[Finding]:
+    for i, task in enumerate(r.evaluation.tasks):
+        if task.kind == "win-rate" and not task.reward_model and not getattr(r.objective, "reward_model", None):
+            yield (
+                ("evaluation", "tasks", i),
+                "nothing scores the answers: set `reward_model` (a reward run's output directory or a Hub id)",
+            )
+
+
+@rule("eval-task-names-unique", "Each evaluation task has its own name (results are kept by name).")
+def _eval_names(r: Recipe) -> Iterable[Finding]:
+    seen: dict[str, int] = {}
+    for i, task in enumerate(r.evaluation.tasks):
+        if task.label in seen:
+            yield (
+                ("evaluation", "tasks", i),
+                f"task {i} is named '{task.label}' like task {seen[task.label]}; give one a different `name`",
+            )
+        seen.setdefault(task.label, i)
+
+
+@rule("eval-needs-tasks", "`evaluation.at_end` and `compare_base` need at least one task.")
+def _eval_needs_tasks(r: Recipe) -> Iterable[Finding]:
+    e = r.evaluation
+    for flag in ("at_end", "compare_base"):
+        if getattr(e, flag) and not e.tasks:
+            yield ("evaluation", flag), "there is nothing to evaluate: add `evaluation.tasks`"
+
+
+@rule(
+    "vllm-serves-lora-or-full",
+    "vLLM generates with LoRA adapters and whole models only.",
+)
+def _vllm_adapters(r: Recipe) -> Iterable[Finding]:
+    if r.evaluation.backend == "vllm" and r.adapter.kind not in ("lora", "full"):
+        yield (
+            ("evaluation", "backend"),
+            f"vLLM cannot apply a {r.adapter.kind} adapter; use `backend: transformers`, or evaluate the merged "
+            "model (`recipe merge`, then `recipe eval MERGED_DIR`)",
+        )
+
+
 def check(recipe: Recipe, sources: Sources, file: str) -> list[Diagnostic]:
     """Run every rule; one located diagnostic per finding."""
     out = []

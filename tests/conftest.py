@@ -30,11 +30,11 @@ def example() -> dict:
 
 
 def set_path(data: dict, dotted: str, value: Any) -> None:
-    """Set `a.b.0.c` in nested data; the value `DELETE` removes the key."""
+    """Set `a.b.0.c` in nested data (a missing section is created); the value `DELETE` removes the key."""
     parts = [int(p) if p.isdigit() else p for p in dotted.split(".")]
     node = data
     for part in parts[:-1]:
-        node = node[part]
+        node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
     if value is DELETE:
         del node[parts[-1]]
     else:

@@ -20,6 +20,8 @@ SFT_MESSAGES = {
 UNQUANTIZED = {"quantization.method": "none"}
 PURE_BF16 = {"training.master_weights": "bfloat16", "adapter": {"kind": "full"}, **UNQUANTIZED}
 SECOND_SOURCE = {"source": "jsonl:data/more.jsonl", "format": "hh-rlhf"}
+PAIRS = {"kind": "preference", "data": {"source": "jsonl:data/pairs.jsonl", "format": "preference"}}
+WIN_RATE = {"kind": "win-rate", "data": {"source": "jsonl:data/qa.jsonl", "format": "triviaqa"}}
 
 # rule id -> (changes that trip it, the field it must point at, changes that pass)
 CASES = {
@@ -165,6 +167,26 @@ CASES = {
         {"datasets.eval_fraction": 0.1},
         "datasets.eval_fraction",
         {"datasets.eval": DELETE, "datasets.eval_fraction": 0.1},
+    ),
+    "win-rate-needs-reward-model": (
+        {"evaluation.tasks": [WIN_RATE]},
+        "evaluation.tasks.0",
+        {"evaluation.tasks": [{**WIN_RATE, "reward_model": "outputs/reward-model"}]},
+    ),
+    "eval-task-names-unique": (
+        {"evaluation.tasks": [PAIRS, PAIRS]},
+        "evaluation.tasks.1",
+        {"evaluation.tasks": [PAIRS, {**PAIRS, "name": "pairs-again"}]},
+    ),
+    "eval-needs-tasks": (
+        {"evaluation.compare_base": True},
+        "evaluation.compare_base",
+        {"evaluation.compare_base": True, "evaluation.tasks": [PAIRS]},
+    ),
+    "vllm-serves-lora-or-full": (
+        {"evaluation.backend": "vllm", "adapter": {"kind": "ia3"}},
+        "evaluation.backend",
+        {"evaluation.backend": "vllm"},
     ),
     "trust-remote-code": (
         {"model.trust_remote_code": True},

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, TextIO
 
 from runner.common.models import stop_token_ids
-from runner.common.trained import OutputError, Trained, inspect
+from runner.common.trained import OutputError, open_model
 
 HELP = "/reset starts a new conversation, Ctrl-C stops an answer, /exit (or Ctrl-D) leaves"
 
@@ -98,40 +98,6 @@ class Chat:
         answer = self.tokenizer.decode(generated[0, ids.shape[-1] :], skip_special_tokens=True).strip()
         self.history.append({"role": "assistant", "content": answer})
         return answer
-
-
-def open_model(
-    path: str,
-    *,
-    base: Optional[str] = None,
-    trust_remote_code: bool = False,
-    device: Optional[str] = None,
-    log: Callable[[str], None],
-) -> tuple[Any, Any, Trained]:
-    """Load a run's output (adapter through its base, as trained) or a model, for generation."""
-    trained = inspect(path, base)
-    if trained.is_sequence_classifier:
-        raise OutputError(
-            f"{path}: is a reward model (a sequence classifier): it scores a conversation and does not generate text"
-        )
-    trust = trained.remote_code(trust_remote_code)
-    from runner.common.trained import bitsandbytes_installed, load_model, load_tokenizer, prepare_runtime
-
-    device = prepare_runtime(device)
-    dtype = trained.trained_dtype or "auto"
-    if device == "cpu" and dtype in ("float16", "auto"):
-        dtype = "float32"  # half-precision matmuls on the CPU are slow or missing
-    method = trained.quantization_method if trained.is_adapter else None
-    quantized = method is not None and bitsandbytes_installed()
-    if method is not None and not quantized:
-        log(f"bitsandbytes is not installed: loading the base of this {method} run unquantized")
-    what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
-    log(f"loading {what} ({'4-bit ' if quantized and method == 'bnb-4bit' else ''}{dtype}, {device}) ...")
-    tokenizer = load_tokenizer(trained, trust)
-    model = load_model(
-        trained, dtype, quantized=quantized, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
-    )
-    return model, tokenizer, trained
 
 
 def interactive(chat: Chat, out: TextIO, log: Callable[[str], None], show: Optional[Callable[[str], None]]) -> None:

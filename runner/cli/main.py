@@ -251,6 +251,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     nodes = plan.recipe.hardware.nodes
     problems = check_node_environment(nodes, os.environ)
     problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
+    if plan.recipe.evaluation.at_end and not problems:
+        from runner.after.evaluate import check_at_end
+
+        problems += check_at_end(plan.recipe)
     if problems:
         for p in problems:
             print(f"{args.recipe}: error: {p}", file=sys.stderr)
@@ -293,7 +297,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         if first_node:
             state = "finished" if code == 0 else ("stopped" if code in (130, 143) else "failed")
             write_status(plan, args.recipe, state, code)
+            evaluated = 0
+            if code == 0 and plan.recipe.evaluation.at_end:
+                from runner.cli.after import evaluate_at_end
+
+                evaluated = evaluate_at_end(plan)
             print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
+            return code or evaluated
         return code
     finally:
         if lock is not None:

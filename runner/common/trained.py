@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from runner.common.models import load_model as load_model_from
 from runner.common.models import load_tokenizer as load_tokenizer_from
@@ -279,3 +279,58 @@ def bitsandbytes_installed() -> bool:
     from runner.plan.probe import probe_packages
 
     return probe_packages().get("bitsandbytes") is not None
+
+
+def open_model(
+    path: str,
+    *,
+    base: Optional[str] = None,
+    trust_remote_code: bool = False,
+    device: Optional[str] = None,
+    log: Callable[[str], None],
+) -> tuple[Any, Any, Trained]:
+    """Load a run's output (adapter through its base, as trained) or a model, for generation."""
+    trained = inspect(path, base)
+    model, tokenizer = open_trained(trained, trust_remote_code=trust_remote_code, device=device, log=log)
+    return model, tokenizer, trained
+
+
+def open_trained(
+    trained: Trained, *, trust_remote_code: bool = False, device: Optional[str] = None, log: Callable[[str], None]
+) -> tuple[Any, Any]:
+    """(model, tokenizer) of a generating output: the adapter through its base loaded as the run trained it (the
+    dtype; quantized when bitsandbytes is installed), the run's tokenizer with its chat template."""
+    if trained.is_sequence_classifier:
+        raise OutputError(
+            f"{trained.path}: is a reward model (a sequence classifier): it scores a conversation and does not "
+            "generate text"
+        )
+    trust = trained.remote_code(trust_remote_code)
+    device = prepare_runtime(device)
+    dtype = trained.trained_dtype or "auto"
+    if device == "cpu" and dtype in ("float16", "auto"):
+        dtype = "float32"  # half-precision matmuls on the CPU are slow or missing
+    method = trained.quantization_method if trained.is_adapter else None
+    quantized = method is not None and bitsandbytes_installed()
+    if method is not None and not quantized:
+        log(f"bitsandbytes is not installed: loading the base of this {method} run unquantized")
+    what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
+    log(f"loading {what} ({'4-bit ' if quantized and method == 'bnb-4bit' else ''}{dtype}, {device}) ...")
+    tokenizer = load_tokenizer(trained, trust)
+    model = load_model(
+        trained, dtype, quantized=quantized, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
+    )
+    return model, tokenizer
+
+
+def load_reward_model(source: str, dtype: str, trust_remote_code: bool, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) of a reward model: a run's output directory (its adapter merged into its base) with the
+    tokenizer and chat template that run trained with; for a Hub id, (the id, None): TRL loads it itself."""
+    if not Path(source).is_dir():
+        return source, None
+    trained = inspect(source)
+    tokenizer = load_tokenizer(trained, trust_remote_code)
+    model = load_model(trained, dtype, trust_remote_code=trust_remote_code, vocabulary=len(tokenizer), device=device)
+    if trained.is_adapter:
+        model = model.merge_and_unload()  # TRL scores with a plain transformers model
+    return model, tokenizer

@@ -31,9 +31,10 @@ class Where:
     split: str
     index: int
     source: str
+    section: str = "datasets"  # `evaluation` for an evaluation task's data (split `tasks`)
 
     def __str__(self) -> str:
-        return f"datasets.{self.split}.{self.index} ({self.source})"
+        return f"{self.section}.{self.split}.{self.index} ({self.source})"
 
 
 def local_path(entry: DatasetSource) -> Optional[Path]:

@@ -5,6 +5,8 @@ Each takes TRL's keyword arguments (`completions`, `prompts`, dataset columns) a
 
 from __future__ import annotations
 
+from runner.common import answers
+
 COLORS = ("yellow", "blue", "green", "red", "white", "black", "orange", "purple")
 
 
@@ -24,32 +26,10 @@ def length_penalty(completions, **kwargs) -> list[float]:
     return [-max(0, len(_text(x)) - 200) / 100 for x in completions]
 
 
-def _normalise(text: str) -> str:
-    """TriviaQA's answer normalisation: lower case, no punctuation, no articles, single spaces."""
-    import re
-    import string
-
-    text = "".join(c for c in str(text).lower() if c not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def _aliases(answer) -> list[str]:
-    if isinstance(answer, dict):  # a TriviaQA answer record
-        names = [answer.get("value"), *(answer.get("aliases") or []), *(answer.get("normalized_aliases") or [])]
-        return [n for n in names if isinstance(n, str) and n]
-    if isinstance(answer, (list, tuple)):
-        return [str(a) for a in answer]
-    return [str(answer)] if answer is not None else []
-
-
 def exact_match(completions, answer=None, **kwargs) -> list[float]:
     """1.0 when the completion's first line is one of the row's answers (TriviaQA: the `answer` record's value
-    or any alias), after TriviaQA's normalisation; else 0.0. Needs an `answer` column in the data."""
+    or any alias), after TriviaQA's normalisation (runner/common/answers.py, which `recipe eval` scores with too);
+    else 0.0. Needs an `answer` column in the data."""
     if answer is None:
         raise ValueError("exact_match needs an `answer` column in the training data (e.g. format: triviaqa)")
-    scores = []
-    for completion, truth in zip(completions, answer):
-        first = _text(completion).strip().splitlines()[0] if _text(completion).strip() else ""
-        scores.append(1.0 if _normalise(first) in {_normalise(a) for a in _aliases(truth)} else 0.0)
-    return scores
+    return [answers.exact_match(answers.first_line(_text(c)), answers.aliases(a)) for c, a in zip(completions, answer)]

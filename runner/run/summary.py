@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from runner.common.evalresults import headlines, read_results, results_path
 from runner.common.files import last_value, read_jsonl
 from runner.common.trained import MERGEABLE
 from runner.plan import Plan
@@ -27,6 +28,9 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
         numbers += [f"{step} steps" if step is not None else None]
         if any(numbers):
             lines.append("  " + ", ".join(n for n in numbers if n))
+        evaluated = headlines(read_results(out))
+        if evaluated:
+            lines.append("  evaluation: " + "; ".join(evaluated) + f"  ({results_path(out)})")
         if (out / "curves.png").is_file():
             lines.append(f"  curves: {out / 'curves.png'}")
         lines.append("next:")
@@ -34,6 +38,8 @@ def summary(plan: Plan, recipe_file: str, code: int, wall_s: float) -> str:
         peft_type = plan.peft["class"].rsplit(".", 1)[-1].removesuffix("Config").upper() if plan.peft else None
         if what == "adapter" and peft_type in MERGEABLE:  # the adapters `recipe merge` merges
             lines.append(f"  recipe merge {out}")
+        if plan.recipe.evaluation.tasks:
+            lines.append(f"  recipe eval {out}{'' if plan.recipe.evaluation.compare_base else ' --base'}")
         lines.append(f"  recipe diff {recipe_file} {out}    # what this run resolved")
         return "\n".join(lines)
     if code in (130, 143):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from runner.common.models import fit_vocabulary, import_dotted, load_model, peft_config, recipe_tokenizer
+from runner.common.trained import load_reward_model
 from runner.plan.types import Plan
 from schemas.objectives import facts
 
@@ -25,25 +26,6 @@ def reward_function(name: str) -> Any:
         spec.loader.exec_module(loaded)
         return getattr(loaded, attr)
     return getattr(importlib.import_module(module), attr)
-
-
-def load_reward_model(source: str, dtype: str, trust_remote_code: bool) -> tuple[Any, Any]:
-    """(model, tokenizer) of a reward model: a run's output directory (its adapter merged into its base) with the
-    tokenizer and chat template that run trained with, or a Hub id that TRL loads with its own tokenizer."""
-    from pathlib import Path
-
-    from runner.common.trained import inspect
-    from runner.common.trained import load_model as load_trained
-    from runner.common.trained import load_tokenizer as load_trained_tokenizer
-
-    if not Path(source).is_dir():
-        return source, None  # TRL loads the model and its tokenizer from the Hub id
-    trained = inspect(source)
-    tokenizer = load_trained_tokenizer(trained, trust_remote_code)
-    model = load_trained(trained, dtype, trust_remote_code=trust_remote_code, vocabulary=len(tokenizer))
-    if trained.is_adapter:
-        model = model.merge_and_unload()  # TRL scores with a plain transformers model
-    return model, tokenizer
 
 
 def reward_sources(plan: Plan, trust_remote_code: bool) -> tuple[list, list]:
