@@ -118,7 +118,7 @@ def prepare(label: str, task: str, num_fewshot: Optional[int], registry: Registr
         spec = name = task
     _quiet()
     try:
-        manager.load_task_or_group([spec])  # builds the task: downloads or reads its data
+        manager.load([spec])  # builds the task: downloads or reads its data
     except Exception as exc:
         offline = "no network? " if "connect" in str(exc).lower() or "offline" in str(exc).lower() else ""
         raise HarnessError(
@@ -166,6 +166,7 @@ def run(task: HarnessTask, model: Any, tokenizer: Any, settings: Any, chat_templ
     samples = [
         {
             "doc_id": s.get("doc_id"),
+            "context": str(s["arguments"][0][0]) if s.get("arguments") else None,
             "target": str(s.get("target")),
             "response": [str(r) for r in s.get("filtered_resps", [])],
             **{k: s[k] for k in s if k in {m.split("/")[0] for m in metrics}},

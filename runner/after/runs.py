@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional
 
 from runner.common.curves import draw
+from runner.common.evalresults import headlines, read_results
 from runner.common.files import last_value, read_jsonl
 from runner.common.lock import LOCK_NAME
 
@@ -32,6 +33,7 @@ class RunInfo:
     started: Optional[float] = None
     ended: Optional[float] = None
     rows: list = field(default_factory=list)
+    evaluated: list = field(default_factory=list)  # `recipe eval`'s headline per task (runner.common.evalresults)
 
 
 def _lock_state(path: Path) -> Optional[str]:
@@ -85,6 +87,7 @@ def read_run(path: Path) -> RunInfo:
         started=status.get("started") or (times[0] if times else None),
         ended=status.get("ended") or (times[-1] if times and state != "running" else None),
         rows=rows,
+        evaluated=headlines(read_results(path)),
     )
 
 
@@ -103,7 +106,7 @@ def table(root: Path) -> str:
     rows = []
     for r in runs:
         step = "-" if r.step is None else f"{r.step}/{r.max_steps}" if r.max_steps else str(r.step)
-        evals = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in r.eval.items()) or "-"
+        evals = ", ".join([f"{k.removeprefix('eval_')} {v:.4g}" for k, v in r.eval.items()] + r.evaluated) or "-"
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-"
         loss = "-" if r.loss is None else f"{r.loss:.4g}"
         rows.append([r.state, r.name, step, loss, evals, started, _duration(r), str(r.path)])

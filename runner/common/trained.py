@@ -60,7 +60,11 @@ class Trained:
     def is_sequence_classifier(self) -> bool:
         if self.adapter:
             return self.adapter.get("task_type") == "SEQ_CLS"
-        return bool(self.recipe and self.recipe.objective.kind == "reward")
+        if self.recipe is not None:
+            return self.recipe.objective.kind == "reward"
+        config = Path(self.path) / "config.json"  # a model without a lock file: what its config declares
+        declared = _read_json(config).get("architectures") or [] if config.is_file() else []
+        return any(str(a).endswith("ForSequenceClassification") for a in declared)
 
     @property
     def trained_dtype(self) -> Optional[str]:
