@@ -67,6 +67,15 @@ def test_tiny_dpo_qlora_learns_and_leaves_a_complete_run(tmp_path):
     # the closing summary: where the adapter is, its numbers, what to do next
     assert f"the adapter is in {out}" in proc.stderr and "eval loss" in proc.stderr
     assert f"recipe chat {out}" in proc.stderr and f"recipe merge {out}" in proc.stderr
+    # evaluated at its end (evaluation.at_end), before and after: the held-out pairs through `recipe eval`'s own
+    # forward pass; with the base as the reference, DPO's implicit reward margin is the one TRL's trainer logged
+    results = json.loads((out / "eval" / "results.json").read_text())["models"]
+    trained = results["trained"]["tasks"]["held-out-pairs"]["metrics"]
+    base = results["base"]["tasks"]["held-out-pairs"]["metrics"]
+    assert trained["reward_accuracy"] >= 0.9, trained
+    assert trained["reward_margin"] == pytest.approx(evals(out, "eval_rewards/margins")[-1], rel=0.02)
+    assert trained["accuracy"] > base["accuracy"] + 0.2 and trained["accuracy_per_token"] > base["accuracy_per_token"]
+    assert "evaluation: held-out-pairs reward_accuracy" in proc.stderr and "CHANGE" in proc.stderr
     listed = run("runs", str(tmp_path))
     assert listed.returncode == 0 and listed.stdout.splitlines()[1].split()[:2] == ["finished", "tiny-dpo-qlora"]
     assert (out / "curves.png").is_file() and f"curves: {out / 'curves.png'}" in proc.stderr  # drawn at the end
@@ -106,6 +115,17 @@ def test_preflight_stops_before_launching(tmp_path):
     )
     assert (
         proc.returncode == 1 and "needs column conversations" in proc.stderr and "the data has: messages" in proc.stderr
+    )
+    # a run that evaluates at its end has its evaluation tasks checked before training
+    proc = run(
+        "run",
+        "recipes/tiny/dpo-qlora.yaml",
+        "--set", f"output.dir={out}",
+        "--set", "evaluation.tasks.0.data.source=jsonl:assets/data/missing.jsonl",
+    )  # fmt: skip
+    assert proc.returncode == 1 and not out.exists()
+    assert (
+        f"evaluation.at_end: evaluation.tasks.0 (jsonl:{ROOT}/assets/data/missing.jsonl): no such file" in proc.stderr
     )
 
 
