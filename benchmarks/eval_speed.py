@@ -59,8 +59,8 @@ def main() -> None:
     print(f"{'batch':>5}  {'generate rows/s':>15}  {'ratio':>5}  {'score pairs/s':>13}  {'ratio':>5}")
     baseline = None
     for size in [int(x) for x in args.batch_sizes.split(",")]:
-        g = timed(lambda: generate(model, tokenizer, prompts, generation, size, stops))
-        s = timed(lambda: completion_logps(model, pairs, size, tokenizer.pad_token_id, 512))
+        g = timed(lambda size=size: generate(model, tokenizer, prompts, generation, size, stops))
+        s = timed(lambda size=size: completion_logps(model, pairs, size, tokenizer.pad_token_id, 512))
         rates = (len(prompts) / g, len(pairs_rows) / s)
         baseline = baseline or rates
         print(

@@ -198,15 +198,10 @@ class _Runner:
     """Runs prepared tasks on one loaded model."""
 
     def __init__(self, target: Target, settings: Evaluation, registry: Any, device: str, trust: bool, log: Log):
-        self.target, self.settings, self.registry, self.device, self.trust, self.log = (
-            target,
-            settings,
-            registry,
-            device,
-            trust,
-            log,
-        )
+        self.target, self.settings, self.registry = target, settings, registry
+        self.device, self.trust, self.log = device, trust, log
         self._scorers: dict[str, Any] = {}
+        self._vllm: Any = None
 
     def scorer(self, source: str, dtype: str):
         from runner.after.evaltasks import Scorer
@@ -223,9 +218,24 @@ class _Runner:
             self._scorers[source] = Scorer(model.eval(), tokenizer, self.settings.batch_size)
         return self._scorers[source]
 
-    def run(self, prepared: Prepared, model: Any, tokenizer: Any, dtype: str) -> dict:
-        from runner.after import evaltasks, harness
+    def answerer(self, which: str, model: Any, tokenizer: Any):
+        """What generates answers: batched `generate` on the loaded model, or vLLM (`backend: vllm`)."""
+        from runner.after import evaltasks
         from runner.common.models import stop_token_ids
+
+        settings, stops = self.settings, stop_token_ids(tokenizer)
+        if settings.backend == "vllm":
+            if self._vllm is None:
+                self.log("starting vLLM ...")
+                trained = self.target.trained
+                self._vllm = evaltasks.vllm_answerer(trained, trained.path, settings.generation, stops)
+            return self._vllm[0 if which == "trained" else 1]
+        return lambda prompts: evaltasks.generate(
+            model, tokenizer, prompts, settings.generation, settings.batch_size, stops
+        )
+
+    def run(self, prepared: Prepared, which: str, model: Any, tokenizer: Any, dtype: str) -> dict:
+        from runner.after import evaltasks, harness
 
         task, settings = prepared.task, self.settings
         chat = templated(settings, task, self.target.recipe)
@@ -235,15 +245,15 @@ class _Runner:
             rows = len(samples)
         else:
             renderer = evaltasks.Renderer(tokenizer, chat)
-            stops = stop_token_ids(tokenizer)
             if task.kind == "exact-match":
-                outcome = evaltasks.exact_match(prepared.data, model, renderer, settings, stops)
+                outcome = evaltasks.exact_match(prepared.data, renderer, self.answerer(which, model, tokenizer))
             elif task.kind == "preference":
                 context = getattr(model.config, "max_position_embeddings", None)
                 outcome = evaltasks.preference(prepared.data, model, renderer, settings, context)
             else:
                 scorer = self.scorer(prepared.scorer_source, dtype)
-                outcome = evaltasks.win_rate(prepared.data, model, renderer, settings, stops, scorer)
+                answer = self.answerer(which, model, tokenizer)
+                outcome = evaltasks.win_rate(prepared.data, renderer, answer, scorer)
             metrics, main, samples, rows = outcome.metrics, outcome.main, outcome.samples, len(prepared.data.rows)
         seconds = time.monotonic() - started
         return {
@@ -319,7 +329,7 @@ def evaluate(
         with context as (m, t):
             for p in prepared:
                 log(f"evaluating the {which} model on {p.task.label} ({p.task.kind}) ...")
-                found.setdefault(which, {})[p.task.label] = runner.run(p, m, t, dtype)
+                found.setdefault(which, {})[p.task.label] = runner.run(p, which, m, t, dtype)
     if with_base:
         from runner.after.evaltasks import head_to_head, implicit_reward
 
