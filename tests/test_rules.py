@@ -179,7 +179,7 @@ CASES = {
         {"evaluation.tasks": [PAIRS, {**PAIRS, "name": "pairs-again"}]},
     ),
     "eval-needs-tasks": (
-        {"evaluation.compare_base": True},
+        {"evaluation.compare_base": True, "evaluation.at_end": False, "evaluation.tasks": []},
         "evaluation.compare_base",
         {"evaluation.compare_base": True, "evaluation.tasks": [PAIRS]},
     ),
