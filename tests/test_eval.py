@@ -160,16 +160,16 @@ def test_preference_accuracy_and_margin_from_the_models_log_likelihoods(run_dir,
 
 
 def test_preference_on_real_hh_rlhf_rows(tmp_path):
-    """300 real HH-RLHF rows (../shared/data; fails when missing): the first 24 read through the hh-rlhf preset;
+    """300 real HH-RLHF rows (../shared/data; fails when missing): the first 12 read through the hh-rlhf preset;
     dialogues longer than the model's 512 positions keep their answer and the end of the prompt, and are counted."""
     assert HH_RLHF.is_file(), f"{HH_RLHF} is missing"
     out = write_run(tmp_path / "run", [
         f"evaluation.tasks=[{{name: hh, kind: preference, data: {{source: 'jsonl:{HH_RLHF}', format: hh-rlhf}}}}]",
-        "evaluation.limit=24",
+        "evaluation.limit=12",
     ])  # fmt: skip
     report, _ = evaluate(out, base=True)
     trained, base = task_entry(out, "trained", "hh"), task_entry(out, "base", "hh")
-    assert trained["rows"] == base["rows"] == 24
+    assert trained["rows"] == base["rows"] == 12
     got = samples(trained)
     assert all(math.isfinite(s["chosen_logp"]) and s["chosen_logp"] < 0 for s in got)
     assert 0.0 <= trained["metrics"]["accuracy"] <= 1.0
