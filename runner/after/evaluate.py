@@ -121,8 +121,10 @@ def _check_backend(settings: Evaluation, tasks: list[EvalTask]) -> list[str]:
             "Use `backend: transformers` (or --backend transformers)"]  # fmt: skip
 
 
-def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any) -> list[Prepared]:
-    """Every task checked and its data read; raises EvalRefused listing every problem, before any model loads."""
+def check(
+    tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any
+) -> tuple[list[Prepared], list[str]]:
+    """(the tasks that can run, with their data read; a line for each that cannot), loading no model."""
     from runner.after import evaltasks, harness
     from runner.data.sources import DataError
 
@@ -130,25 +132,29 @@ def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluatio
     ready: list[Prepared] = []
     own = recipe.evaluation.tasks if recipe else []
     for task in tasks:
-        index = next((i for i, t in enumerate(own) if t is task), None)
         try:
             if task.kind == "lm-eval":
                 num_fewshot = task.num_fewshot if task.num_fewshot is not None else settings.num_fewshot
                 ready.append(Prepared(task, harness=harness.prepare(task.label, task.task, num_fewshot, registry)))
                 continue
-            data = evaltasks.read_rows(task, index if index is not None else 0, settings.limit)
+            # a built-in task comes from the recipe (--tasks adds harness tasks only); its reward model is set
+            # (rule win-rate-needs-reward-model)
+            data = evaltasks.read_rows(task, next(i for i, t in enumerate(own) if t is task), settings.limit)
             scorer = _reward_model(task, recipe) if task.kind == "win-rate" else None
-            if task.kind == "win-rate" and not scorer:
-                raise OutputError(f"task '{task.label}': nothing scores the answers; give the task a `reward_model`")
             if scorer and scorer.startswith(("/", ".")) and not Path(scorer).is_dir():
                 raise OutputError(f"task '{task.label}': reward model {scorer} does not exist")
             ready.append(Prepared(task, data=data, scorer_source=scorer))
         except (harness.HarnessError, DataError, OutputError) as exc:
             problems.append(str(exc))
+    return ready, problems
+
+
+def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any) -> list[Prepared]:
+    """Every task checked and its data read; raises EvalRefused listing every problem, before any model loads."""
+    ready, problems = check(tasks, recipe, settings, registry)
     if problems:
-        runnable = [p.task.label for p in ready]
-        listed = ", ".join(runnable) if runnable else "none"
-        recipe_tasks = ", ".join(t.label for t in own) or "none"
+        listed = ", ".join(p.task.label for p in ready) or "none"
+        recipe_tasks = ", ".join(t.label for t in (recipe.evaluation.tasks if recipe else [])) or "none"
         raise EvalRefused(
             "\n".join(problems) + f"\nnothing was evaluated; tasks that can run: {listed} (the recipe's tasks: "
             f"{recipe_tasks}; lm-evaluation-harness tasks by name or YAML file with --tasks)"
@@ -160,11 +166,8 @@ def check_at_end(recipe: Recipe) -> list[str]:
     """What would stop a run's evaluation at its end, found before training starts (each problem a line)."""
     from runner.after.harness import Registry
 
-    try:
-        prepare(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
-    except EvalRefused as exc:
-        return [f"evaluation.at_end: {line}" for line in str(exc).splitlines()[:-1]]
-    return []
+    _, problems = check(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
+    return [f"evaluation.at_end: {line}" for problem in problems for line in problem.splitlines()]
 
 
 def templated(settings: Evaluation, task: EvalTask, recipe: Optional[Recipe]) -> bool:
@@ -349,9 +352,8 @@ def evaluate(
         "trained": f"{trained.adapter_label} {trained.path}" + (f" on {trained.base}" if trained.is_adapter else ""),
         "base": trained.base if trained.is_adapter else target.recipe.model.name_or_path if target.recipe else "",
     }
-    written = evalresults.results_path(out)
     for which, entries in found.items():
         for name, entry in entries.items():
             entry["samples"] = str(_write_samples(out, which, name, entry.pop("_samples")))
-        written = evalresults.record(out, which, descriptions[which], entries)
-    return Report(evalresults.read_results(out), [p.task.label for p in prepared], written)
+    results = evalresults.record(out, {which: (descriptions[which], entries) for which, entries in found.items()})
+    return Report(results, [p.task.label for p in prepared], evalresults.results_path(out))

@@ -36,15 +36,16 @@ def read_results(output_dir: str | Path) -> dict:
     return {"version": VERSION, "models": {}}
 
 
-def record(output_dir: str | Path, model: str, description: str, tasks: dict[str, dict]) -> Path:
-    """Merge one model's task results into the file (written atomically)."""
+def record(output_dir: str | Path, models: dict[str, tuple[str, dict[str, dict]]]) -> dict:
+    """Merge each model's task results ({model: (description, {task: entry})}) into the file, written atomically
+    once; returns the file's content."""
     data = read_results(output_dir)
-    entry = data["models"].setdefault(model, {"tasks": {}})
-    entry["model"] = description
-    entry.setdefault("tasks", {}).update(tasks)
-    path = results_path(output_dir)
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
-    return path
+    for model, (description, tasks) in models.items():
+        entry = data["models"].setdefault(model, {"tasks": {}})
+        entry["model"] = description
+        entry.setdefault("tasks", {}).update(tasks)
+    write_atomic(results_path(output_dir), json.dumps(data, indent=1) + "\n")
+    return data
 
 
 def _number(value: Optional[float]) -> str:
