@@ -105,7 +105,6 @@ def generate(
     generation: Generation,
     batch_size: int,
     stop_ids: list[int],
-    progress: Callable[[int], None] = lambda n: None,
 ) -> list[str]:
     """Answers to `prompts` (token ids), generated `batch_size` at a time: left-padded, prompts of similar length
     batched together, stopping at any of `stop_ids`."""
@@ -136,7 +135,6 @@ def generate(
             generated = model.generate(input_ids=ids, attention_mask=mask, **kwargs)
         for row, i in enumerate(batch):
             out[i] = tokenizer.decode(generated[row, width:], skip_special_tokens=True).strip()
-        progress(len(batch))
     return out
 
 
