@@ -11,13 +11,23 @@ from .base import Section
 PROMPT_LEARNING_KINDS = ("prefix", "prompt", "p-tuning")
 
 
+class _FromAdapter(Section):
+    start_from: Optional[str] = Field(
+        None,
+        description="A trained adapter to continue training (Axolotl's `lora_model_dir`, LLaMA-Factory's "
+        "`adapter_name_or_path`): a directory with `adapter_config.json`, relative to the recipe file, e.g. the "
+        "output of an SFT recipe before DPO. Its kind and shape must be this section's (checked before launch). "
+        "Objectives with a reference model use a frozen copy of it as the reference.",
+    )
+
+
 class FullAdapter(Section):
     """Full fine-tuning: every weight of the model trains."""
 
     kind: Literal["full"] = Field(description="`full`: train all weights (no adapter).")
 
 
-class LoraAdapter(Section):
+class LoraAdapter(_FromAdapter):
     """LoRA: low-rank update matrices beside the frozen weights (QLoRA when the base is 4-bit quantized)."""
 
     kind: Literal["lora"] = Field(description="`lora`: low-rank adaptation.")
@@ -49,7 +59,7 @@ class DoraAdapter(LoraAdapter):
     )
 
 
-class PrefixAdapter(Section):
+class PrefixAdapter(_FromAdapter):
     """Prefix tuning: trainable key/value prefixes in every attention layer."""
 
     kind: Literal["prefix"] = Field(description="`prefix`: prefix tuning.")
@@ -62,7 +72,7 @@ class PrefixAdapter(Section):
     )
 
 
-class PromptAdapter(Section):
+class PromptAdapter(_FromAdapter):
     """Prompt tuning: trainable soft-prompt embeddings prepended to the input."""
 
     kind: Literal["prompt"] = Field(description="`prompt`: prompt tuning.")
@@ -81,7 +91,7 @@ class PromptAdapter(Section):
         return self
 
 
-class PTuningAdapter(Section):
+class PTuningAdapter(_FromAdapter):
     """P-tuning: soft-prompt embeddings produced by a small trainable encoder."""
 
     kind: Literal["p-tuning"] = Field(description="`p-tuning`: P-tuning.")
@@ -92,7 +102,7 @@ class PTuningAdapter(Section):
     encoder_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder.")
 
 
-class IA3Adapter(Section):
+class IA3Adapter(_FromAdapter):
     """(IA)³: learned rescaling vectors on keys, values and feed-forward activations."""
 
     kind: Literal["ia3"] = Field(description="`ia3`: infused adapter by inhibiting and amplifying inner activations.")

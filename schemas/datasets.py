@@ -61,6 +61,19 @@ FORMATS: dict[str, Format] = {
         optional=("input",),
         summary="Alpaca: `instruction`, optional `input`, `output`.",
     ),
+    "alpaca-preference": Format(
+        ("instruction", "input", "chosen", "rejected"),
+        "preference",
+        optional=("input",),
+        summary="Alpaca pairs (LLaMA-Factory's ranking Alpaca): `instruction`, optional `input`, `chosen` and "
+        "`rejected` answers.",
+    ),
+    "sharegpt-preference": Format(
+        ("conversations", "chosen", "rejected"),
+        "preference",
+        summary="ShareGPT pairs (LLaMA-Factory's ranking ShareGPT): `conversations` of `{from, value}` prompt turns, "
+        "and `chosen` and `rejected` answers, each one `{from, value}` turn (or a string).",
+    ),
     "triviaqa": Format(
         ("question", "answer"),
         "prompt-completion",
@@ -170,6 +183,14 @@ class Datasets(Section):
         "keep",
         description="Rows that repeat an earlier row of the same split exactly (after formatting): counted and "
         "kept, or dropped (the first copy stays).",
+    )
+    num_proc: Optional[int] = Field(
+        None,
+        ge=1,
+        le=256,
+        description="Processes that format and tokenize the data (Axolotl's `dataset_processes`, LLaMA-Factory's "
+        "`preprocessing_num_workers`, TRL's `dataset_num_proc`); omit for one. Speeds up large datasets; the rows "
+        "and their order are the same.",
     )
     max_row_bytes: int = Field(
         4 * 1024 * 1024,

@@ -85,6 +85,14 @@ class Hardware(Section):
         description="DeepSpeed offload to CPU memory: `optimizer` moves optimizer states (ZeRO 1-3), `all` also "
         "parameters (ZeRO-3 only). `auto` offloads only when nothing else fits.",
     )
+    distributed_timeout_minutes: int = Field(
+        30,
+        ge=1,
+        le=24 * 60,
+        description="How long a process waits for the others at a collective operation before the run fails "
+        "(transformers' `ddp_timeout`, 30 minutes by default). Raise it when one process does long work the others "
+        "wait for, such as tokenizing a large dataset or saving a large checkpoint.",
+    )
 
     @field_validator("profile")
     @classmethod

@@ -348,9 +348,9 @@ def _anchored(value: str, base: Path, always: bool) -> str:
 def _anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
     """Make the recipe's local paths absolute, each relative to the file that wrote it (docs/cookbook.md).
 
-    Model and tokenizer names count as local when they start with ./, ../, / or ~, or exist there; otherwise
-    they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and harness task `.yaml` files are
-    always paths.
+    Model, tokenizer and starting-adapter names count as local when they start with ./, ../, / or ~, or exist
+    there; otherwise they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and harness task
+    `.yaml` files are always paths.
     """
 
     def at(*path):
@@ -370,7 +370,12 @@ def _anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
             node = node[part]
         node[path[-1]] = value
 
-    for path in (("model", "name_or_path"), ("model", "tokenizer"), ("objective", "reward_model")):
+    for path in (
+        ("model", "name_or_path"),
+        ("model", "tokenizer"),
+        ("adapter", "start_from"),
+        ("objective", "reward_model"),
+    ):
         value = at(*path)
         if isinstance(value, str):
             put(path, _anchored(value, _base_dir(sources, path, recipe), always=False))

@@ -56,6 +56,13 @@ class SFTObjective(Section):
         description="Prompt-completion rows (`prompt-completion`, `alpaca`, `triviaqa`): compute the loss on the "
         "completion only. `auto` is true for such data; `false` also trains on the prompt.",
     )
+    neftune_noise_alpha: Optional[float] = Field(
+        None,
+        gt=0,
+        description="NEFTune: add uniform noise of scale alpha / sqrt(length × hidden size) to the input embeddings "
+        "while training (transformers' `neftune_noise_alpha`; the paper uses 5 to 15). The length is the row's, so "
+        "with packing or padding-free rows a document gets less noise than it would alone. Omit for none.",
+    )
 
 
 class PretrainObjective(Section):

@@ -426,12 +426,61 @@ def _mixture(r: Recipe) -> Iterable[Finding]:
             )
 
 
-@rule("eval-without-data", "Evaluation every N steps needs eval data or eval_fraction.")
+@rule("eval-without-data", "Evaluation every N steps (or N times per epoch) needs eval data or eval_fraction.")
 def _eval_data(r: Recipe) -> Iterable[Finding]:
-    if r.training.eval_every and not r.datasets.eval and r.datasets.eval_fraction is None:
+    if r.datasets.eval or r.datasets.eval_fraction is not None:
+        return
+    for field in ("eval_every", "evals_per_epoch"):
+        if getattr(r.training, field):
+            yield (
+                ("training", field),
+                "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`",
+            )
+
+
+@rule("steps-or-per-epoch", "Evaluate (or save) every N steps or N times per epoch, not both.")
+def _steps_or_per_epoch(r: Recipe) -> Iterable[Finding]:
+    t = r.training
+    for steps, per_epoch in (("eval_every", "evals_per_epoch"), ("save_every", "saves_per_epoch")):
+        if getattr(t, steps) and getattr(t, per_epoch):
+            yield ("training", per_epoch), f"`{steps}` is also set and would win; keep one of them"
+
+
+@rule("per-epoch-needs-epochs", "Evaluations or saves per epoch count epochs: they need `epochs`, not `max_steps`.")
+def _per_epoch_needs_epochs(r: Recipe) -> Iterable[Finding]:
+    t = r.training
+    if t.max_steps is None:
+        return
+    for field, steps in (("evals_per_epoch", "eval_every"), ("saves_per_epoch", "save_every")):
+        if getattr(t, field):
+            yield (
+                ("training", field),
+                f"`max_steps` ends the run by steps, so an epoch's length is unknown here; use `{steps}` (steps) or "
+                "drop `max_steps` and set `epochs`",
+            )
+
+
+@rule("tf32-needs-ampere", "TF32 matrix multiplies need an NVIDIA GPU of compute capability 8.0 or newer.")
+def _tf32_ampere(r: Recipe) -> Iterable[Finding]:
+    hw = r.hardware.resolved_profile()
+    if r.training.tf32 is True and not (hw.is_gpu and (hw.compute_capability or 0) >= 8.0):
+        where = "a CPU" if not hw.is_gpu else f"{hw.name} (compute capability {hw.compute_capability})"
+        yield ("training", "tf32"), f"{where} has no TF32 (transformers refuses `tf32`); use `auto` or `false`"
+
+
+@rule(
+    "neftune-with-packing",
+    "NEFTune scales its noise by the row's length: packed or padding-free rows give each document less.",
+    severity="warning",
+)
+def _neftune_packing(r: Recipe) -> Iterable[Finding]:
+    o = r.objective
+    if getattr(o, "neftune_noise_alpha", None) and (r.training.packing or r.training.padding_free is True):
         yield (
-            ("training", "eval_every"),
-            "there is nothing to evaluate on: add `datasets.eval` or `datasets.eval_fraction`",
+            ("objective", "neftune_noise_alpha"),
+            "noise is alpha / sqrt(row length × hidden size), and a packed row holds several documents, so each gets "
+            "less noise than alone (by the square root of the row's length over its own); raise alpha or turn "
+            "packing off to match unpacked NEFTune",
         )
 
 

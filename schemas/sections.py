@@ -209,6 +209,14 @@ class Training(Section):
     eval_every: Optional[int] = Field(
         None, gt=0, description="Evaluate every this many optimizer steps (needs eval data)."
     )
+    evals_per_epoch: Optional[int] = Field(
+        None,
+        gt=0,
+        description="Evaluate this many times per epoch, evenly spaced, instead of every N steps (Axolotl's "
+        "`evals_per_epoch`). 1 evaluates at the end of each epoch; more become a fraction of the run's steps "
+        "(transformers' `eval_steps` below 1, rounded up). Needs `epochs`, not `max_steps`. Without this or "
+        "`eval_every`, a run with eval data evaluates once per epoch.",
+    )
     eval_on_start: Union[bool, Literal["auto"]] = Field(
         "auto",
         description="Evaluate once before the first step, the baseline later evaluations are compared with. "
@@ -219,10 +227,28 @@ class Training(Section):
         gt=0,
         description="Save a checkpoint every this many optimizer steps; omit to save at the end of each epoch.",
     )
+    saves_per_epoch: Optional[int] = Field(
+        None,
+        gt=0,
+        description="Save this many checkpoints per epoch, evenly spaced, instead of every N steps (Axolotl's "
+        "`saves_per_epoch`); 1 is the default, once per epoch. Needs `epochs`, not `max_steps`.",
+    )
+    save_only_model: bool = Field(
+        False,
+        description="Checkpoints hold the trained weights only, without the optimizer, scheduler and random states "
+        "(transformers' `save_only_model`): smaller and faster to write, but a run cannot `--resume` from them.",
+    )
     save_total_limit: Union[Annotated[int, Field(gt=0)], Literal["auto", "all"]] = Field(
         "auto",
         description="Checkpoints kept, the oldest deleted first: a number, `all`, or `auto`: the last two, plus the "
         "one with the lowest eval loss when there is eval data (`--resume` continues from the last).",
+    )
+    tf32: Union[bool, Literal["auto"]] = Field(
+        "auto",
+        description="TensorFloat-32 matrix multiplies on Ampere or newer GPUs: float32 products (those outside "
+        "bf16/fp16 autocast, e.g. a float32 run, the loss and optimizer maths) use 10-bit mantissas, several times "
+        "faster. `auto`: on where the GPU has it (compute capability 8.0 or newer), otherwise not set (PyTorch's "
+        "default, off). `true` where the GPU lacks it is refused; `false` keeps full float32 products.",
     )
     logging_every: int = Field(10, gt=0, description="Log metrics every this many optimizer steps.")
     seed: int = Field(42, ge=0, description="Random seed for initialisation, data order and dropout.")

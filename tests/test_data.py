@@ -25,6 +25,16 @@ EXPECTED_FIRST = {
         "messages": [U("What is LIMA?"), A("Less Is More for Alignment."), U("Who made it?"), A("Meta AI and others.")]
     },
     "alpaca": {"prompt": [U("Translate to French.\n\ncat")], "completion": [A("chat")]},
+    "alpaca-preference": {
+        "prompt": [U("Translate to French.\n\ndog")],
+        "chosen": [A("chien")],
+        "rejected": [A("perro")],
+    },
+    "sharegpt-preference": {
+        "prompt": [{"role": "system", "content": "Be brief."}, U("Capital of Spain?")],
+        "chosen": [A("Madrid.")],
+        "rejected": [A("Lisbon.")],
+    },
     "triviaqa": {"prompt": [U("Which planet is known as the Red Planet?")], "completion": [A("Mars")]},
     "prompt-completion": {"prompt": [U("The sky is")], "completion": [A(" blue.")]},
     "preference": {"prompt": [U("Best pet?")], "chosen": [A("A dog.")], "rejected": [A("A rock.")]},
@@ -72,6 +82,19 @@ def test_preference_without_prompt_splits_the_shared_turns():
         "chosen": [A("Hello, friend!")],
         "rejected": [A("Go away.")],
     }
+
+
+def test_preference_answers_may_be_single_turn_mappings():
+    row = {"prompt": [U("Best pet?")], "chosen": A("A dog."), "rejected": {"role": "assistant", "content": "A rock."}}
+    assert convert("preference", row) == EXPECTED_FIRST["preference"]
+    rows = [json.loads(line) for line in (FIX / "sharegpt-preference.jsonl").read_text().splitlines()]
+    assert convert("sharegpt-preference", {**rows[1], "rejected": "7."}) == {
+        "prompt": [U("2+2?"), A("4."), U("Times 3?")],
+        "chosen": [A("12.")],
+        "rejected": [A("7.")],
+    }
+    with pytest.raises(FormatError, match="chosen"):
+        convert("sharegpt-preference", {**rows[0], "chosen": {"from": "human", "value": "Madrid."}})
 
 
 def test_hh_rlhf_multi_turn_keeps_the_dialogue_as_prompt():

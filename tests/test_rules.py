@@ -123,6 +123,31 @@ CASES = {
         "datasets.train.1.samples",
         {"datasets.train.0.weight": 2.0, "datasets.train": {**SECOND_SOURCE, "weight": 1.0}},
     ),
+    "steps-or-per-epoch": (
+        {"training.evals_per_epoch": 4},
+        "training.evals_per_epoch",
+        {"training.evals_per_epoch": 4, "training.eval_every": DELETE},
+    ),
+    "per-epoch-needs-epochs": (
+        {"training.saves_per_epoch": 2, "training.save_every": DELETE, "training.max_steps": 200},
+        "training.saves_per_epoch",
+        {"training.saves_per_epoch": 2, "training.save_every": DELETE},
+    ),
+    "tf32-needs-ampere": (
+        {
+            "training.tf32": True,
+            "hardware.profile": "t4-16gb",
+            "model.dtype": "float16",
+            "quantization.compute_dtype": "float16",
+        },
+        "training.tf32",
+        {"training.tf32": True},
+    ),
+    "neftune-with-packing": (
+        {**SFT_MESSAGES, "objective": {"kind": "sft", "neftune_noise_alpha": 5.0}, "training.packing": True},
+        "objective.neftune_noise_alpha",
+        {**SFT_MESSAGES, "objective": {"kind": "sft", "neftune_noise_alpha": 5.0}},
+    ),
     "eval-without-data": (
         {"datasets.eval": DELETE},
         "training.eval_every",

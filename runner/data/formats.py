@@ -164,8 +164,10 @@ def split_shared_prefix(
 
 
 def _turns(value: Any, column: str, single: Callable[[Any, str], list[Message]]) -> list[Message]:
-    """A column that is a string (one turn, made by `single`) or a list of {role, content} turns."""
+    """A column that is a string (one turn, made by `single`), one {role, content} turn, or a list of them."""
     _present(value, column)
+    if isinstance(value, dict):
+        return _check_messages([value], column)
     return _check_messages(value, column) if isinstance(value, list) else single(value, column)
 
 
@@ -215,20 +217,43 @@ SHAREGPT_ROLES = {
 }
 
 
-def _sharegpt(row: Row) -> Row:
-    turns = _present(row["conversations"], "conversations")
+def _sharegpt_turns(turns: Any, column: str) -> list[Message]:
+    """ShareGPT `{from, value}` turns -> {role, content} messages."""
+    turns = _present(turns, column)
     if not isinstance(turns, list):
-        raise FormatError(f"`conversations` should be a list of {{from, value}} turns, got {type(turns).__name__}")
+        raise FormatError(f"`{column}` should be a list of {{from, value}} turns, got {type(turns).__name__}")
     if not turns:
-        raise FormatError("`conversations` is an empty list of turns", "empty-value")
+        raise FormatError(f"`{column}` is an empty list of turns", "empty-value")
     messages = []
     for i, t in enumerate(turns):
         if not isinstance(t, dict) or "from" not in t or "value" not in t:
-            raise FormatError(f"`conversations[{i}]` should be a {{from, value}} mapping")
+            raise FormatError(f"`{column}[{i}]` should be a {{from, value}} mapping")
         if t["from"] not in SHAREGPT_ROLES:
-            raise FormatError(f"`conversations[{i}].from` is '{t['from']}'; expected human, gpt or system", "bad-roles")
+            raise FormatError(f"`{column}[{i}].from` is '{t['from']}'; expected human, gpt or system", "bad-roles")
         messages.append({"role": SHAREGPT_ROLES[t["from"]], "content": t["value"]})
-    return {"messages": _check_messages(messages, "conversations")}
+    return _check_messages(messages, column)
+
+
+def _sharegpt(row: Row) -> Row:
+    return {"messages": _sharegpt_turns(row["conversations"], "conversations")}
+
+
+def _sharegpt_preference(row: Row) -> Row:
+    prompt = _sharegpt_turns(row["conversations"], "conversations")
+    answers = {}
+    for column in ("chosen", "rejected"):
+        value = _present(row[column], column)
+        answers[column] = _sharegpt_turns([value], column) if isinstance(value, dict) else _assistant(value, column)
+    return {"prompt": prompt, **answers}
+
+
+def _alpaca_preference(row: Row) -> Row:
+    prompt = _alpaca({"instruction": row["instruction"], "input": row.get("input"), "output": "-"})["prompt"]
+    return {
+        "prompt": prompt,
+        "chosen": _assistant(row["chosen"], "chosen"),
+        "rejected": _assistant(row["rejected"], "rejected"),
+    }
 
 
 def _lima(row: Row) -> Row:
@@ -291,6 +316,8 @@ PARSERS: dict[str, Callable[[Row], Row]] = {
     "text": _text,
     "prompt-completion": _prompt_completion,
     "alpaca": _alpaca,
+    "alpaca-preference": _alpaca_preference,
+    "sharegpt-preference": _sharegpt_preference,
     "triviaqa": _triviaqa,
     "preference": lambda row: _preference_from_conversations(row["chosen"], row["rejected"], row.get("prompt")),
     "ultrafeedback": lambda row: _preference_from_conversations(row["chosen"], row["rejected"], row["prompt"]),

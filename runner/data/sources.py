@@ -158,11 +158,13 @@ def _convert_dataset(
     keep: tuple = (),
     skip_bad: bool = False,
     seen: Optional[set] = None,
+    num_proc: Optional[int] = None,
 ) -> Any:
     """Rows of `entry` in the trainer's shape; `keep` names source columns carried along unchanged (online RL:
     the reward functions receive them as keyword arguments, e.g. TriviaQA's `answer`). `skip_bad`: a row the
     format refuses is left out (else it stops the run, located); `seen`: digests of the split's rows so far, for
-    dropping exact duplicates (the first copy stays), as the data check counts them."""
+    dropping exact duplicates (the first copy stays), as the data check counts them; `num_proc`: processes that
+    format the rows (one when dropping duplicates, which needs every row seen in order)."""
 
     def batch_fn(batch: dict, indices: list[int]) -> dict:
         out: dict[str, list] = {}
@@ -196,6 +198,7 @@ def _convert_dataset(
         desc=f"formatting {entry.source}",
         new_fingerprint=fingerprint,
         load_from_cache_file=seen is None,  # dropping duplicates across sources needs every row seen in order
+        num_proc=num_proc if seen is None and num_proc and num_proc > 1 else None,
     )
 
 
@@ -241,7 +244,8 @@ def _build(recipe: Any, split: str) -> Any:
         keep = tuple(sorted(common - set(TRL_ROLLOUT_COLUMNS)))
     seen: Optional[set] = set() if d.duplicates == "drop" else None
     parts = [
-        _convert_dataset(raw, entry, recipe.objective.kind, where, keep, skip_bad, seen) for raw, entry, where in raws
+        _convert_dataset(raw, entry, recipe.objective.kind, where, keep, skip_bad, seen, d.num_proc)
+        for raw, entry, where in raws
     ]
     return _mix(parts, entries, recipe.training.seed)
 

@@ -33,6 +33,7 @@ def trainer_args(
     on_cpu: bool,
     deepspeed_config: Optional[str],
     kernels: str = "none",
+    tf32: Optional[bool] = None,
 ) -> dict[str, Any]:
     """Keyword arguments of the objective's TRL config class (a transformers.TrainingArguments subclass)."""
     t, o = r.training, r.objective
@@ -58,12 +59,11 @@ def trainer_args(
         "activation_checkpointing": gradient_checkpointing,
         "activation_checkpointing_kwargs": {"use_reentrant": False} if gradient_checkpointing else None,
         "logging_steps": t.logging_every,
-        "eval_strategy": "steps" if evaluates and t.eval_every else ("epoch" if evaluates else "no"),
-        "eval_steps": t.eval_every if evaluates and t.eval_every else None,
+        **(_schedule("eval", t.eval_every, t.evals_per_epoch, t.epochs) if evaluates else {"eval_strategy": "no"}),
         # one evaluation before the first step: the baseline every later number is compared with
         "eval_on_start": evaluates if t.eval_on_start == "auto" else t.eval_on_start,
-        "save_strategy": "steps" if t.save_every else "epoch",
-        "save_steps": t.save_every if t.save_every else None,
+        **_schedule("save", t.save_every, t.saves_per_epoch, t.epochs),
+        "save_only_model": t.save_only_model,
         **checkpoint_retention(t, evaluates),
         "seed": t.seed,
         "data_seed": t.seed,
@@ -72,7 +72,11 @@ def trainer_args(
         "use_cpu": on_cpu,
         "disable_tqdm": True,  # the runner draws its own progress (runner/progress.py)
         "deepspeed": deepspeed_config,
+        "tf32": tf32,
+        "ddp_timeout": r.hardware.distributed_timeout_minutes * 60,
     }
+    if r.datasets.num_proc is not None and not facts(o.kind).generates:  # GRPO/RLOO configs have no dataset_num_proc
+        args["dataset_num_proc"] = r.datasets.num_proc
     if kernels == "liger":
         args["use_liger_kernel"] = True  # TRL turns off Liger's fused cross-entropy: its own fused LM head stays
     if world_size > 1 and on_cpu:
@@ -86,6 +90,7 @@ def trainer_args(
         if o.kind == "sft":
             assistant_only, completion_only, _ = sft_loss_scope(r)
             args.update(assistant_only_loss=assistant_only, completion_only_loss=completion_only)
+            args["neftune_noise_alpha"] = o.neftune_noise_alpha
         else:
             args["dataset_text_field"] = "text"
     elif o.kind == "dpo":
@@ -127,6 +132,19 @@ def trainer_args(
         if o.reward_weights is not None:
             args["reward_weights"] = list(o.reward_weights)
     return {k: v for k, v in args.items() if v is not None or k == "deepspeed"}
+
+
+def _schedule(what: str, every: Optional[int], per_epoch: Optional[int], epochs: float) -> dict[str, Any]:
+    """`{what}_strategy` and `{what}_steps` (what: eval or save): every N steps, N times per epoch, or per epoch.
+
+    N times per epoch is a fraction of the run's steps, which transformers takes as an `*_steps` below 1 (the run's
+    total steps times it, rounded up); once per epoch, or a run too short for the fraction, is the epoch strategy.
+    """
+    if every:
+        return {f"{what}_strategy": "steps", f"{what}_steps": every}
+    if per_epoch and per_epoch > 1 and per_epoch * epochs > 1:
+        return {f"{what}_strategy": "steps", f"{what}_steps": 1 / (per_epoch * epochs)}
+    return {f"{what}_strategy": "epoch"}
 
 
 KEEP_LAST = 2  # checkpoints `save_total_limit: auto` keeps (plus the best by eval loss)

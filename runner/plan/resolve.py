@@ -102,6 +102,23 @@ def _precision(r: Recipe, hw: HardwareProfile, out: list[Decision], problems: li
     return precision
 
 
+def _tf32(r: Recipe, hw: HardwareProfile, out: list[Decision]) -> Optional[bool]:
+    """TrainingArguments' `tf32`: True, False, or None (not set: PyTorch's default, off for matmuls)."""
+    if r.training.tf32 != "auto":
+        return r.training.tf32
+    if hw.is_gpu and (hw.compute_capability or 0) >= 8.0:
+        out.append(
+            Decision(
+                "tf32",
+                True,
+                f"{hw.name} has TF32 (compute capability {hw.compute_capability}): float32 products outside "
+                "autocast run several times faster with 10-bit mantissas",
+            )
+        )
+        return True
+    return None
+
+
 def load_dtype(r: Recipe, precision: str, zero: Optional[int]) -> tuple[str, str]:
     """(dtype the model's weights load in, why): where the weights the optimizer updates live."""
     sixteen = SIXTEEN_BIT[precision]
@@ -697,6 +714,7 @@ def _resolved_recipe(
         eval_on_start=targs["eval_on_start"],
         padding_free=padding_free,
         kernels=kernels,
+        tf32=bool(targs.get("tf32")),
     )
     if r.objective.kind == "sft":
         resolved["objective"].update(
@@ -782,6 +800,7 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
         on_cpu=not hw.is_gpu,
         deepspeed_config=ds_file,
         kernels=kernels,
+        tf32=_tf32(r, hw, decisions),
     )
     decisions.append(Decision("trained tokens", r.objective.kind, arguments.trains_on(r)))
     if r.training.save_total_limit == "auto":
@@ -805,6 +824,21 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
                 "training.max_length is the prompt-plus-completion length the memory estimate assumes",
             )
         )
+    for what, per_epoch in (("eval", r.training.evals_per_epoch), ("save", r.training.saves_per_epoch)):
+        steps = targs.get(f"{what}_steps")
+        if per_epoch and isinstance(steps, float):
+            decisions.append(
+                Decision(
+                    f"{what}_steps",
+                    round(steps, 6),
+                    f"{per_epoch} per epoch over {r.training.epochs:g} epoch(s): every {steps:.4g} of the run's "
+                    "steps (transformers rounds the product up to whole steps)",
+                )
+            )
+    start_from = getattr(r.adapter, "start_from", None)
+    if start_from:
+        reference = " and, frozen, as the reference model" if objective.reference_model else ""
+        decisions.append(Decision("adapter start", start_from, f"training continues from this adapter{reference}"))
     if r.training.eval_on_start == "auto":
         evaluates = targs["eval_on_start"]
         why = "a baseline before the first step, for every later evaluation" if evaluates else "no eval data"

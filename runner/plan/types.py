@@ -16,7 +16,7 @@ from schemas.hardware import HardwareProfile
 
 from .architecture import Architecture
 
-PLAN_VERSION = 3  # 3: training.padding_free and training.kernels decided in the resolved recipe
+PLAN_VERSION = 4  # 4: training.tf32 decided in the resolved recipe; per-epoch schedules, start_from, num_proc
 
 
 class PlanFormatError(ValueError):

@@ -6,6 +6,7 @@ them all and launches nothing.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -38,6 +39,12 @@ def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]
         ]
     if resume and not any(out.glob("checkpoint-*")):
         return [f"--resume: {out} has no checkpoint-* folder to continue from"]
+    if resume and recipe.training.save_only_model:
+        return [
+            "--resume: training.save_only_model is true, so the checkpoints hold weights without the optimizer and "
+            "schedule states to continue from; start again with --overwrite, or start a new run from a checkpoint's "
+            "weights (e.g. `adapter.start_from: <checkpoint>` for an adapter)"
+        ]
     if out.exists() and not (overwrite or resume) and any(out.glob("checkpoint-*")):
         return [
             f"output.dir: {out} holds checkpoints of an unfinished run; pass --resume to continue "
@@ -262,6 +269,48 @@ def check_model(recipe: Recipe) -> list[str]:
     return problems
 
 
+# What a saved adapter_config.json must agree on with the recipe's PEFT arguments, and PEFT's name of each kind.
+ADAPTER_SHAPE = ("task_type", "r", "lora_alpha", "use_dora", "use_rslora", "num_virtual_tokens", "prefix_projection")
+PEFT_TYPES = {
+    "peft.LoraConfig": "LORA",
+    "peft.PrefixTuningConfig": "PREFIX_TUNING",
+    "peft.PromptTuningConfig": "PROMPT_TUNING",
+    "peft.PromptEncoderConfig": "P_TUNING",
+    "peft.IA3Config": "IA3",
+}
+
+
+def check_start_adapter(plan: Plan) -> list[str]:
+    """`adapter.start_from`: a local adapter exists and has the recipe's kind and shape (a Hub id is read at load)."""
+    path = getattr(plan.recipe.adapter, "start_from", None)
+    if not path or plan.peft is None or not _looks_local(path):
+        return []
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.is_file():
+        what = "has no adapter_config.json" if Path(path).is_dir() else "does not exist"
+        return [f"adapter.start_from: {path} {what} (relative paths are relative to the recipe file)"]
+    try:
+        saved = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return [f"adapter.start_from: {config_file} cannot be read: {exc}"]
+    expected = {"peft_type": PEFT_TYPES[plan.peft["class"]], **plan.peft["args"]}
+    differ = [
+        f"{key} {saved.get(key)!r} (the recipe's: {expected[key]!r})"
+        for key in ("peft_type", *ADAPTER_SHAPE)
+        if key in expected and key in saved and saved[key] != expected[key]
+    ]
+    targets = expected.get("target_modules")
+    if isinstance(targets, list) and isinstance(saved.get("target_modules"), list):
+        if set(saved["target_modules"]) != set(targets):
+            differ.append(f"target_modules {sorted(saved['target_modules'])} (the recipe's: {sorted(targets)})")
+    if differ:
+        return [
+            f"adapter.start_from: {path} was trained with " + ", ".join(differ) + "; set the adapter section to match "
+            "it (a different shape cannot continue from these weights)"
+        ]
+    return []
+
+
 def check_data(recipe: Recipe) -> list[str]:
     """Every row of every source, read and checked (runner/data/check.py); cached by the data's fingerprint and the
     recipe's data fields, so a second run of the same recipe and data does not read it again."""
@@ -276,7 +325,7 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
     problems = (
         check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
     )
-    problems += check_trackers(r.output.report_to, probe, os.environ, Path.home())
+    problems += check_trackers(r.output.report_to, probe, os.environ, Path.home()) + check_start_adapter(plan)
     if not problems:
         problems += check_special_tokens(plan)
     if not problems:

@@ -82,6 +82,19 @@ def _join_process_group(plan: Plan, config: Any) -> None:
         deepspeed.init_distributed(dist_backend=config.ddp_backend or "nccl")
 
 
+def start_adapter(plan: Plan, model: Any, path: str) -> Any:
+    """The model with a trained adapter loaded to continue training (checked against the recipe before launch).
+
+    TRL trains a PeftModel given without `peft_config` as it is; its reference-model trainers keep a frozen copy
+    of this adapter as the reference. Under ZeRO-3 an unquantized model keeps the adapter in the model's dtype, as
+    TRL does for a new adapter (DeepSpeed gathers one dtype per parameter group).
+    """
+    from peft import PeftModel
+
+    same_dtype = plan.zero == 3 and plan.quantization is None
+    return PeftModel.from_pretrained(model, path, is_trainable=True, autocast_adapter_dtype=not same_dtype)
+
+
 def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) -> Any:
     from transformers import set_seed
 
@@ -105,7 +118,10 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
     }
     if eval_dataset is not None:
         kwargs["eval_dataset"] = eval_dataset
-    if plan.peft is not None:
+    start_from = getattr(recipe.adapter, "start_from", None)
+    if start_from:
+        kwargs["model"] = start_adapter(plan, model, start_from)
+    elif plan.peft is not None:
         kwargs["peft_config"] = peft_config(plan.peft)
     if facts(plan.recipe.objective.kind).generates:
         kwargs["reward_funcs"], kwargs["reward_processing_classes"] = reward_sources(plan, trust_remote_code)
