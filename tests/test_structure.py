@@ -61,6 +61,10 @@ def test_nothing_imports_the_training_entry_point():
         ("runner/run", ("runner.after", "runner.cli")),
         ("runner/after", ("runner.run", "runner.cli")),
         ("runner/measure", ("runner.run", "runner.after", "runner.cli", "runner.data")),
+        (
+            "runner/migrate",
+            ("torch", "transformers", "trl", "peft", "datasets", "runner.run", "runner.after", "runner.cli"),
+        ),
     ],
 )
 def test_imports_point_down(package, forbidden):

@@ -569,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     from runner.cli.after import add_commands
 
     add_commands(sub)
+    from runner.cli.migrate import add_command as add_import
+
+    add_import(sub)
 
     p = sub.add_parser("diff", help="what differs between two recipes (after extends and defaults) and their plans")
     p.add_argument("a", metavar="A", help="a recipe file or a run's output.dir")

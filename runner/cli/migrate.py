@@ -1,0 +1,182 @@
+"""`recipe import`: write a recipe from an Axolotl, LLaMA-Factory or TRL config, with a report of every key."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def add_command(sub) -> None:
+    from runner.migrate import TOOLS
+
+    p = sub.add_parser(
+        "import",
+        help="write a recipe from an Axolotl, LLaMA-Factory or TRL config, reporting every key",
+        description="Translate another tool's training config into a recipe that validates and plans. Every key of "
+        "the source is reported: mapped, changed (why), a peer default applied, not needed, or dropped (why).",
+    )
+    p.add_argument("file", metavar="FILE", help="the source config (YAML)")
+    p.add_argument("--from", dest="tool", required=True, choices=TOOLS, help="the tool the config is written for")
+    p.add_argument("-o", "--output", required=True, metavar="RECIPE.yaml", help="the recipe file to write")
+    p.add_argument("--hardware", metavar="PROFILE", help="hardware profile the run is for (see `recipe hardware`)")
+    p.add_argument("--gpus", type=int, metavar="N", help="GPUs per node (the peers take it from the launcher)")
+    p.add_argument("--nodes", type=int, metavar="M", help="number of nodes (default 1)")
+    p.add_argument("--dataset-info", metavar="PATH", help="LLaMA-Factory: its dataset_info.json")
+    p.add_argument("--objective", metavar="KIND", help="TRL: the trainer the config is for (sft, dpo, orpo, kto, ...)")
+    p.add_argument("--dataset-format", metavar="FORMAT", help="TRL: the format preset of its Hub datasets")
+    p.add_argument("--strict", action="store_true", help="refuse (write nothing) when any source key is dropped")
+    p.add_argument("--force", action="store_true", help="replace an existing recipe file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from runner.migrate import DROPPED, ImportRefused, Options, table, translate
+    from schemas import profile_names
+
+    source, out = Path(args.file), Path(args.output)
+    usage = _usage_problems(args, source, out, profile_names())
+    if usage:
+        print(f"recipe import: error: {usage}", file=sys.stderr)
+        return EXIT_USAGE
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", out.stem).lstrip("._-") or "imported"
+    options = Options(
+        hardware=args.hardware,
+        gpus=args.gpus,
+        nodes=args.nodes,
+        dataset_info=Path(args.dataset_info) if args.dataset_info else None,
+        objective=args.objective,
+        dataset_format=args.dataset_format,
+        name=name,
+        recipe_dir=out.parent,
+    )
+    try:
+        t, text = translate(source, args.tool, options)
+    except ImportRefused as exc:
+        print(f"recipe import: error: {source}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    for warning in t.warnings:
+        print(f"recipe import: warning: {warning}", file=sys.stderr)
+    dropped = t.dropped_rows
+    if args.strict and dropped:
+        _report(args, t, None, table)
+        keys = ", ".join(r.key for r in dropped)
+        print(f"recipe import: error: --strict: {len(dropped)} source key(s) dropped: {keys}", file=sys.stderr)
+        return EXIT_INVALID
+    plan, errors = _validate_and_plan(text, out, t)
+    if errors:
+        _report(args, t, None, table)
+        for line in errors:
+            print(line, file=sys.stderr)
+        print(
+            f"recipe import: error: the translated recipe does not validate; nothing written to {out}", file=sys.stderr
+        )
+        return EXIT_INVALID
+    from runner.common.files import write_atomic
+
+    write_atomic(out, text)
+    _report(args, t, plan, table)
+    if not args.json:
+        counts = ", ".join(
+            f"{sum(r.status == s for r in t.rows)} {s}" for s in ("mapped", "changed", "default", "not needed", DROPPED)
+        )
+        print(f"\nwrote {out}: {len(t.rows)} source settings ({counts}); it validates and plans")
+        print(_plan_summary(plan))
+    return EXIT_OK
+
+
+def _usage_problems(args, source: Path, out: Path, profiles) -> str:
+    if not source.is_file():
+        return f"{source}: no such file"
+    if out.suffix not in (".yaml", ".yml"):
+        return f"-o {out}: a recipe file ends with .yaml"
+    if out.exists() and not args.force:
+        return f"-o {out} exists; pass --force to replace it"
+    if not out.parent.is_dir():
+        return f"-o {out}: the folder {out.parent} does not exist"
+    if args.hardware and args.hardware not in profiles:
+        return f"--hardware {args.hardware}: unknown profile; shipped: {', '.join(profiles)}"
+    for flag, value in (("--gpus", args.gpus), ("--nodes", args.nodes)):
+        if value is not None and value < 1:
+            return f"{flag} {value}: at least 1"
+    if args.tool != "trl" and (args.objective or args.dataset_format):
+        return "--objective and --dataset-format are for --from trl (the other tools' configs say them)"
+    if args.dataset_info and args.tool != "llama-factory":
+        return "--dataset-info is for --from llama-factory"
+    if args.dataset_info and not Path(args.dataset_info).is_file():
+        return f"--dataset-info {args.dataset_info}: no such file"
+    from schemas.datasets import FORMATS
+    from schemas.objectives import OBJECTIVES
+
+    if args.objective and args.objective not in OBJECTIVES:
+        return f"--objective {args.objective}: one of {', '.join(OBJECTIVES)}"
+    if args.dataset_format and args.dataset_format not in FORMATS:
+        return f"--dataset-format {args.dataset_format}: one of {', '.join(FORMATS)}"
+    return ""
+
+
+def _validate_and_plan(text: str, out: Path, t) -> tuple[object, list[str]]:
+    """Load the recipe text as if it were at `out` (its relative paths anchored there) and plan it."""
+    import os
+    import tempfile
+
+    from runner.plan import resolve
+    from runner.plan.probe import probe_packages
+    from schemas import load
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".yaml", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        loaded = load(tmp)
+    finally:
+        os.unlink(tmp)
+    if not loaded.ok:
+        origins = {}
+        for row in t.rows:
+            if row.field:
+                origins.setdefault(row.field, row.key)
+        lines = []
+        for d in loaded.errors:
+            origin = next((k for f, k in origins.items() if d.field.startswith(f) or f.startswith(d.field)), None)
+            lines.append(f"{out}: error: {d.field}: {d.message}" + (f" (from `{origin}`)" if origin else ""))
+        return None, lines
+    plan = resolve(loaded.recipe, probe_packages())
+    for problem in plan.problems:
+        where = ".".join(map(str, problem.path))
+        print(
+            f"recipe import: warning: plan: {where}: {problem.message} (`recipe plan {out}` shows the plan)",
+            file=sys.stderr,
+        )
+    return plan, []
+
+
+def _report(args, t, plan, table) -> None:
+    if args.json:
+        rows = [{"key": r.key, "status": r.status, "field": r.field, "value": r.value, "note": r.note} for r in t.rows]
+        print(
+            json.dumps(
+                {"recipe": None if plan is None else args.output, "rows": rows, "warnings": t.warnings},
+                indent=2,
+                default=str,
+            )
+        )
+    else:
+        print(table(t.rows))
+
+
+def _plan_summary(plan) -> str:
+    args = plan.trainer["args"]
+    peft = plan.peft["args"] if plan.peft else {}
+    shape = f"LoRA r={peft['r']} alpha={peft['lora_alpha']}" if "r" in peft else plan.recipe.adapter.kind
+    return (
+        f"plan: {plan.recipe.objective.kind} with {plan.trainer['class']}, learning rate {args['learning_rate']}, "
+        f"global batch {plan.recipe.training.global_batch_size} = {plan.micro_batch_size} × "
+        f"{plan.gradient_accumulation_steps} × {plan.world_size}, {shape}, "
+        f"ZeRO {plan.zero if plan.zero is not None else 'none'}"
+    )

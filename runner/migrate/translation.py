@@ -1,0 +1,363 @@
+"""What every importer shares: the source config, the recipe being built, and the report of every source key.
+
+A translation reads each key of the source config once (`take`) and records what became of it: mapped to a recipe
+field, mapped with a change of meaning, not needed (the recipe does that anyway), or dropped. Peers' defaults for
+keys the source leaves out are recorded too (`default`), since they are the values the peer would have trained with.
+Keys no importer rule read are dropped with that reason, so nothing leaves silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED = "mapped", "changed", "default", "not needed", "dropped"
+STATUSES = (MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED)
+
+
+class ImportRefused(Exception):
+    """The source cannot become a recipe (a missing input, or a setting with no counterpart the run depends on)."""
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str  # the source key (dotted for nested ones; `(unset)` marks a peer default)
+    status: str
+    field: str  # the recipe field it became ("" when none)
+    value: Any
+    note: str
+
+
+@dataclass
+class Options:
+    """What the user told `recipe import` beyond the file."""
+
+    hardware: Optional[str] = None
+    gpus: Optional[int] = None
+    nodes: Optional[int] = None
+    dataset_info: Optional[Path] = None
+    objective: Optional[str] = None  # trl: which trainer the config is for
+    dataset_format: Optional[str] = None  # trl: the format of its Hub datasets
+    name: str = "imported"
+    recipe_dir: Path = Path(".")  # where the recipe is written (its paths are relative to it)
+
+
+DEFAULT_PROFILE = "a100-80gb"
+
+
+@dataclass
+class Translation:
+    source: dict
+    origin: Path  # the source config file
+    options: Options
+    tool: str
+    recipe: dict = field(default_factory=dict)
+    rows: list[Row] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    _read: set = field(default_factory=set)
+
+    # --- reading the source ---------------------------------------------------------------------------------------
+    def has(self, key: str) -> bool:
+        return self.source.get(key) is not None
+
+    def take(self, key: str, default: Any = None) -> Any:
+        """The source's value of `key` (marked as read), or `default` when absent or empty."""
+        self._read.add(key)
+        value = self.source.get(key)
+        return default if value is None else value
+
+    # --- writing the recipe ---------------------------------------------------------------------------------------
+    def put(self, dotted: str, value: Any) -> None:
+        node = self.recipe
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+
+    def get(self, dotted: str, default: Any = None) -> Any:
+        node: Any = self.recipe
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return default
+            node = node[part]
+        return node
+
+    def row(self, key: str, status: str, fld: str, value: Any, note: str) -> None:
+        self.rows.append(Row(key, status, fld, value, note))
+
+    def mapped(self, key: str, fld: str, value: Any, note: str = "") -> None:
+        self.put(fld, value)
+        self.row(key, MAPPED, fld, value, note)
+
+    def changed(self, key: str, fld: str, value: Any, why: str) -> None:
+        if fld:
+            self.put(fld, value)
+        self.row(key, CHANGED, fld, value, why)
+
+    def default(self, key: str, fld: str, value: Any, why: str) -> None:
+        """A key the source leaves out: the peer's default, written explicitly."""
+        self.put(fld, value)
+        self.row(f"{key} (unset)", DEFAULT, fld, value, why)
+
+    def given_or_default(self, key: str, fld: str, value: Any, why: str) -> None:
+        """`value` mapped from the source when it states `key`, else recorded as the peer's default (`why`)."""
+        if self.has(key):
+            self.mapped(key, fld, value)
+        else:
+            self.default(key, fld, value, why)
+
+    def not_needed(self, key: str, why: str) -> None:
+        self.row(key, NOT_NEEDED, "", self.source.get(key), why)
+
+    def dropped(self, key: str, why: str, value: Any = None) -> None:
+        self.row(key, DROPPED, "", self.source.get(key) if value is None else value, why)
+
+    def evaluates(self) -> bool:
+        """Whether the recipe being built has eval data (eval sources or a held-out fraction)."""
+        return bool(self.get("datasets.eval") or self.get("datasets.eval_fraction"))
+
+    def finish(self, handled_elsewhere: dict[str, str]) -> None:
+        """Settle what the peers combine differently, then report every key nobody read: empty ones are not
+        needed, the known-harmless ones say why, the rest are dropped."""
+        optimizer = self.get("training.optimizer")
+        if self.get("hardware.offload") in ("optimizer", "all") and optimizer not in (
+            None,
+            "adamw_torch",
+            "adamw_torch_fused",
+        ):
+            self.row(
+                f"(optimizer {optimizer} with offload)",
+                CHANGED,
+                "training.optimizer",
+                "adamw_torch",
+                "optimizer states offloaded to CPU are stepped by DeepSpeed's CPU AdamW (DeepSpeed refuses other "
+                "optimizers with ZeRO-Offload)",
+            )
+            self.put("training.optimizer", "adamw_torch")
+        self._report_unread(handled_elsewhere)
+
+    def _report_unread(self, handled_elsewhere: dict[str, str]) -> None:
+        """Report every key nobody read: empty ones are not needed, the known-harmless ones say why, the rest are
+        dropped."""
+        for key, value in self.source.items():
+            reported = any(r.key == key or r.key.startswith((f"{key} ", f"{key}.", f"{key}:")) for r in self.rows)
+            if reported:
+                continue
+            if key in self._read and value not in (None, "", [], {}, False):
+                self.row(key, DROPPED, "", value, "read but not carried into the recipe")
+            elif value is None or value == "" or value == [] or value == {}:
+                self.row(key, NOT_NEEDED, "", value, "empty: the same as leaving it out")
+            elif value is False and key in self._read:
+                self.row(key, NOT_NEEDED, "", value, "false: off, as when left out")
+            elif key in handled_elsewhere:
+                self.row(key, NOT_NEEDED, "", value, handled_elsewhere[key])
+            else:
+                self.row(key, DROPPED, "", value, f"no counterpart in a recipe: {self.tool}'s `{key}` is not read")
+
+    @property
+    def dropped_rows(self) -> list[Row]:
+        return [r for r in self.rows if r.status == DROPPED]
+
+    # --- shared rules ---------------------------------------------------------------------------------------------
+    def local_path(self, value: str, *, base: Optional[Path] = None) -> Optional[Path]:
+        """A path of the source config that exists: relative to `base` (default the config's folder), then to the
+        current directory."""
+        candidate = Path(value).expanduser()
+        if candidate.is_absolute():
+            return candidate if candidate.exists() else None
+        for root in (base or self.origin.parent, Path.cwd()):
+            if (root / candidate).exists():
+                return (root / candidate).resolve()
+        return None
+
+    def recipe_path(self, path: Path) -> str:
+        """`path` as the recipe should write it: relative to the recipe's folder."""
+        return os.path.relpath(path, self.options.recipe_dir.resolve())
+
+    def hardware(self, zero_and_offload: Optional[tuple[Any, Any]] = None) -> int:
+        """The hardware section from the options (defaulted loudly); returns the world size."""
+        o = self.options
+        if o.hardware:
+            self.recipe.setdefault("hardware", {})["profile"] = o.hardware
+        else:
+            self.put("hardware.profile", DEFAULT_PROFILE)
+            self.warnings.append(
+                f"no --hardware given: planned for {DEFAULT_PROFILE}; pass --hardware PROFILE (see `recipe "
+                "hardware`) for the machines this will run on"
+            )
+        if o.gpus is None:
+            self.warnings.append(
+                f"no --gpus given: {self.tool} takes the number of processes from its launcher, and the recipe needs "
+                "it to make the global batch size; assumed 1 GPU per node"
+            )
+        self.put("hardware.gpus_per_node", o.gpus or 1)
+        self.put("hardware.nodes", o.nodes or 1)
+        return (o.gpus or 1) * (o.nodes or 1)
+
+    def batch(self, micro_key: str, micro: int, accumulation_key: str, accumulation: int, world: int) -> None:
+        """micro batch × accumulation × world size -> training.global_batch_size (and the micro batch as written)."""
+        self.put("training.micro_batch_size", micro)
+        self.row(micro_key, MAPPED, "training.micro_batch_size", micro, "")
+        self.changed(
+            accumulation_key,
+            "training.global_batch_size",
+            micro * accumulation * world,
+            f"{micro} per process × {accumulation} accumulation steps × {world} process(es): the recipe states the "
+            "global batch, and the plan derives the accumulation from it",
+        )
+
+    def deepspeed(self, key: str) -> None:
+        """A DeepSpeed JSON named by path: its ZeRO stage and offload become `hardware`; every other key is
+        reported (the plan writes the DeepSpeed file itself)."""
+        value = self.take(key)
+        if value is None:
+            return
+        if isinstance(value, dict):
+            config, shown = value, "(inline)"
+        else:
+            path = self.local_path(str(value))
+            if path is None:
+                self._deepspeed_from_name(key, str(value))
+                return
+            try:
+                config = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ImportRefused(f"{key}: {path} cannot be read as JSON: {exc}") from None
+            shown = str(value)
+        zero = config.get("zero_optimization") or {}
+        stage = zero.get("stage", 0)
+        self.changed(
+            f"{key}: zero_optimization.stage",
+            "hardware.zero",
+            stage,
+            f"from {shown}; the plan writes its own DeepSpeed file with this stage",
+        )
+        offload = "none"
+        if (zero.get("offload_optimizer") or {}).get("device") in ("cpu", "nvme"):
+            offload = "optimizer"
+        if (zero.get("offload_param") or {}).get("device") in ("cpu", "nvme"):
+            offload = "all"
+        self.mapped(f"{key}: offload", "hardware.offload", offload, "offload_optimizer / offload_param devices")
+        if "nvme" in json.dumps(zero):
+            self.dropped(f"{key}: nvme", "offload to NVMe is not planned: the recipe offloads to CPU memory", "nvme")
+        for name, item in _flatten(config):
+            if name.startswith("zero_optimization.offload_") or name == "zero_optimization.stage":
+                continue
+            if item == "auto" or name.endswith(".enabled") and item == "auto":
+                why = "`auto`: the plan writes the number it decided"
+            elif name.split(".")[0] in ("bf16", "fp16", "train_batch_size", "train_micro_batch_size_per_gpu"):
+                why = "the plan writes precision and batch sizes from the recipe"
+            elif name in ("gradient_accumulation_steps", "gradient_clipping", "zero_allow_untested_optimizer"):
+                why = "the plan writes it from the recipe's training section"
+            else:
+                self.row(f"{key}: {name}", DROPPED, "", item, "DeepSpeed tuning the plan does not carry over")
+                continue
+            self.row(f"{key}: {name}", NOT_NEEDED, "", item, why)
+
+    def _deepspeed_from_name(self, key: str, value: str) -> None:
+        """A DeepSpeed file that is not here but is one the peers ship: its stage and offload are known."""
+        name = Path(value).name
+        if name not in SHIPPED_DEEPSPEED:
+            raise ImportRefused(
+                f"{key}: {value} does not exist (looked beside {self.origin.name} and in the current directory); copy "
+                "the file here, or drop the key and set hardware.zero in the recipe after import"
+            )
+        stage, offload = SHIPPED_DEEPSPEED[name]
+        self.changed(
+            key,
+            "hardware.zero",
+            stage,
+            f"{value} is not here: it is a file the peers ship, with ZeRO stage {stage} and offload `{offload}`; "
+            "the plan writes its own DeepSpeed file",
+        )
+        self.put("hardware.offload", offload)
+
+
+# DeepSpeed files shipped in Axolotl's deepspeed_configs/ and LLaMA-Factory's examples/deepspeed/: (stage, offload).
+SHIPPED_DEEPSPEED = {
+    "zero1.json": (1, "none"),
+    "zero1_torch_compile.json": (1, "none"),
+    "zero2.json": (2, "none"),
+    "zero2_torch_compile.json": (2, "none"),
+    "zero3.json": (3, "none"),
+    "zero3_bf16.json": (3, "none"),
+    "zero3_bf16_cpuoffload_all.json": (3, "all"),
+    "zero3_bf16_cpuoffload_params.json": (3, "all"),
+    "ds_z0_config.json": (0, "none"),
+    "ds_z2_config.json": (2, "none"),
+    "ds_z2_offload_config.json": (2, "optimizer"),
+    "ds_z3_config.json": (3, "none"),
+    "ds_z3_offload_config.json": (3, "all"),
+}
+
+
+def _flatten(config: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in config.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, name + ".")
+        else:
+            out.append((name, v))
+    return out
+
+
+def data_source(t: Translation, path: str, *, ds_type: Optional[str] = None, config: Optional[str] = None) -> str:
+    """A dataset path of the source: a local file (`jsonl:`, `json:`, ...) or a Hub id (`hf:ID[:CONFIG]`)."""
+    local = t.local_path(path)
+    if local is not None:
+        if local.is_dir():
+            raise ImportRefused(
+                f"dataset {path} is a folder; a recipe reads one file per source (`jsonl:`, `json:`, `csv:`, "
+                "`parquet:`, `text:`) or a `save_to_disk` folder (`local:`): list its files as sources"
+            )
+        kind = ds_type or {
+            ".jsonl": "jsonl",
+            ".json": "json",
+            ".csv": "csv",
+            ".parquet": "parquet",
+            ".txt": "text",
+        }.get(local.suffix)
+        if kind is None:
+            raise ImportRefused(f"dataset {path}: cannot tell the file type from its suffix; rename it or convert it")
+        if kind == "json" and local.read_text(encoding="utf-8", errors="replace").lstrip()[:1] == "{":
+            kind = "jsonl"  # one object per line, named .json
+        return f"{kind}:{t.recipe_path(local)}"
+    if re.match(r"^[\w.-]+(/[\w.-]+)?$", path):
+        return f"hf:{path}:{config}" if config else f"hf:{path}"
+    raise ImportRefused(
+        f"dataset {path}: neither a file here (beside {t.origin.name} or in the current directory) nor a Hub id"
+    )
+
+
+def write_recipe(t: Translation, source_file: Path) -> str:
+    """The recipe's YAML text: a header naming the source, then the sections in the reading order of a recipe."""
+    import yaml
+
+    order = (
+        "version",
+        "name",
+        "description",
+        "model",
+        "quantization",
+        "adapter",
+        "objective",
+        "datasets",
+        "training",
+        "hardware",
+        "output",
+    )
+    body = {k: t.recipe[k] for k in order if k in t.recipe}
+    body.update({k: v for k, v in t.recipe.items() if k not in body})
+    dropped = len(t.dropped_rows)
+    header = [
+        f"# Imported by `recipe import --from {t.tool}` from {source_file}.",
+        f"# {len(t.rows)} source settings: "
+        + ", ".join(f"{sum(r.status == s for r in t.rows)} {s}" for s in STATUSES if any(r.status == s for r in t.rows))
+        + ("; see the import report for what was dropped and why." if dropped else "."),
+    ]
+    return "\n".join(header) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=110)

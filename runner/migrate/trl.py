@@ -1,0 +1,331 @@
+"""TRL CLI / alignment-handbook YAML -> recipe. The keys are TRL's own (ModelConfig, ScriptArguments, the trainer's
+config class); defaults are TRL's and transformers'."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .axolotl import _defaulted, _model_path
+from .llamafactory import HF
+from .translation import ImportRefused, Translation, data_source
+
+HARMLESS = {
+    "do_train": "a recipe trains",
+    "do_eval": "with eval data the recipe evaluates",
+    "overwrite_output_dir": "`recipe run --overwrite` replaces a finished run; the training is the same",
+    "log_level": "logging detail, not training",
+    "logging_strategy": "the recipe logs every training.logging_every steps",
+    "push_to_hub": "publishing is not part of a run",
+    "hub_model_id": "publishing is not part of a run",
+    "hub_strategy": "publishing is not part of a run",
+    "hub_private_repo": "publishing is not part of a run",
+    "per_device_eval_batch_size": "evaluation uses the training micro batch",
+    "gradient_checkpointing_kwargs": "the plan picks non-reentrant checkpointing (reentrant under PEFT + ZeRO-3)",
+    "remove_unused_columns": "the recipe's data loader keeps what the trainer reads",
+}
+# Hub datasets whose format a recipe knows by name
+KNOWN_DATASETS = {
+    "HuggingFaceH4/ultrachat_200k": "ultrachat",
+    "HuggingFaceH4/ultrafeedback_binarized": "ultrafeedback",
+    "Anthropic/hh-rlhf": "hh-rlhf",
+    "GAIR/lima": "lima",
+    "tatsu-lab/alpaca": "alpaca",
+    "mandarjoshi/trivia_qa": "triviaqa",
+}
+DEFAULT_FORMAT = {
+    "sft": "messages",
+    "dpo": "preference",
+    "orpo": "preference",
+    "kto": "unpaired-preference",
+    "reward": "preference",
+    "cpo": "preference",
+    "simpo": "preference",
+}
+DPO_KEYS = ("beta", "loss_type", "max_prompt_length", "ref_model_init_kwargs", "rpo_alpha", "label_smoothing")
+
+
+def translate(t: Translation) -> None:
+    model = t.take("model_name_or_path")
+    if not model:
+        raise ImportRefused("model_name_or_path is missing")
+    t.put("version", 1)
+    t.put("name", t.options.name)
+    t.mapped("model_name_or_path", "model.name_or_path", _model_path(t, model))
+    if t.has("model_revision") and t.source["model_revision"] != "main":
+        t.mapped("model_revision", "model.revision", t.take("model_revision"))
+    if t.take("trust_remote_code"):
+        t.mapped("trust_remote_code", "model.trust_remote_code", True, "honoured only with --trust-remote-code")
+    _objective(t)
+    _precision(t)
+    if t.has("attn_implementation"):
+        impl = t.take("attn_implementation")
+        t.mapped(
+            "attn_implementation", "model.attention", impl if impl in ("flash_attention_2", "sdpa", "eager") else "auto"
+        )
+    if t.has("chat_template"):
+        t.dropped("chat_template", "an inline template: save it to a .jinja file and name it in model.chat_template")
+    world = t.hardware()
+    _adapter(t)
+    _datasets(t)
+    _training(t, world)
+    t.deepspeed("deepspeed")
+    if t.has("output_dir"):
+        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
+    report = t.take("report_to")
+    reporters = [r for r in ([report] if isinstance(report, str) else report or []) if r not in ("none", "all")]
+    if reporters:
+        t.mapped("report_to", "output.report_to", reporters)
+    if t.has("run_name"):
+        t.mapped("run_name", "output.run_name", t.take("run_name"))
+    t.finish({k: v for k, v in HARMLESS.items() if v})
+
+
+def _objective(t: Translation) -> None:
+    kind = t.options.objective
+    if kind:
+        t.row("--objective", "mapped", "objective.kind", kind, "the TRL command the config is for")
+    else:
+        dpo_keys = [k for k in DPO_KEYS if t.has(k)]
+        kind = "dpo" if dpo_keys else "sft"
+        why = f"keys of DPOConfig ({', '.join(dpo_keys)})" if dpo_keys else "no preference keys"
+        t.row("(TRL command)", "default", "objective.kind", kind, f"inferred from {why}; pass --objective to say")
+        t.warnings.append(f"the TRL command was not given: imported as `{kind}` ({why}); pass --objective if wrong")
+    t.put("objective.kind", kind)
+    if kind == "dpo":
+        _defaulted(t, "beta", "objective.beta", 0.1, "DPOConfig's default")
+        loss = t.take("loss_type", ["sigmoid"])
+        t.given_or_default(
+            "loss_type", "objective.loss", [loss] if isinstance(loss, str) else list(loss), "DPOConfig's"
+        )
+        if t.has("loss_weights"):
+            t.mapped("loss_weights", "objective.loss_weights", t.take("loss_weights"))
+        if t.has("label_smoothing"):
+            t.mapped("label_smoothing", "objective.label_smoothing", t.take("label_smoothing"))
+        if t.has("max_prompt_length"):
+            t.dropped(
+                "max_prompt_length",
+                "prompts are cut with the whole sequence at training.max_length (TRL 1.16 has no prompt limit)",
+            )
+        t.take("max_prompt_length")
+    elif kind in ("orpo", "kto"):
+        _defaulted(t, "beta", "objective.beta", 0.1, f"{kind.upper()}Config's default")
+    elif kind in ("simpo", "cpo"):
+        _defaulted(t, "beta", "objective.beta", 0.1, "CPOConfig's default")
+        _defaulted(t, "cpo_alpha", "objective.cpo_alpha", 1.0, "CPOConfig's default")
+        if kind == "simpo":
+            _defaulted(t, "simpo_gamma", "objective.gamma", 0.5, "CPOConfig's default")
+        t.take("loss_type")
+    elif kind == "sft":
+        on = t.take("assistant_only_loss", False)
+        t.given_or_default(
+            "assistant_only_loss",
+            "objective.assistant_only_loss",
+            bool(on),
+            "SFTConfig's default: conversations train on every token",
+        )
+        completion = t.take("completion_only_loss")
+        if completion is not None:
+            t.mapped("completion_only_loss", "objective.completion_only_loss", bool(completion))
+        if t.has("neftune_noise_alpha"):
+            t.mapped("neftune_noise_alpha", "objective.neftune_noise_alpha", t.take("neftune_noise_alpha"))
+    elif kind not in ("reward",):
+        raise ImportRefused(f"--objective {kind}: online RL needs reward sources; write that recipe by hand")
+
+
+def _precision(t: Translation) -> None:
+    dtype_key = "dtype" if t.has("dtype") else "torch_dtype"
+    dtype = t.take("dtype") or t.take("torch_dtype")
+    if t.take("bf16"):
+        t.mapped("bf16", "model.dtype", "bfloat16")
+    elif t.take("fp16"):
+        t.mapped("fp16", "model.dtype", "float16")
+    else:
+        t.default("bf16", "model.dtype", "float32", "neither bf16 nor fp16: transformers trains in float32")
+    if dtype:
+        t.not_needed(dtype_key, f"`{dtype}`: the load dtype follows the training precision (the plan shows it)")
+    if t.has("tf32"):
+        t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
+    else:
+        t.default("tf32", "training.tf32", False, "transformers leaves TF32 off unless asked")
+
+
+def _adapter(t: Translation) -> None:
+    if not t.take("use_peft"):
+        if t.has("use_peft"):
+            t.mapped("use_peft", "adapter.kind", "full")
+        else:
+            t.default("use_peft", "adapter.kind", "full", "ModelConfig's default: no adapter")
+        for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_target_modules"):
+            if t.has(key):
+                t.not_needed(key, "use_peft is false: TRL ignores LoRA settings")
+                t.take(key)
+        return
+    dora = t.take("use_dora", False)
+    t.mapped("use_peft", "adapter.kind", "dora" if dora else "lora")
+    _defaulted(t, "lora_r", "adapter.r", 16, "ModelConfig's default")
+    _defaulted(t, "lora_alpha", "adapter.alpha", 32, "ModelConfig's default")
+    _defaulted(t, "lora_dropout", "adapter.dropout", 0.05, "ModelConfig's default")
+    target = t.take("lora_target_modules")
+    if target == "all-linear":
+        t.mapped("lora_target_modules", "adapter.target_modules", "all-linear")
+    elif target:
+        t.mapped("lora_target_modules", "adapter.target_modules", [target] if isinstance(target, str) else list(target))
+    else:
+        t.default(
+            "lora_target_modules",
+            "adapter.target_modules",
+            ["q_proj", "v_proj"],
+            "PEFT's default for Llama-family models (query and value projections)",
+        )
+    if t.has("lora_modules_to_save"):
+        t.mapped("lora_modules_to_save", "adapter.modules_to_save", list(t.take("lora_modules_to_save")))
+    if t.take("use_rslora"):
+        t.mapped("use_rslora", "adapter.rslora", True)
+    if t.take("load_in_4bit"):
+        t.mapped("load_in_4bit", "quantization.method", "bnb-4bit")
+        _defaulted(t, "bnb_4bit_quant_type", "quantization.quant_type", "nf4", "ModelConfig's default")
+        nested = t.take("use_bnb_nested_quant", False)
+        t.given_or_default(
+            "use_bnb_nested_quant", "quantization.double_quant", bool(nested), "ModelConfig's default: off"
+        )
+    elif t.take("load_in_8bit"):
+        t.mapped("load_in_8bit", "quantization.method", "bnb-8bit")
+
+
+def _format(t: Translation, dataset: str) -> str:
+    if t.options.dataset_format:
+        return t.options.dataset_format
+    if dataset in KNOWN_DATASETS:
+        return KNOWN_DATASETS[dataset]
+    fmt = DEFAULT_FORMAT.get(t.get("objective.kind"), "messages")
+    t.warnings.append(
+        f"the format of {dataset} is not known here: assumed `{fmt}` (TRL's standard columns); pass "
+        "--dataset-format if it differs"
+    )
+    return fmt
+
+
+def _datasets(t: Translation) -> None:
+    train: list[dict] = []
+    evals: list[dict] = []
+    if t.has("dataset_name"):
+        name = t.take("dataset_name")
+        source = data_source(t, name, config=t.take("dataset_config"))
+        fmt = _format(t, name)
+        split = t.take("dataset_train_split", "train")
+        train.append({"source": source, "split": split, "format": fmt})
+        t.mapped("dataset_name", "datasets.train", source, f"format {fmt}")
+        if t.take("eval_strategy", "no") != "no":
+            evals.append({"source": source, "split": t.take("dataset_test_split", "test"), "format": fmt})
+            t.row("dataset_test_split", "mapped", "datasets.eval", evals[-1]["split"], "")
+    mixture = t.take("dataset_mixture")
+    if mixture:
+        for i, d in enumerate(mixture.get("datasets") or []):
+            train.append(
+                _mixture_entry(
+                    t,
+                    f"dataset_mixture.datasets.{i}",
+                    d["id"],
+                    d.get("config"),
+                    d.get("split", "train"),
+                    d.get("weight"),
+                )
+            )
+        if mixture.get("test_split_size"):
+            t.dropped(
+                "dataset_mixture.test_split_size",
+                "a count of held-out rows; the recipe holds out a fraction "
+                "(datasets.eval_fraction) or reads eval sources",
+                mixture["test_split_size"],
+            )
+        if mixture.get("seed") not in (None, 0):
+            t.dropped("dataset_mixture.seed", "the mixture is shuffled with training.seed", mixture["seed"])
+    mixer = t.take("dataset_mixer")  # the handbook's older shape: {hub id: fraction} and dataset_splits
+    if mixer:
+        splits = t.take("dataset_splits", ["train", "test"])
+        for name, fraction in mixer.items():
+            for split in splits:
+                entry = _mixture_entry(
+                    t, f"dataset_mixer.{name}", name, None, split, fraction if "train" in split else 1.0
+                )
+                (train if "train" in split else evals).append(entry)
+    t.take("dataset_splits")
+    if not train:
+        raise ImportRefused("no dataset: dataset_name, dataset_mixture or dataset_mixer names the training data")
+    t.put("datasets.train", train)
+    if evals:
+        t.put("datasets.eval", evals)
+    if t.has("dataset_num_proc"):
+        t.mapped("dataset_num_proc", "datasets.num_proc", t.take("dataset_num_proc"))
+    t.take("dataset_test_split")
+    t.take("dataset_train_split")
+
+
+def _mixture_entry(t: Translation, where: str, name: str, config: Any, split: str, weight: Any) -> dict:
+    fmt = _format(t, name)
+    entry = {
+        "source": data_source(t, name, config=None if config in (None, "default") else config),
+        "split": split,
+        "format": fmt,
+    }
+    if weight is not None and float(weight) < 1:
+        entry["split"] = f"{split}[:{float(weight) * 100:g}%]"
+        t.row(where, "changed", "datasets split", entry["split"], "the first rows, not a shuffled subset")
+    else:
+        t.row(where, "mapped", "datasets", f"{entry['source']} {split}", f"format {fmt}")
+    return entry
+
+
+def _training(t: Translation, world: int) -> None:
+    micro = t.take("per_device_train_batch_size", HF["per_device_train_batch_size"])
+    accumulation = t.take("gradient_accumulation_steps", HF["gradient_accumulation_steps"])
+    t.batch("per_device_train_batch_size", micro, "gradient_accumulation_steps", accumulation, world)
+    _defaulted(t, "learning_rate", "training.learning_rate", HF["learning_rate"], "transformers' default")
+    t.put("training.learning_rate", float(t.get("training.learning_rate")))
+    _defaulted(t, "num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
+    if (t.take("max_steps") or -1) > 0:
+        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
+    _defaulted(t, "lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
+    if t.has("lr_scheduler_kwargs"):
+        t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
+    if t.has("warmup_steps") and t.source["warmup_steps"]:
+        t.mapped("warmup_steps", "training.warmup_steps", t.take("warmup_steps"))
+    elif t.has("warmup_ratio"):
+        t.mapped("warmup_ratio", "training.warmup_ratio", t.take("warmup_ratio"))
+    t.take("warmup_steps")
+    _defaulted(t, "optim", "training.optimizer", HF["optim"], "transformers' default with torch >= 2.8")
+    _defaulted(t, "weight_decay", "training.weight_decay", HF["weight_decay"], "transformers' default")
+    _defaulted(t, "max_grad_norm", "training.max_grad_norm", HF["max_grad_norm"], "transformers' default")
+    key = "max_length" if t.has("max_length") or not t.has("max_seq_length") else "max_seq_length"
+    _defaulted(t, key, "training.max_length", 1024, "TRL's default")
+    t.take("max_seq_length")
+    if t.has("packing"):
+        t.mapped("packing", "training.packing", bool(t.take("packing")))
+    if t.has("gradient_checkpointing"):
+        t.mapped("gradient_checkpointing", "training.gradient_checkpointing", bool(t.take("gradient_checkpointing")))
+    _defaulted(t, "seed", "training.seed", HF["seed"], "transformers' default")
+    _defaulted(t, "logging_steps", "training.logging_every", HF["logging_steps"], "transformers' default")
+    for what in ("eval", "save"):
+        strategy = t.take(f"{what}_strategy", "steps" if what == "save" else "no")
+        steps = t.take(f"{what}_steps", 500)
+        if what == "eval" and strategy != "no" and not t.evaluates():
+            t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
+        elif strategy == "steps":
+            t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
+        elif strategy == "epoch":
+            t.mapped(f"{what}_strategy", f"training.{what}s_per_epoch", 1)
+        elif strategy == "no" and what == "save":
+            t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
+    if t.has("save_total_limit"):
+        t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
+    else:
+        t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
+    if t.has("save_only_model"):
+        t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
+    if t.has("ddp_timeout"):
+        t.changed(
+            "ddp_timeout",
+            "hardware.distributed_timeout_minutes",
+            min(24 * 60, max(1, round(t.take("ddp_timeout") / 60))),
+            "seconds -> minutes",
+        )
