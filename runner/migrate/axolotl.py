@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .translation import ImportRefused, Translation, data_source
+from .translation import TEMPLATES, ImportRefused, Translation, data_source
 
 # Keys that change nothing a recipe trains, with the reason (shown in the report).
 HARMLESS = {
@@ -30,33 +30,20 @@ HARMLESS = {
     "wandb_log_model": "logging detail, not training",
     "wandb_entity": "set WANDB_ENTITY in the environment (secrets and accounts stay out of recipes)",
     "save_safetensors": "outputs are always safetensors",
-    "early_stopping_patience": "",
 }
 
-# chat_template values with a shipped counterpart; `tokenizer_default` is the tokenizer's own.
-TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
 RL_KINDS = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "kto": "kto", "simpo": "simpo"}
 
 
 def translate(t: Translation) -> None:
-    model = t.take("base_model")
-    if not model:
-        raise ImportRefused("base_model is missing: Axolotl configs name the model to fine-tune there")
-    t.put("version", 1)
-    t.put("name", t.options.name)
-    t.mapped("base_model", "model.name_or_path", _model_path(t, model))
-    for key in ("base_model_config", "tokenizer_config"):
-        value = t.take(key)
-        if value and value != model:
-            t.mapped(key, "model.tokenizer", _model_path(t, value)) if key == "tokenizer_config" else t.dropped(
-                key, "a recipe loads the config beside the weights"
-            )
-        elif value:
-            t.not_needed(key, "the same as base_model")
+    t.begin("base_model")
+    model = t.source["base_model"]
+    if t.take("tokenizer_config") not in (None, model):
+        t.mapped("tokenizer_config", "model.tokenizer", t.model_path(t.source["tokenizer_config"]))
+    if t.take("base_model_config") not in (None, model):
+        t.dropped("base_model_config", "a recipe loads the model's config from beside its weights")
     if t.take("revision_of_model"):
         t.mapped("revision_of_model", "model.revision", t.source["revision_of_model"])
-    if t.take("trust_remote_code"):
-        t.mapped("trust_remote_code", "model.trust_remote_code", True, "honoured only with --trust-remote-code")
     _precision(t)
     _attention(t)
     _tokens(t)
@@ -69,12 +56,7 @@ def translate(t: Translation) -> None:
     if t.take("fsdp") or t.take("fsdp_config"):
         t.changed("fsdp", "hardware.zero", 3, "FSDP full sharding is ZeRO-3's sharding; the recipe runs DeepSpeed")
     _output(t)
-    t.finish({k: v for k, v in HARMLESS.items() if v})
-
-
-def _model_path(t: Translation, value: str) -> str:
-    local = t.local_path(value)
-    return t.recipe_path(local) if local is not None else value
+    t.finish(HARMLESS)
 
 
 def _precision(t: Translation) -> None:
@@ -207,7 +189,7 @@ def _adapter(t: Translation) -> None:
         t.mapped(
             "lora_model_dir",
             "adapter.start_from",
-            _model_path(t, t.source["lora_model_dir"]),
+            t.model_path(t.source["lora_model_dir"]),
             "its shape is checked against the adapter section before launch",
         )
 
@@ -453,10 +435,10 @@ def _training(t: Translation, world: int) -> None:
     if lr is None:
         raise ImportRefused("learning_rate is missing (Axolotl requires it)")
     t.mapped("learning_rate", "training.learning_rate", float(lr))
-    _defaulted(t, "num_epochs", "training.epochs", 1, "Axolotl's default 1")
+    t.defaulted("num_epochs", "training.epochs", 1, "Axolotl's default 1")
     if t.take("max_steps"):
         t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
-    _defaulted(t, "lr_scheduler", "training.lr_scheduler", "cosine", "Axolotl's default (transformers' is linear)")
+    t.defaulted("lr_scheduler", "training.lr_scheduler", "cosine", "Axolotl's default (transformers' is linear)")
     if t.has("lr_scheduler_kwargs"):
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
     if t.has("warmup_steps"):
@@ -471,10 +453,10 @@ def _training(t: Translation, world: int) -> None:
             "Axolotl warms up for 3% of the steps, at most 100: the cap is not carried (runs over 3,333 steps "
             "warm up longer here)",
         )
-    _defaulted(t, "optimizer", "training.optimizer", "adamw_torch_fused", "Axolotl's default")
-    _defaulted(t, "weight_decay", "training.weight_decay", 0.0, "Axolotl's default")
-    _defaulted(t, "max_grad_norm", "training.max_grad_norm", 1.0, "transformers' default")
-    _defaulted(t, "sequence_len", "training.max_length", 512, "Axolotl's default 512 (the recipe's is 1024)")
+    t.defaulted("optimizer", "training.optimizer", "adamw_torch_fused", "Axolotl's default")
+    t.defaulted("weight_decay", "training.weight_decay", 0.0, "Axolotl's default")
+    t.defaulted("max_grad_norm", "training.max_grad_norm", 1.0, "transformers' default")
+    t.defaulted("sequence_len", "training.max_length", 512, "Axolotl's default 512 (the recipe's is 1024)")
     packing = t.take("sample_packing", False)
     t.given_or_default("sample_packing", "training.packing", bool(packing), "")
     if t.has("gradient_checkpointing"):
@@ -501,7 +483,7 @@ def _training(t: Translation, world: int) -> None:
             t.dropped(key, "NEFTune applies to SFT in a recipe", t.take(key))
     t.take("noisy_embedding_alpha")
     _schedules(t)
-    _defaulted(t, "seed", "training.seed", 42, "Axolotl's default")
+    t.defaulted("seed", "training.seed", 42, "Axolotl's default")
     if t.has("logging_steps"):
         t.mapped("logging_steps", "training.logging_every", t.take("logging_steps"))
     else:
@@ -554,11 +536,6 @@ def _schedules(t: Translation) -> None:
         t.mapped("save_total_limit", "training.save_total_limit", limit)
     else:
         t.default("save_total_limit", "training.save_total_limit", 4, "Axolotl keeps the last 4 checkpoints")
-
-
-def _defaulted(t: Translation, key: str, field: str, default: Any, why: str) -> None:
-    """The source's value of `key`, or the peer's `default` for it."""
-    t.given_or_default(key, field, t.take(key, default), why)
 
 
 def _output(t: Translation) -> None:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-from .axolotl import _defaulted, _model_path
-from .translation import ImportRefused, Translation, data_source
+from .hfargs import output_arguments, precision_arguments, training_arguments
+from .translation import TEMPLATES, ImportRefused, Translation, data_source
 
 HARMLESS = {
     "do_train": "a recipe trains",
@@ -22,44 +22,20 @@ HARMLESS = {
     "log_level": "logging detail, not training",
     "push_to_hub": "publishing is not part of a run",
     "hub_model_id": "publishing is not part of a run",
-    "trust_remote_code": "",
-    "flash_attn": "",
 }
-TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
 STAGES = {"sft": "sft", "pt": "pretrain", "dpo": "dpo", "kto": "kto", "rm": "reward"}
-
-# transformers' TrainingArguments defaults, which LLaMA-Factory keeps
-HF = {
-    "learning_rate": 5e-5,
-    "num_train_epochs": 3.0,
-    "lr_scheduler_type": "linear",
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-    "optim": "adamw_torch_fused",
-    "seed": 42,
-    "logging_steps": 500,
-    "per_device_train_batch_size": 8,
-    "gradient_accumulation_steps": 1,
-}
 
 
 def translate(t: Translation) -> None:
-    model = t.take("model_name_or_path")
-    if not model:
-        raise ImportRefused("model_name_or_path is missing")
-    t.put("version", 1)
-    t.put("name", t.options.name)
-    t.mapped("model_name_or_path", "model.name_or_path", _model_path(t, model))
-    if t.take("trust_remote_code"):
-        t.mapped("trust_remote_code", "model.trust_remote_code", True, "honoured only with --trust-remote-code")
+    t.begin("model_name_or_path")
     if t.has("model_revision"):
         t.mapped("model_revision", "model.revision", t.take("model_revision"))
     if t.has("adapter_name_or_path"):
         paths = str(t.take("adapter_name_or_path")).split(",")
         if len(paths) > 1:
             raise ImportRefused("adapter_name_or_path names several adapters: merge them first (`recipe merge`)")
-        t.mapped("adapter_name_or_path", "adapter.start_from", _model_path(t, paths[0]))
-    _precision(t)
+        t.mapped("adapter_name_or_path", "adapter.start_from", t.model_path(paths[0]))
+    precision_arguments(t)
     _attention(t)
     _tokens(t)
     world = t.hardware()
@@ -68,30 +44,8 @@ def translate(t: Translation) -> None:
     _datasets(t)
     _training(t, world)
     t.deepspeed("deepspeed")
-    if t.has("output_dir"):
-        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
-    report = t.take("report_to")
-    reporters = [r for r in ([report] if isinstance(report, str) else report or []) if r != "none"]
-    if reporters:
-        t.mapped("report_to", "output.report_to", reporters)
-    elif report is not None:
-        t.not_needed("report_to", "none: the recipe's default")
-    if t.has("run_name"):
-        t.mapped("run_name", "output.run_name", t.take("run_name"))
-    t.finish({k: v for k, v in HARMLESS.items() if v})
-
-
-def _precision(t: Translation) -> None:
-    if t.take("bf16"):
-        t.mapped("bf16", "model.dtype", "bfloat16")
-    elif t.take("fp16"):
-        t.mapped("fp16", "model.dtype", "float16")
-    else:
-        t.default("bf16", "model.dtype", "float32", "neither bf16 nor fp16: transformers trains in float32")
-    if t.has("tf32"):
-        t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
-    else:
-        t.default("tf32", "training.tf32", False, "transformers leaves TF32 off unless asked")
+    output_arguments(t)
+    t.finish(HARMLESS)
 
 
 def _attention(t: Translation) -> None:
@@ -146,7 +100,7 @@ def _adapter(t: Translation) -> None:
     else:
         t.take("lora_alpha")
         t.default("lora_alpha", "adapter.alpha", rank * 2, "LLaMA-Factory: twice the rank")
-    _defaulted(t, "lora_dropout", "adapter.dropout", 0.0, "LLaMA-Factory's default 0")
+    t.defaulted("lora_dropout", "adapter.dropout", 0.0, "LLaMA-Factory's default 0")
     target = t.take("lora_target", "all")
     if target == "all":
         t.given_or_default(
@@ -171,8 +125,8 @@ def _adapter(t: Translation) -> None:
             raise ImportRefused(f"quantization_bit: {bits}; bitsandbytes loads 4 or 8 bits")
         t.mapped("quantization_bit", "quantization.method", f"bnb-{bits}bit")
         if bits == 4:
-            _defaulted(t, "quantization_type", "quantization.quant_type", "nf4", "LLaMA-Factory's default")
-            _defaulted(t, "double_quantization", "quantization.double_quant", True, "LLaMA-Factory's default")
+            t.defaulted("quantization_type", "quantization.quant_type", "nf4", "LLaMA-Factory's default")
+            t.defaulted("double_quantization", "quantization.double_quant", True, "LLaMA-Factory's default")
     t.take("quantization_method")
 
 
@@ -204,7 +158,7 @@ def _objective(t: Translation) -> None:
         t.mapped("pref_beta", "objective.beta", beta, "LLaMA-Factory's ORPO weight λ")
     elif kind == "simpo":
         t.mapped("pref_beta", "objective.beta", beta)
-        _defaulted(t, "simpo_gamma", "objective.gamma", 0.5, "LLaMA-Factory's default 0.5")
+        t.defaulted("simpo_gamma", "objective.gamma", 0.5, "LLaMA-Factory's default 0.5")
         t.given_or_default("pref_ftx", "objective.cpo_alpha", float(ftx), "LLaMA-Factory's SFT term weight (0)")
     elif kind == "kto":
         t.given_or_default("pref_beta", "objective.beta", beta, "LLaMA-Factory's 0.1")
@@ -377,73 +331,15 @@ def _dataset(t: Translation, info: dict, folder: Path, name: str, limit: Optiona
 
 
 def _training(t: Translation, world: int) -> None:
-    micro = t.take("per_device_train_batch_size", HF["per_device_train_batch_size"])
-    accumulation = t.take("gradient_accumulation_steps", HF["gradient_accumulation_steps"])
-    t.batch("per_device_train_batch_size", micro, "gradient_accumulation_steps", accumulation, world)
-    _defaulted(t, "learning_rate", "training.learning_rate", HF["learning_rate"], "transformers' default")
-    t.put("training.learning_rate", float(t.get("training.learning_rate")))
-    _defaulted(t, "num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
-    if t.take("max_steps") and t.source["max_steps"] > 0:
-        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
-    _defaulted(t, "lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
-    if t.has("lr_scheduler_kwargs"):
-        t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
-    if t.has("warmup_steps") and t.source["warmup_steps"]:
-        t.mapped("warmup_steps", "training.warmup_steps", t.take("warmup_steps"))
-    elif t.has("warmup_ratio"):
-        t.mapped("warmup_ratio", "training.warmup_ratio", t.take("warmup_ratio"))
-    t.take("warmup_steps")
-    _defaulted(t, "optim", "training.optimizer", HF["optim"], "transformers' default with torch >= 2.8")
-    _defaulted(t, "weight_decay", "training.weight_decay", HF["weight_decay"], "transformers' default")
-    _defaulted(t, "max_grad_norm", "training.max_grad_norm", HF["max_grad_norm"], "transformers' default")
-    _defaulted(t, "cutoff_len", "training.max_length", 2048, "LLaMA-Factory's default 2048")
+    training_arguments(t, world)
+    t.defaulted("cutoff_len", "training.max_length", 2048, "LLaMA-Factory's default 2048")
     packing = t.take("packing", t.get("objective.kind") == "pretrain")
     t.given_or_default("packing", "training.packing", bool(packing), "LLaMA-Factory packs pretraining only, by default")
     if t.take("neat_packing"):
         t.mapped("neat_packing", "training.packing", True, "documents never attend across: what packing does here")
-    if t.has("gradient_checkpointing"):
-        t.mapped("gradient_checkpointing", "training.gradient_checkpointing", bool(t.take("gradient_checkpointing")))
     if t.has("disable_gradient_checkpointing"):
         t.mapped(
             "disable_gradient_checkpointing",
             "training.gradient_checkpointing",
             not t.take("disable_gradient_checkpointing"),
         )
-    _defaulted(t, "seed", "training.seed", HF["seed"], "transformers' default")
-    _defaulted(t, "logging_steps", "training.logging_every", HF["logging_steps"], "transformers' default")
-    for what in ("eval", "save"):
-        strategy = t.take(f"{what}_strategy", "steps" if what == "save" else "no")
-        steps = t.take(f"{what}_steps", 500)
-        if what == "eval" and strategy != "no" and not t.evaluates():
-            t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
-        elif strategy == "steps":
-            t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
-        elif strategy == "epoch":
-            t.mapped(f"{what}_strategy", f"training.{what}s_per_epoch", 1)
-        elif strategy == "no" and what == "eval" and (t.get("datasets.eval") or t.get("datasets.eval_fraction")):
-            t.changed(
-                "eval_strategy (unset)" if not t.has("eval_strategy") else "eval_strategy",
-                "",
-                None,
-                "transformers evaluates never by default; with eval data the recipe evaluates each epoch",
-            )
-        elif strategy == "no" and what == "save":
-            t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
-    if t.has("save_total_limit"):
-        t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
-    else:
-        t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
-    if t.has("save_only_model"):
-        t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
-    if t.has("ddp_timeout"):
-        minutes = round(t.take("ddp_timeout") / 60)
-        if minutes > 24 * 60:
-            t.changed(
-                "ddp_timeout",
-                "hardware.distributed_timeout_minutes",
-                24 * 60,
-                f"{t.source['ddp_timeout']} s (LLaMA-Factory's examples' 'never'): capped at one day, so a hung "
-                "process still ends the run",
-            )
-        else:
-            t.changed("ddp_timeout", "hardware.distributed_timeout_minutes", max(1, minutes), "seconds -> minutes")

@@ -47,6 +47,8 @@ class Options:
 
 
 DEFAULT_PROFILE = "a100-80gb"
+# the peers' chat template names with a shipped counterpart (others: the tokenizer's own, or a .jinja file)
+TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
 
 
 @dataclass
@@ -109,6 +111,26 @@ class Translation:
             self.mapped(key, fld, value)
         else:
             self.default(key, fld, value, why)
+
+    def defaulted(self, key: str, fld: str, default: Any, why: str) -> None:
+        """The source's value of `key`, or the peer's `default` for it."""
+        self.given_or_default(key, fld, self.take(key, default), why)
+
+    def begin(self, model_key: str) -> None:
+        """The recipe's head: version, name (the output file's), and the model the source names in `model_key`."""
+        model = self.take(model_key)
+        if not model:
+            raise ImportRefused(f"{model_key} is missing: {self.tool} configs name the model to fine-tune there")
+        self.put("version", 1)
+        self.put("name", self.options.name)
+        self.mapped(model_key, "model.name_or_path", self.model_path(model))
+        if self.take("trust_remote_code"):
+            self.mapped("trust_remote_code", "model.trust_remote_code", True, "honoured only with --trust-remote-code")
+
+    def model_path(self, value: str) -> str:
+        """A model or adapter name: a local folder (as the recipe writes it) or a Hub id."""
+        local = self.local_path(value)
+        return self.recipe_path(local) if local is not None else value
 
     def not_needed(self, key: str, why: str) -> None:
         self.row(key, NOT_NEEDED, "", self.source.get(key), why)
@@ -338,19 +360,9 @@ def write_recipe(t: Translation, source_file: Path) -> str:
     """The recipe's YAML text: a header naming the source, then the sections in the reading order of a recipe."""
     import yaml
 
-    order = (
-        "version",
-        "name",
-        "description",
-        "model",
-        "quantization",
-        "adapter",
-        "objective",
-        "datasets",
-        "training",
-        "hardware",
-        "output",
-    )
+    from schemas.recipe import Recipe
+
+    order = tuple(Recipe.model_fields)  # the schema's reading order
     body = {k: t.recipe[k] for k in order if k in t.recipe}
     body.update({k: v for k, v in t.recipe.items() if k not in body})
     dropped = len(t.dropped_rows)

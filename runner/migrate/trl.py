@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .axolotl import _defaulted, _model_path
-from .llamafactory import HF
+from .hfargs import output_arguments, precision_arguments, training_arguments
 from .translation import ImportRefused, Translation, data_source
 
 HARMLESS = {
@@ -45,16 +44,9 @@ DPO_KEYS = ("beta", "loss_type", "max_prompt_length", "ref_model_init_kwargs", "
 
 
 def translate(t: Translation) -> None:
-    model = t.take("model_name_or_path")
-    if not model:
-        raise ImportRefused("model_name_or_path is missing")
-    t.put("version", 1)
-    t.put("name", t.options.name)
-    t.mapped("model_name_or_path", "model.name_or_path", _model_path(t, model))
-    if t.has("model_revision") and t.source["model_revision"] != "main":
-        t.mapped("model_revision", "model.revision", t.take("model_revision"))
-    if t.take("trust_remote_code"):
-        t.mapped("trust_remote_code", "model.trust_remote_code", True, "honoured only with --trust-remote-code")
+    t.begin("model_name_or_path")
+    if t.take("model_revision") not in (None, "main"):
+        t.mapped("model_revision", "model.revision", t.source["model_revision"])
     _objective(t)
     _precision(t)
     if t.has("attn_implementation"):
@@ -69,15 +61,8 @@ def translate(t: Translation) -> None:
     _datasets(t)
     _training(t, world)
     t.deepspeed("deepspeed")
-    if t.has("output_dir"):
-        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
-    report = t.take("report_to")
-    reporters = [r for r in ([report] if isinstance(report, str) else report or []) if r not in ("none", "all")]
-    if reporters:
-        t.mapped("report_to", "output.report_to", reporters)
-    if t.has("run_name"):
-        t.mapped("run_name", "output.run_name", t.take("run_name"))
-    t.finish({k: v for k, v in HARMLESS.items() if v})
+    output_arguments(t)
+    t.finish(HARMLESS)
 
 
 def _objective(t: Translation) -> None:
@@ -92,7 +77,7 @@ def _objective(t: Translation) -> None:
         t.warnings.append(f"the TRL command was not given: imported as `{kind}` ({why}); pass --objective if wrong")
     t.put("objective.kind", kind)
     if kind == "dpo":
-        _defaulted(t, "beta", "objective.beta", 0.1, "DPOConfig's default")
+        t.defaulted("beta", "objective.beta", 0.1, "DPOConfig's default")
         loss = t.take("loss_type", ["sigmoid"])
         t.given_or_default(
             "loss_type", "objective.loss", [loss] if isinstance(loss, str) else list(loss), "DPOConfig's"
@@ -108,12 +93,12 @@ def _objective(t: Translation) -> None:
             )
         t.take("max_prompt_length")
     elif kind in ("orpo", "kto"):
-        _defaulted(t, "beta", "objective.beta", 0.1, f"{kind.upper()}Config's default")
+        t.defaulted("beta", "objective.beta", 0.1, f"{kind.upper()}Config's default")
     elif kind in ("simpo", "cpo"):
-        _defaulted(t, "beta", "objective.beta", 0.1, "CPOConfig's default")
-        _defaulted(t, "cpo_alpha", "objective.cpo_alpha", 1.0, "CPOConfig's default")
+        t.defaulted("beta", "objective.beta", 0.1, "CPOConfig's default")
+        t.defaulted("cpo_alpha", "objective.cpo_alpha", 1.0, "CPOConfig's default")
         if kind == "simpo":
-            _defaulted(t, "simpo_gamma", "objective.gamma", 0.5, "CPOConfig's default")
+            t.defaulted("simpo_gamma", "objective.gamma", 0.5, "CPOConfig's default")
         t.take("loss_type")
     elif kind == "sft":
         on = t.take("assistant_only_loss", False)
@@ -135,18 +120,9 @@ def _objective(t: Translation) -> None:
 def _precision(t: Translation) -> None:
     dtype_key = "dtype" if t.has("dtype") else "torch_dtype"
     dtype = t.take("dtype") or t.take("torch_dtype")
-    if t.take("bf16"):
-        t.mapped("bf16", "model.dtype", "bfloat16")
-    elif t.take("fp16"):
-        t.mapped("fp16", "model.dtype", "float16")
-    else:
-        t.default("bf16", "model.dtype", "float32", "neither bf16 nor fp16: transformers trains in float32")
+    precision_arguments(t)
     if dtype:
         t.not_needed(dtype_key, f"`{dtype}`: the load dtype follows the training precision (the plan shows it)")
-    if t.has("tf32"):
-        t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
-    else:
-        t.default("tf32", "training.tf32", False, "transformers leaves TF32 off unless asked")
 
 
 def _adapter(t: Translation) -> None:
@@ -162,9 +138,9 @@ def _adapter(t: Translation) -> None:
         return
     dora = t.take("use_dora", False)
     t.mapped("use_peft", "adapter.kind", "dora" if dora else "lora")
-    _defaulted(t, "lora_r", "adapter.r", 16, "ModelConfig's default")
-    _defaulted(t, "lora_alpha", "adapter.alpha", 32, "ModelConfig's default")
-    _defaulted(t, "lora_dropout", "adapter.dropout", 0.05, "ModelConfig's default")
+    t.defaulted("lora_r", "adapter.r", 16, "ModelConfig's default")
+    t.defaulted("lora_alpha", "adapter.alpha", 32, "ModelConfig's default")
+    t.defaulted("lora_dropout", "adapter.dropout", 0.05, "ModelConfig's default")
     target = t.take("lora_target_modules")
     if target == "all-linear":
         t.mapped("lora_target_modules", "adapter.target_modules", "all-linear")
@@ -183,7 +159,7 @@ def _adapter(t: Translation) -> None:
         t.mapped("use_rslora", "adapter.rslora", True)
     if t.take("load_in_4bit"):
         t.mapped("load_in_4bit", "quantization.method", "bnb-4bit")
-        _defaulted(t, "bnb_4bit_quant_type", "quantization.quant_type", "nf4", "ModelConfig's default")
+        t.defaulted("bnb_4bit_quant_type", "quantization.quant_type", "nf4", "ModelConfig's default")
         nested = t.take("use_bnb_nested_quant", False)
         t.given_or_default(
             "use_bnb_nested_quant", "quantization.double_quant", bool(nested), "ModelConfig's default: off"
@@ -277,55 +253,9 @@ def _mixture_entry(t: Translation, where: str, name: str, config: Any, split: st
 
 
 def _training(t: Translation, world: int) -> None:
-    micro = t.take("per_device_train_batch_size", HF["per_device_train_batch_size"])
-    accumulation = t.take("gradient_accumulation_steps", HF["gradient_accumulation_steps"])
-    t.batch("per_device_train_batch_size", micro, "gradient_accumulation_steps", accumulation, world)
-    _defaulted(t, "learning_rate", "training.learning_rate", HF["learning_rate"], "transformers' default")
-    t.put("training.learning_rate", float(t.get("training.learning_rate")))
-    _defaulted(t, "num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
-    if (t.take("max_steps") or -1) > 0:
-        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
-    _defaulted(t, "lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
-    if t.has("lr_scheduler_kwargs"):
-        t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
-    if t.has("warmup_steps") and t.source["warmup_steps"]:
-        t.mapped("warmup_steps", "training.warmup_steps", t.take("warmup_steps"))
-    elif t.has("warmup_ratio"):
-        t.mapped("warmup_ratio", "training.warmup_ratio", t.take("warmup_ratio"))
-    t.take("warmup_steps")
-    _defaulted(t, "optim", "training.optimizer", HF["optim"], "transformers' default with torch >= 2.8")
-    _defaulted(t, "weight_decay", "training.weight_decay", HF["weight_decay"], "transformers' default")
-    _defaulted(t, "max_grad_norm", "training.max_grad_norm", HF["max_grad_norm"], "transformers' default")
+    training_arguments(t, world)
     key = "max_length" if t.has("max_length") or not t.has("max_seq_length") else "max_seq_length"
-    _defaulted(t, key, "training.max_length", 1024, "TRL's default")
+    t.defaulted(key, "training.max_length", 1024, "TRL's default")
     t.take("max_seq_length")
     if t.has("packing"):
         t.mapped("packing", "training.packing", bool(t.take("packing")))
-    if t.has("gradient_checkpointing"):
-        t.mapped("gradient_checkpointing", "training.gradient_checkpointing", bool(t.take("gradient_checkpointing")))
-    _defaulted(t, "seed", "training.seed", HF["seed"], "transformers' default")
-    _defaulted(t, "logging_steps", "training.logging_every", HF["logging_steps"], "transformers' default")
-    for what in ("eval", "save"):
-        strategy = t.take(f"{what}_strategy", "steps" if what == "save" else "no")
-        steps = t.take(f"{what}_steps", 500)
-        if what == "eval" and strategy != "no" and not t.evaluates():
-            t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
-        elif strategy == "steps":
-            t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
-        elif strategy == "epoch":
-            t.mapped(f"{what}_strategy", f"training.{what}s_per_epoch", 1)
-        elif strategy == "no" and what == "save":
-            t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
-    if t.has("save_total_limit"):
-        t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
-    else:
-        t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
-    if t.has("save_only_model"):
-        t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
-    if t.has("ddp_timeout"):
-        t.changed(
-            "ddp_timeout",
-            "hardware.distributed_timeout_minutes",
-            min(24 * 60, max(1, round(t.take("ddp_timeout") / 60))),
-            "seconds -> minutes",
-        )

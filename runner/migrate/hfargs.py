@@ -1,0 +1,112 @@
+"""transformers' TrainingArguments keys, which LLaMA-Factory and TRL configs both use verbatim, with transformers'
+defaults for the ones they leave out."""
+
+from __future__ import annotations
+
+from .translation import Translation
+
+# transformers' TrainingArguments defaults (LLaMA-Factory keeps them; TRL's config classes inherit them)
+HF = {
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3.0,
+    "lr_scheduler_type": "linear",
+    "weight_decay": 0.0,
+    "max_grad_norm": 1.0,
+    "optim": "adamw_torch_fused",
+    "seed": 42,
+    "logging_steps": 500,
+    "per_device_train_batch_size": 8,
+    "gradient_accumulation_steps": 1,
+}
+DAY = 24 * 60
+
+
+def training_arguments(t: Translation, world: int) -> None:
+    """Batch arithmetic, schedule, optimizer, logging, evaluation and checkpoint keys of TrainingArguments."""
+    micro = t.take("per_device_train_batch_size", HF["per_device_train_batch_size"])
+    accumulation = t.take("gradient_accumulation_steps", HF["gradient_accumulation_steps"])
+    t.batch("per_device_train_batch_size", micro, "gradient_accumulation_steps", accumulation, world)
+    t.defaulted("learning_rate", "training.learning_rate", HF["learning_rate"], "transformers' default")
+    t.put("training.learning_rate", float(t.get("training.learning_rate")))
+    t.defaulted("num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
+    if (t.take("max_steps") or -1) > 0:
+        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
+    t.defaulted("lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
+    if t.has("lr_scheduler_kwargs"):
+        t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
+    if t.has("warmup_steps") and t.source["warmup_steps"]:
+        t.mapped("warmup_steps", "training.warmup_steps", t.take("warmup_steps"))
+    elif t.has("warmup_ratio"):
+        t.mapped("warmup_ratio", "training.warmup_ratio", t.take("warmup_ratio"))
+    t.take("warmup_steps")
+    t.defaulted("optim", "training.optimizer", HF["optim"], "transformers' default with torch >= 2.8")
+    t.defaulted("weight_decay", "training.weight_decay", HF["weight_decay"], "transformers' default")
+    t.defaulted("max_grad_norm", "training.max_grad_norm", HF["max_grad_norm"], "transformers' default")
+    if t.has("gradient_checkpointing"):
+        t.mapped("gradient_checkpointing", "training.gradient_checkpointing", bool(t.take("gradient_checkpointing")))
+    t.defaulted("seed", "training.seed", HF["seed"], "transformers' default")
+    t.defaulted("logging_steps", "training.logging_every", HF["logging_steps"], "transformers' default")
+    for what in ("eval", "save"):
+        strategy = t.take(f"{what}_strategy", "steps" if what == "save" else "no")
+        steps = t.take(f"{what}_steps", 500)
+        if what == "eval" and strategy != "no" and not t.evaluates():
+            t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
+        elif strategy == "steps":
+            t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
+        elif strategy == "epoch":
+            t.mapped(f"{what}_strategy", f"training.{what}s_per_epoch", 1)
+        elif strategy == "no" and what == "eval" and t.evaluates():
+            t.changed(
+                "eval_strategy" if t.has("eval_strategy") else "eval_strategy (unset)",
+                "",
+                None,
+                "transformers never evaluates by default; with eval data the recipe evaluates each epoch",
+            )
+        elif strategy == "no" and what == "save":
+            t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
+    if t.has("save_total_limit"):
+        t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
+    else:
+        t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
+    if t.has("save_only_model"):
+        t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
+    if t.has("ddp_timeout"):
+        minutes = round(t.take("ddp_timeout") / 60)
+        if minutes > DAY:
+            t.changed(
+                "ddp_timeout",
+                "hardware.distributed_timeout_minutes",
+                DAY,
+                f"{t.source['ddp_timeout']} s (in effect never): capped at one day, so a hung process still ends "
+                "the run",
+            )
+        else:
+            t.changed("ddp_timeout", "hardware.distributed_timeout_minutes", max(1, minutes), "seconds -> minutes")
+
+
+def precision_arguments(t: Translation) -> None:
+    """bf16 / fp16 (mixed precision; neither is float32) and tf32."""
+    if t.take("bf16"):
+        t.mapped("bf16", "model.dtype", "bfloat16")
+    elif t.take("fp16"):
+        t.mapped("fp16", "model.dtype", "float16")
+    else:
+        t.default("bf16", "model.dtype", "float32", "neither bf16 nor fp16: transformers trains in float32")
+    if t.has("tf32"):
+        t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
+    else:
+        t.default("tf32", "training.tf32", False, "transformers leaves TF32 off unless asked")
+
+
+def output_arguments(t: Translation) -> None:
+    """output_dir, report_to (`none` and `all` are the recipe's default: no tracker) and run_name."""
+    if t.has("output_dir"):
+        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
+    report = t.take("report_to")
+    reporters = [r for r in ([report] if isinstance(report, str) else report or []) if r not in ("none", "all")]
+    if reporters:
+        t.mapped("report_to", "output.report_to", reporters)
+    elif report is not None:
+        t.not_needed("report_to", f"{report}: no tracker named")
+    if t.has("run_name"):
+        t.mapped("run_name", "output.run_name", t.take("run_name"))
