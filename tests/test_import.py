@@ -258,6 +258,27 @@ def test_imported_recipe_validates_plans_and_trains_what_the_source_would(fixtur
     assert not missing, missing
 
 
+# What each fixture loses, and nothing else: a key the recipe carries is never reported dropped.
+DROPPED = {
+    "axolotl/dpo.yml": {
+        "deepspeed: zero_optimization.overlap_comm",
+        "deepspeed: zero_optimization.contiguous_gradients",
+        "early_stopping_patience",
+    },
+    "trl/sft_qlora.yaml": {"dataset_mixture.test_split_size", "eval_strategy"},
+    "trl/dpo_full.yaml": {"max_prompt_length"},
+}
+
+
+@pytest.mark.parametrize("fixture", sorted(CASES))
+def test_only_what_has_no_counterpart_is_dropped(fixture, cli, tmp_path):
+    code, stdout, _ = run_import(cli, fixture, tmp_path / "r.yaml", "--json")
+    assert code == 0
+    rows = json.loads(stdout)["rows"]
+    assert {r["key"] for r in rows if r["status"] == "dropped"} == DROPPED.get(fixture, set())
+    assert all(r["status"] in ("mapped", "changed", "default", "not needed", "dropped") for r in rows)
+
+
 def test_every_source_key_has_a_row_with_a_status(cli, tmp_path):
     code, stdout, _ = run_import(cli, "axolotl/dpo.yml", tmp_path / "r.yaml", "--json")
     assert code == 0
@@ -276,7 +297,7 @@ def test_strict_refuses_when_a_key_is_dropped_and_writes_nothing(cli, tmp_path):
     out = tmp_path / "r.yaml"
     code, _, stderr = run_import(cli, "axolotl/dpo.yml", out, "--strict")
     assert code == 1 and not out.exists()
-    assert "--strict: 4 source key(s) dropped" in stderr and "early_stopping_patience" in stderr
+    assert "--strict: 3 source key(s) dropped" in stderr and "early_stopping_patience" in stderr
     code, _, _ = run_import(cli, "axolotl/qlora.yml", out, "--strict")
     assert code == 0 and out.exists()
 
@@ -335,6 +356,37 @@ def test_hub_dataset_entry_and_the_columns_trap(cli, tmp_path, write):
         5000,
     )
     assert qa.format == "alpaca" and qa.columns == {"instruction": "question", "output": "answer"}
+    code, stdout, _ = cli(
+        "import", config, "--from", "llama-factory", "-o", tmp_path / "s.yaml", "--dataset-info", info, "--json"
+    )
+    [row] = [r for r in json.loads(stdout)["rows"] if r["key"] == "dataset_info[qa_demo].columns"]
+    assert row["status"] == "changed" and "reads no input" in row["note"]
+
+
+def test_pretraining_reads_the_prompt_column_as_text(cli, tmp_path, write):
+    info = FIX / "llama-factory/data/dataset_info.json"
+    config = write("pt.yaml", "model_name_or_path: m\nstage: pt\ndataset: notes_pt\nlearning_rate: 1.0e-5\n")
+    code, _, stderr = cli(
+        "import", config, "--from", "llama-factory", "-o", tmp_path / "r.yaml", "--dataset-info", info
+    )
+    assert code == 0, stderr
+    recipe = load(tmp_path / "r.yaml").recipe
+    [notes] = recipe.datasets.train
+    assert (recipe.objective.kind, notes.format, notes.columns) == ("pretrain", "text", {"text": "content"})
+    assert recipe.training.packing is True  # LLaMA-Factory packs pretraining by default
+
+
+def test_trl_objective_is_inferred_from_its_config_class_keys_and_said(cli, tmp_path, write):
+    data = FIX / "data/pairs.jsonl"
+    config = write("kto.yaml", f"model_name_or_path: m\ndataset_name: {data}\ndesirable_weight: 1.5\n")
+    code, _, stderr = cli("import", config, "--from", "trl", "-o", tmp_path / "r.yaml")
+    assert code == 0, stderr
+    assert "imported as `kto` (keys of its config class (desirable_weight))" in stderr
+    recipe = load(tmp_path / "r.yaml").recipe
+    assert recipe.objective.desirable_weight == 1.5 and recipe.objective.undesirable_weight == 1.0
+    assert recipe.datasets.train[0].format == "preference"  # read from the file's first row
+    code, _, stderr = cli("import", config, "--from", "trl", "-o", tmp_path / "s.yaml", "--objective", "grpo")
+    assert code == 1 and "online RL needs reward sources" in stderr
 
 
 def test_deepspeed_file_named_but_missing_must_be_a_shipped_one(cli, tmp_path, write):

@@ -38,10 +38,14 @@ RL_KINDS = {"dpo": "dpo", "ipo": "dpo", "orpo": "orpo", "kto": "kto", "simpo": "
 def translate(t: Translation) -> None:
     t.begin("base_model")
     model = t.source["base_model"]
-    if t.take("tokenizer_config") not in (None, model):
-        t.mapped("tokenizer_config", "model.tokenizer", t.model_path(t.source["tokenizer_config"]))
-    if t.take("base_model_config") not in (None, model):
-        t.dropped("base_model_config", "a recipe loads the model's config from beside its weights")
+    for key in ("tokenizer_config", "base_model_config"):
+        value = t.take(key)
+        if value == model:
+            t.not_needed(key, "the same as base_model")
+        elif value is not None and key == "tokenizer_config":
+            t.mapped(key, "model.tokenizer", t.model_path(value))
+        elif value is not None:
+            t.dropped(key, "a recipe loads the model's config from beside its weights")
     if t.take("revision_of_model"):
         t.mapped("revision_of_model", "model.revision", t.source["revision_of_model"])
     _precision(t)
@@ -53,8 +57,11 @@ def translate(t: Translation) -> None:
     _datasets(t)
     _training(t, world)
     t.deepspeed("deepspeed")
-    if t.take("fsdp") or t.take("fsdp_config"):
-        t.changed("fsdp", "hardware.zero", 3, "FSDP full sharding is ZeRO-3's sharding; the recipe runs DeepSpeed")
+    if t.take("fsdp") is not None or t.take("fsdp_config") is not None:
+        key = "fsdp" if t.has("fsdp") else "fsdp_config"
+        t.changed(key, "hardware.zero", 3, "FSDP full sharding is ZeRO-3's sharding; the recipe runs DeepSpeed")
+        if key == "fsdp" and t.has("fsdp_config"):
+            t.dropped("fsdp_config", "FSDP's own settings; the plan writes the DeepSpeed file")
     _output(t)
     t.finish(HARMLESS)
 
@@ -215,9 +222,15 @@ def _objective(t: Translation) -> None:
     beta_key = "rl_beta" if t.has("rl_beta") else "dpo_beta"
     beta = t.take("rl_beta") if t.has("rl_beta") else t.take("dpo_beta")
     t.take("dpo_beta")
-    if kind == "orpo":
-        alpha = t.take("orpo_alpha", beta if beta is not None else 0.1)
-        t.given_or_default("orpo_alpha", "objective.beta", alpha, "TRL's default 0.1")
+    if kind == "orpo":  # Axolotl passes orpo_alpha as ORPO's beta, else rl_beta, else TRL's 0.1
+        if t.has("orpo_alpha"):
+            t.mapped("orpo_alpha", "objective.beta", t.take("orpo_alpha"))
+            if beta is not None:
+                t.not_needed(beta_key, "orpo_alpha is ORPO's weight")
+        elif beta is not None:
+            t.mapped(beta_key, "objective.beta", beta, "ORPO's weight λ")
+        else:
+            t.default("orpo_alpha", "objective.beta", 0.1, "TRL's default 0.1")
         return
     if beta is not None:
         t.mapped(beta_key, "objective.beta", beta)
@@ -284,6 +297,8 @@ def _datasets(t: Translation) -> None:
             )
         else:
             t.mapped("val_set_size", "datasets.eval_fraction", val)
+    elif val:
+        t.not_needed("val_set_size", "test_datasets are the eval data")
     elif t.has("val_set_size"):
         t.not_needed("val_set_size", "0: no held-out rows")
     if t.has("dataset_processes") or t.has("dataset_num_proc"):
@@ -474,7 +489,8 @@ def _training(t: Translation, world: int) -> None:
                 "false: only completions (and assistant turns) train, the recipe's `auto`",
             )
     elif t.has("train_on_inputs"):
-        t.not_needed("train_on_inputs", "preference objectives never train the prompt")
+        why = "raw text trains on every token" if t.get("objective.kind") == "pretrain" else "prompts never train here"
+        t.not_needed("train_on_inputs", why)
     if t.has("neftune_noise_alpha") or t.has("noisy_embedding_alpha"):
         key = "neftune_noise_alpha" if t.has("neftune_noise_alpha") else "noisy_embedding_alpha"
         if t.get("objective.kind") == "sft":
@@ -494,13 +510,15 @@ def _training(t: Translation, world: int) -> None:
             10,
             "Axolotl logs every 0.5% of the steps, at most 10: the recipe's 10",
         )
-    if t.has("ddp_timeout"):
-        t.changed(
-            "ddp_timeout",
-            "hardware.distributed_timeout_minutes",
-            max(1, round(t.take("ddp_timeout") / 60)),
-            "seconds -> minutes",
-        )
+    t.timeout("ddp_timeout")
+    plugins = t.take("plugins") or []
+    if any("liger" in str(p).lower() for p in plugins):
+        t.mapped("plugins", "training.kernels", "liger", "Liger's kernels, applied through TRL's use_liger_kernel")
+        for key in [k for k in t.source if k.startswith("liger_")]:
+            t.take(key)
+            t.not_needed(key, "the plan applies Liger's kernels for the model type as a whole")
+    elif plugins:
+        t.dropped("plugins", "Axolotl plugins run Axolotl's own code; a recipe has none")
     if t.has("save_only_model"):
         t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
 

@@ -18,7 +18,6 @@ HF = {
     "per_device_train_batch_size": 8,
     "gradient_accumulation_steps": 1,
 }
-DAY = 24 * 60
 
 
 def training_arguments(t: Translation, world: int) -> None:
@@ -31,6 +30,8 @@ def training_arguments(t: Translation, world: int) -> None:
     t.defaulted("num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
     if (t.take("max_steps") or -1) > 0:
         t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
+    elif t.has("max_steps"):
+        t.not_needed("max_steps", f"{t.source['max_steps']}: the run length is the epochs")
     t.defaulted("lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
     if t.has("lr_scheduler_kwargs"):
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
@@ -53,6 +54,8 @@ def training_arguments(t: Translation, world: int) -> None:
             t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
         elif strategy == "steps":
             t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
+            if t.has(f"{what}_strategy"):
+                t.not_needed(f"{what}_strategy", f"steps: training.{what}_every says it")
         elif strategy == "epoch":
             t.mapped(f"{what}_strategy", f"training.{what}s_per_epoch", 1)
         elif strategy == "no" and what == "eval" and t.evaluates():
@@ -70,18 +73,7 @@ def training_arguments(t: Translation, world: int) -> None:
         t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
     if t.has("save_only_model"):
         t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
-    if t.has("ddp_timeout"):
-        minutes = round(t.take("ddp_timeout") / 60)
-        if minutes > DAY:
-            t.changed(
-                "ddp_timeout",
-                "hardware.distributed_timeout_minutes",
-                DAY,
-                f"{t.source['ddp_timeout']} s (in effect never): capped at one day, so a hung process still ends "
-                "the run",
-            )
-        else:
-            t.changed("ddp_timeout", "hardware.distributed_timeout_minutes", max(1, minutes), "seconds -> minutes")
+    t.timeout("ddp_timeout")
 
 
 def precision_arguments(t: Translation) -> None:

@@ -117,6 +117,8 @@ def _adapter(t: Translation) -> None:
             [s.strip() for s in str(t.take("additional_target")).split(",")],
         )
     bits = t.take("quantization_bit")
+    if t.has("quantization_method") and t.source["quantization_method"] == "bnb":
+        t.not_needed("quantization_method", "bnb: bitsandbytes is how a recipe quantizes")
     if bits:
         method = t.take("quantization_method", "bnb")
         if method != "bnb":
@@ -140,7 +142,9 @@ def _objective(t: Translation) -> None:
     ftx = t.take("pref_ftx", 0.0)
     if stage == "dpo" and loss in ("orpo", "simpo"):
         kind = loss
-    t.given_or_default("stage", "objective.kind", kind, f"pref_loss `{loss}`" if kind in ("orpo", "simpo") else "")
+    t.given_or_default("stage", "objective.kind", kind, "")
+    if kind in ("orpo", "simpo"):
+        t.mapped("pref_loss", "objective.kind", kind, "LLaMA-Factory runs ORPO and SimPO as losses of its DPO stage")
     if kind == "dpo":
         if loss not in ("sigmoid", "hinge", "ipo"):
             raise ImportRefused(f"pref_loss: `{loss}` is not a DPO loss of TRL")
@@ -155,9 +159,9 @@ def _objective(t: Translation) -> None:
         if t.has("dpo_label_smoothing"):
             t.mapped("dpo_label_smoothing", "objective.label_smoothing", t.take("dpo_label_smoothing"))
     elif kind == "orpo":
-        t.mapped("pref_beta", "objective.beta", beta, "LLaMA-Factory's ORPO weight λ")
+        t.given_or_default("pref_beta", "objective.beta", beta, "LLaMA-Factory's default 0.1, ORPO's weight λ")
     elif kind == "simpo":
-        t.mapped("pref_beta", "objective.beta", beta)
+        t.given_or_default("pref_beta", "objective.beta", beta, "LLaMA-Factory's default 0.1")
         t.defaulted("simpo_gamma", "objective.gamma", 0.5, "LLaMA-Factory's default 0.5")
         t.given_or_default("pref_ftx", "objective.cpo_alpha", float(ftx), "LLaMA-Factory's SFT term weight (0)")
     elif kind == "kto":
@@ -209,6 +213,11 @@ def _datasets(t: Translation) -> None:
     if not names:
         raise ImportRefused("dataset is missing: nothing to train on")
     info, folder = _dataset_info(t)
+    t.row(
+        "dataset", "mapped", "datasets.train", names, "one source per name, described by dataset_info.json (rows below)"
+    )
+    if t.has("dataset_dir"):
+        t.not_needed("dataset_dir", "where dataset_info.json was read; data paths are written relative to the recipe")
     limit = t.take("max_samples")
     train = [_dataset(t, info, folder, name, limit) for name in names]
     t.put("datasets.train", train)
@@ -276,8 +285,20 @@ def _dataset(t: Translation, info: dict, folder: Path, name: str, limit: Optiona
             f"{where}: KTO rows (kto_tag) are a conversation and a label; convert them to "
             "`prompt`, `completion`, `label` columns (format unpaired-preference)"
         )
-    if formatting == "alpaca":
+    if formatting == "alpaca" and t.get("objective.kind") == "pretrain":  # pretraining reads the prompt column as text
+        text = column("prompt", "instruction")
+        fmt, cols = "text", ({"text": text} if text != "text" else {})
+    elif formatting == "alpaca":
         mapping = {"instruction": column("prompt", "instruction"), "input": column("query", "input")}
+        if columns is not None and not columns.get("query"):
+            t.row(
+                f"{where}.columns",
+                "changed",
+                "datasets.*.columns",
+                columns,
+                "`query` is not listed, so LLaMA-Factory reads no input; the recipe's alpaca preset reads an `input` "
+                "column when the file has one",
+            )
         if ranking:
             fmt = "alpaca-preference"
             mapping.update(chosen=column("chosen", None), rejected=column("rejected", None))
@@ -337,6 +358,8 @@ def _training(t: Translation, world: int) -> None:
     t.given_or_default("packing", "training.packing", bool(packing), "LLaMA-Factory packs pretraining only, by default")
     if t.take("neat_packing"):
         t.mapped("neat_packing", "training.packing", True, "documents never attend across: what packing does here")
+    if t.take("enable_liger_kernel"):
+        t.mapped("enable_liger_kernel", "training.kernels", "liger")
     if t.has("disable_gradient_checkpointing"):
         t.mapped(
             "disable_gradient_checkpointing",

@@ -47,6 +47,7 @@ class Options:
 
 
 DEFAULT_PROFILE = "a100-80gb"
+DAY_MINUTES = 24 * 60
 # the peers' chat template names with a shipped counterpart (others: the tokenizer's own, or a .jinja file)
 TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
 
@@ -169,12 +170,12 @@ class Translation:
             reported = any(r.key == key or r.key.startswith((f"{key} ", f"{key}.", f"{key}:")) for r in self.rows)
             if reported:
                 continue
-            if key in self._read and value not in (None, "", [], {}, False):
+            if key in self._read and value not in (None, "", [], {}) and value is not False and value != 0:
                 self.row(key, DROPPED, "", value, "read but not carried into the recipe")
             elif value is None or value == "" or value == [] or value == {}:
                 self.row(key, NOT_NEEDED, "", value, "empty: the same as leaving it out")
-            elif value is False and key in self._read:
-                self.row(key, NOT_NEEDED, "", value, "false: off, as when left out")
+            elif (value is False or value == 0) and key in self._read:
+                self.row(key, NOT_NEEDED, "", value, f"{value}: off, as when left out")
             elif key in handled_elsewhere:
                 self.row(key, NOT_NEEDED, "", value, handled_elsewhere[key])
             else:
@@ -200,7 +201,7 @@ class Translation:
         """`path` as the recipe should write it: relative to the recipe's folder."""
         return os.path.relpath(path, self.options.recipe_dir.resolve())
 
-    def hardware(self, zero_and_offload: Optional[tuple[Any, Any]] = None) -> int:
+    def hardware(self) -> int:
         """The hardware section from the options (defaulted loudly); returns the world size."""
         o = self.options
         if o.hardware:
@@ -231,6 +232,18 @@ class Translation:
             f"{micro} per process × {accumulation} accumulation steps × {world} process(es): the recipe states the "
             "global batch, and the plan derives the accumulation from it",
         )
+
+    def timeout(self, key: str) -> None:
+        """A distributed timeout in seconds -> hardware.distributed_timeout_minutes (at most a day)."""
+        if not self.has(key):
+            return
+        seconds = self.take(key)
+        minutes = max(1, round(seconds / 60))
+        if minutes > DAY_MINUTES:
+            why = f"{seconds} s (in effect never): capped at one day, so a hung process still ends the run"
+            self.changed(key, "hardware.distributed_timeout_minutes", DAY_MINUTES, why)
+        else:
+            self.changed(key, "hardware.distributed_timeout_minutes", minutes, "seconds -> minutes")
 
     def deepspeed(self, key: str) -> None:
         """A DeepSpeed JSON named by path: its ZeRO stage and offload become `hardware`; every other key is
@@ -275,6 +288,8 @@ class Translation:
                 why = "the plan writes precision and batch sizes from the recipe"
             elif name in ("gradient_accumulation_steps", "gradient_clipping", "zero_allow_untested_optimizer"):
                 why = "the plan writes it from the recipe's training section"
+            elif name.split(".")[0] in DEEPSPEED_LOGGING:
+                why = "DeepSpeed's own logging and profiling, not training"
             else:
                 self.row(f"{key}: {name}", DROPPED, "", item, "DeepSpeed tuning the plan does not carry over")
                 continue
@@ -298,6 +313,17 @@ class Translation:
         )
         self.put("hardware.offload", offload)
 
+
+DEEPSPEED_LOGGING = (
+    "wall_clock_breakdown",
+    "steps_per_print",
+    "dump_state",
+    "flops_profiler",
+    "tensorboard",
+    "comms_logger",
+    "csv_monitor",
+    "wandb",
+)
 
 # DeepSpeed files shipped in Axolotl's deepspeed_configs/ and LLaMA-Factory's examples/deepspeed/: (stage, offload).
 SHIPPED_DEEPSPEED = {

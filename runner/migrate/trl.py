@@ -47,8 +47,12 @@ def translate(t: Translation) -> None:
     t.begin("model_name_or_path")
     if t.take("model_revision") not in (None, "main"):
         t.mapped("model_revision", "model.revision", t.source["model_revision"])
+    elif t.has("model_revision"):
+        t.not_needed("model_revision", "main: the default branch")
     _objective(t)
     _precision(t)
+    if t.take("use_liger_kernel"):
+        t.mapped("use_liger_kernel", "training.kernels", "liger")
     if t.has("attn_implementation"):
         impl = t.take("attn_implementation")
         t.mapped(
@@ -70,9 +74,7 @@ def _objective(t: Translation) -> None:
     if kind:
         t.row("--objective", "mapped", "objective.kind", kind, "the TRL command the config is for")
     else:
-        dpo_keys = [k for k in DPO_KEYS if t.has(k)]
-        kind = "dpo" if dpo_keys else "sft"
-        why = f"keys of DPOConfig ({', '.join(dpo_keys)})" if dpo_keys else "no preference keys"
+        kind, why = _infer_objective(t)
         t.row("(TRL command)", "default", "objective.kind", kind, f"inferred from {why}; pass --objective to say")
         t.warnings.append(f"the TRL command was not given: imported as `{kind}` ({why}); pass --objective if wrong")
     t.put("objective.kind", kind)
@@ -94,12 +96,20 @@ def _objective(t: Translation) -> None:
         t.take("max_prompt_length")
     elif kind in ("orpo", "kto"):
         t.defaulted("beta", "objective.beta", 0.1, f"{kind.upper()}Config's default")
+        if kind == "kto":
+            for key in ("desirable_weight", "undesirable_weight"):
+                t.defaulted(key, f"objective.{key}", 1.0, "KTOConfig's default")
     elif kind in ("simpo", "cpo"):
         t.defaulted("beta", "objective.beta", 0.1, "CPOConfig's default")
         t.defaulted("cpo_alpha", "objective.cpo_alpha", 1.0, "CPOConfig's default")
         if kind == "simpo":
             t.defaulted("simpo_gamma", "objective.gamma", 0.5, "CPOConfig's default")
-        t.take("loss_type")
+            if t.has("loss_type"):
+                t.not_needed("loss_type", "`simpo`: the objective's loss")
+        else:
+            t.defaulted("loss_type", "objective.loss", "sigmoid", "CPOConfig's default")
+            if t.has("label_smoothing"):
+                t.mapped("label_smoothing", "objective.label_smoothing", t.take("label_smoothing"))
     elif kind == "sft":
         on = t.take("assistant_only_loss", False)
         t.given_or_default(
@@ -113,8 +123,24 @@ def _objective(t: Translation) -> None:
             t.mapped("completion_only_loss", "objective.completion_only_loss", bool(completion))
         if t.has("neftune_noise_alpha"):
             t.mapped("neftune_noise_alpha", "objective.neftune_noise_alpha", t.take("neftune_noise_alpha"))
-    elif kind not in ("reward",):
+    elif kind in ("grpo", "rloo"):
         raise ImportRefused(f"--objective {kind}: online RL needs reward sources; write that recipe by hand")
+
+
+def _infer_objective(t: Translation) -> tuple[str, str]:
+    """The trainer a TRL config is for, from keys only its config class has (said loudly: it is a guess)."""
+    for kind, keys in (
+        ("kto", ("desirable_weight", "undesirable_weight")),
+        ("simpo", ("simpo_gamma",)),
+        ("cpo", ("cpo_alpha",)),
+        ("dpo", DPO_KEYS),
+    ):
+        found = [k for k in keys if t.has(k)]
+        if kind == "simpo" and t.source.get("loss_type") == "simpo":
+            found.append("loss_type: simpo")
+        if found:
+            return kind, f"keys of its config class ({', '.join(found)})"
+    return "sft", "no preference keys"
 
 
 def _precision(t: Translation) -> None:
@@ -168,17 +194,51 @@ def _adapter(t: Translation) -> None:
         t.mapped("load_in_8bit", "quantization.method", "bnb-8bit")
 
 
+# a local file's first row's columns -> TRL's standard format they make
+COLUMN_FORMATS = (
+    ({"prompt", "chosen", "rejected"}, "preference"),
+    ({"chosen", "rejected"}, "preference"),
+    ({"prompt", "completion", "label"}, "unpaired-preference"),
+    ({"prompt", "completion"}, "prompt-completion"),
+    ({"messages"}, "messages"),
+    ({"text"}, "text"),
+    ({"prompt"}, "prompt-only"),
+)
+
+
 def _format(t: Translation, dataset: str) -> str:
     if t.options.dataset_format:
         return t.options.dataset_format
     if dataset in KNOWN_DATASETS:
         return KNOWN_DATASETS[dataset]
+    columns = _first_row_columns(t, dataset)
+    for needed, fmt in COLUMN_FORMATS:
+        if columns is not None and needed <= columns:
+            t.row(f"({dataset} columns)", "default", "datasets format", fmt, f"its first row has {sorted(needed)}")
+            return fmt
     fmt = DEFAULT_FORMAT.get(t.get("objective.kind"), "messages")
     t.warnings.append(
         f"the format of {dataset} is not known here: assumed `{fmt}` (TRL's standard columns); pass "
         "--dataset-format if it differs"
     )
     return fmt
+
+
+def _first_row_columns(t: Translation, dataset: str) -> "set[str] | None":
+    """The keys of a local JSON Lines (or JSON) file's first row, or None."""
+    import json
+
+    path = t.local_path(dataset)
+    if path is None or not path.is_file() or path.suffix not in (".jsonl", ".json"):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.readline() if path.suffix == ".jsonl" else f.read()
+        row = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    row = row[0] if isinstance(row, list) and row else row
+    return set(row) if isinstance(row, dict) else None
 
 
 def _datasets(t: Translation) -> None:
@@ -190,10 +250,16 @@ def _datasets(t: Translation) -> None:
         fmt = _format(t, name)
         split = t.take("dataset_train_split", "train")
         train.append({"source": source, "split": split, "format": fmt})
-        t.mapped("dataset_name", "datasets.train", source, f"format {fmt}")
+        t.row("dataset_name", "mapped", "datasets.train.0.source", source, f"format {fmt}")
+        if t.has("dataset_config"):
+            t.row("dataset_config", "mapped", "datasets.train.0.source", source, "the Hub dataset's configuration")
+        if t.has("dataset_train_split"):
+            t.row("dataset_train_split", "mapped", "datasets.train.0.split", split, "")
         if t.take("eval_strategy", "no") != "no":
             evals.append({"source": source, "split": t.take("dataset_test_split", "test"), "format": fmt})
-            t.row("dataset_test_split", "mapped", "datasets.eval", evals[-1]["split"], "")
+            t.row("dataset_test_split", "mapped", "datasets.eval.0.split", evals[-1]["split"], "")
+        elif t.has("dataset_test_split"):
+            t.not_needed("dataset_test_split", "eval_strategy is no: nothing is evaluated")
     mixture = t.take("dataset_mixture")
     if mixture:
         for i, d in enumerate(mixture.get("datasets") or []):
@@ -207,6 +273,8 @@ def _datasets(t: Translation) -> None:
                     d.get("weight"),
                 )
             )
+        if any(d.get("columns") for d in mixture.get("datasets") or []):
+            t.row("dataset_mixture.datasets.*.columns", "not needed", "", "", "the format preset reads its columns")
         if mixture.get("test_split_size"):
             t.dropped(
                 "dataset_mixture.test_split_size",
@@ -219,6 +287,8 @@ def _datasets(t: Translation) -> None:
     mixer = t.take("dataset_mixer")  # the handbook's older shape: {hub id: fraction} and dataset_splits
     if mixer:
         splits = t.take("dataset_splits", ["train", "test"])
+        if t.has("dataset_splits"):
+            t.row("dataset_splits", "mapped", "datasets.*.split", splits, "`train` splits train, the others evaluate")
         for name, fraction in mixer.items():
             for split in splits:
                 entry = _mixture_entry(
@@ -231,8 +301,9 @@ def _datasets(t: Translation) -> None:
     t.put("datasets.train", train)
     if evals:
         t.put("datasets.eval", evals)
-    if t.has("dataset_num_proc"):
-        t.mapped("dataset_num_proc", "datasets.num_proc", t.take("dataset_num_proc"))
+    for key in ("dataset_num_proc", "preprocessing_num_workers"):  # the handbook's older name is the second
+        if t.has(key):
+            t.mapped(key, "datasets.num_proc", t.take(key))
     t.take("dataset_test_split")
     t.take("dataset_train_split")
 
