@@ -35,7 +35,7 @@ def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str
 
 
 def table(rows: list[Row], width: int = 60) -> str:
-    """The report: one line per source key, the dropped ones last."""
+    """The report: one line per source key, the dropped ones first, then changed, defaults, mapped, not needed."""
     order = {s: i for i, s in enumerate(("dropped", "changed", "default", "mapped", "not needed"))}
     rows = sorted(rows, key=lambda r: order[r.status])
     key_w = min(max((len(r.key) for r in rows), default=10), 44)

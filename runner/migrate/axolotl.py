@@ -57,10 +57,11 @@ def translate(t: Translation) -> None:
     _datasets(t)
     _training(t, world)
     t.deepspeed("deepspeed")
-    if t.take("fsdp") is not None or t.take("fsdp_config") is not None:
-        key = "fsdp" if t.has("fsdp") else "fsdp_config"
+    fsdp, fsdp_config = t.take("fsdp"), t.take("fsdp_config")
+    if fsdp or fsdp_config:
+        key = "fsdp" if fsdp else "fsdp_config"
         t.changed(key, "hardware.zero", 3, "FSDP full sharding is ZeRO-3's sharding; the recipe runs DeepSpeed")
-        if key == "fsdp" and t.has("fsdp_config"):
+        if key == "fsdp" and fsdp_config:
             t.dropped("fsdp_config", "FSDP's own settings; the plan writes the DeepSpeed file")
     _output(t)
     t.finish(HARMLESS)
@@ -451,8 +452,10 @@ def _training(t: Translation, world: int) -> None:
         raise ImportRefused("learning_rate is missing (Axolotl requires it)")
     t.mapped("learning_rate", "training.learning_rate", float(lr))
     t.defaulted("num_epochs", "training.epochs", 1, "Axolotl's default 1")
-    if t.take("max_steps"):
+    if (t.take("max_steps") or -1) > 0:
         t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
+    elif t.has("max_steps"):
+        t.not_needed("max_steps", f"{t.source['max_steps']}: the run length is the epochs")
     t.defaulted("lr_scheduler", "training.lr_scheduler", "cosine", "Axolotl's default (transformers' is linear)")
     if t.has("lr_scheduler_kwargs"):
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
@@ -517,8 +520,9 @@ def _training(t: Translation, world: int) -> None:
         for key in [k for k in t.source if k.startswith("liger_")]:
             t.take(key)
             t.not_needed(key, "the plan applies Liger's kernels for the model type as a whole")
-    elif plugins:
-        t.dropped("plugins", "Axolotl plugins run Axolotl's own code; a recipe has none")
+    others = [p for p in plugins if "liger" not in str(p).lower()]
+    if others:
+        t.dropped("plugins", "Axolotl plugins run Axolotl's own code; a recipe has none", others)
     if t.has("save_only_model"):
         t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
 
@@ -542,6 +546,8 @@ def _schedules(t: Translation) -> None:
             t.mapped(per_epoch_key, f"training.{what}s_per_epoch", per_epoch)
         if strategy == "no" and what == "save":
             t.dropped(strategy_key, "a run always saves its result; checkpoints follow save_every or each epoch")
+        elif strategy == "no" and not t.evaluates():
+            t.not_needed(strategy_key, "no: there is no eval data either")
         elif strategy == "no":
             t.dropped(
                 strategy_key,

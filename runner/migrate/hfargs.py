@@ -37,6 +37,8 @@ def training_arguments(t: Translation, world: int) -> None:
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
     if t.has("warmup_steps") and t.source["warmup_steps"]:
         t.mapped("warmup_steps", "training.warmup_steps", t.take("warmup_steps"))
+        if t.take("warmup_ratio"):
+            t.not_needed("warmup_ratio", "warmup_steps is set, and transformers takes it over the ratio")
     elif t.has("warmup_ratio"):
         t.mapped("warmup_ratio", "training.warmup_ratio", t.take("warmup_ratio"))
     t.take("warmup_steps")
@@ -50,8 +52,11 @@ def training_arguments(t: Translation, world: int) -> None:
     for what in ("eval", "save"):
         strategy = t.take(f"{what}_strategy", "steps" if what == "save" else "no")
         steps = t.take(f"{what}_steps", 500)
-        if what == "eval" and strategy != "no" and not t.evaluates():
-            t.dropped(f"{what}_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
+        if what == "eval" and not t.evaluates():
+            if strategy != "no":
+                t.dropped("eval_strategy", "the recipe has no eval data to evaluate on (see the dataset rows)")
+            elif t.has("eval_strategy"):
+                t.not_needed("eval_strategy", "no: there is no eval data either")
         elif strategy == "steps":
             t.given_or_default(f"{what}_steps", f"training.{what}_every", int(steps), "transformers' default 500")
             if t.has(f"{what}_strategy"):
@@ -67,6 +72,8 @@ def training_arguments(t: Translation, world: int) -> None:
             )
         elif strategy == "no" and what == "save":
             t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
+        if strategy != "steps" and t.has(f"{what}_steps"):
+            t.not_needed(f"{what}_steps", f"unused: {what}_strategy is {strategy}")
     if t.has("save_total_limit"):
         t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
     else:
@@ -83,7 +90,13 @@ def precision_arguments(t: Translation) -> None:
     elif t.take("fp16"):
         t.mapped("fp16", "model.dtype", "float16")
     else:
-        t.default("bf16", "model.dtype", "float32", "neither bf16 nor fp16: transformers trains in float32")
+        stated = [k for k in ("bf16", "fp16") if t.has(k)]
+        t.given_or_default(
+            stated[0] if stated else "bf16",
+            "model.dtype",
+            "float32",
+            "neither bf16 nor fp16: transformers trains in float32",
+        )
     if t.has("tf32"):
         t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
     else:

@@ -59,10 +59,13 @@ def _attention(t: Translation) -> None:
 
 
 def _tokens(t: Translation) -> None:
+    tokens: list[str] = []
     for key in ("add_special_tokens", "new_special_tokens", "add_tokens"):
         if t.has(key):
-            tokens = [s.strip() for s in str(t.take(key)).split(",") if s.strip()]
-            t.mapped(key, "model.special_tokens.additional", tokens)
+            tokens += [s.strip() for s in str(t.take(key)).split(",") if s.strip()]
+            t.row(key, "mapped", "model.special_tokens.additional", t.source[key], "")
+    if tokens:
+        t.put("model.special_tokens.additional", list(dict.fromkeys(tokens)))
     template = t.take("template")
     if template in TEMPLATES:
         t.mapped("template", "model.chat_template", TEMPLATES[template])
@@ -228,7 +231,9 @@ def _datasets(t: Translation) -> None:
         t.put("datasets.eval", [_dataset(t, info, folder, name, limit) for name in evals])
         t.row("eval_dataset", "mapped", "datasets.eval", evals, "")
     val = t.take("val_size", 0)
-    if val and not evals:
+    if val and evals:
+        t.not_needed("val_size", "eval_dataset is the eval data")
+    elif val:
         if val >= 1:
             t.dropped(
                 "val_size", f"a count of rows ({val}); the recipe holds out a fraction: set datasets.eval_fraction"
@@ -238,6 +243,8 @@ def _datasets(t: Translation) -> None:
     mix = t.take("mix_strategy", "concat")
     if mix != "concat":
         t.dropped("mix_strategy", "the recipe concatenates sources, or mixes them by weight or samples")
+    elif t.has("mix_strategy"):
+        t.not_needed("mix_strategy", "concat: what the recipe does with several sources")
     if t.has("preprocessing_num_workers"):
         t.mapped("preprocessing_num_workers", "datasets.num_proc", t.take("preprocessing_num_workers"))
     t.take("dataset_dir")

@@ -32,6 +32,7 @@ KNOWN_DATASETS = {
     "mandarjoshi/trivia_qa": "triviaqa",
 }
 DEFAULT_FORMAT = {
+    "pretrain": "text",
     "sft": "messages",
     "dpo": "preference",
     "orpo": "preference",
@@ -217,6 +218,8 @@ def _format(t: Translation, dataset: str) -> str:
             t.row(f"({dataset} columns)", "default", "datasets format", fmt, f"its first row has {sorted(needed)}")
             return fmt
     fmt = DEFAULT_FORMAT.get(t.get("objective.kind"), "messages")
+    if any(dataset in w for w in t.warnings):
+        return fmt
     t.warnings.append(
         f"the format of {dataset} is not known here: assumed `{fmt}` (TRL's standard columns); pass "
         "--dataset-format if it differs"
