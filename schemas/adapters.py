@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
@@ -11,8 +11,9 @@ from .base import Section
 PROMPT_LEARNING_KINDS = ("prefix", "prompt", "p-tuning")
 
 
-class _FromAdapter(Section):
-    start_from: Optional[str] = Field(
+def _start_from() -> Any:
+    """The `start_from` field: the last of each adapter kind's section (after its shape)."""
+    return Field(
         None,
         description="A trained adapter to continue training (Axolotl's `lora_model_dir`, LLaMA-Factory's "
         "`adapter_name_or_path`): a directory with `adapter_config.json`, relative to the recipe file, e.g. the "
@@ -27,7 +28,7 @@ class FullAdapter(Section):
     kind: Literal["full"] = Field(description="`full`: train all weights (no adapter).")
 
 
-class LoraAdapter(_FromAdapter):
+class LoraAdapter(Section):
     """LoRA: low-rank update matrices beside the frozen weights (QLoRA when the base is 4-bit quantized)."""
 
     kind: Literal["lora"] = Field(description="`lora`: low-rank adaptation.")
@@ -48,6 +49,7 @@ class LoraAdapter(_FromAdapter):
         description="Modules trained in full and saved with the adapter (e.g. `[embed_tokens, "
         "lm_head]` after adding tokens).",
     )
+    start_from: Optional[str] = _start_from()
 
 
 class DoraAdapter(LoraAdapter):
@@ -59,7 +61,7 @@ class DoraAdapter(LoraAdapter):
     )
 
 
-class PrefixAdapter(_FromAdapter):
+class PrefixAdapter(Section):
     """Prefix tuning: trainable key/value prefixes in every attention layer."""
 
     kind: Literal["prefix"] = Field(description="`prefix`: prefix tuning.")
@@ -70,9 +72,10 @@ class PrefixAdapter(_FromAdapter):
     encoder_hidden_size: Optional[int] = Field(
         None, ge=1, description="Hidden size of that MLP; default the model's hidden size."
     )
+    start_from: Optional[str] = _start_from()
 
 
-class PromptAdapter(_FromAdapter):
+class PromptAdapter(Section):
     """Prompt tuning: trainable soft-prompt embeddings prepended to the input."""
 
     kind: Literal["prompt"] = Field(description="`prompt`: prompt tuning.")
@@ -83,6 +86,7 @@ class PromptAdapter(_FromAdapter):
     init_text: Optional[str] = Field(
         None, description="Text whose token embeddings initialise the soft prompt (with `init: text`)."
     )
+    start_from: Optional[str] = _start_from()
 
     @model_validator(mode="after")
     def _text_given(self) -> "PromptAdapter":
@@ -91,7 +95,7 @@ class PromptAdapter(_FromAdapter):
         return self
 
 
-class PTuningAdapter(_FromAdapter):
+class PTuningAdapter(Section):
     """P-tuning: soft-prompt embeddings produced by a small trainable encoder."""
 
     kind: Literal["p-tuning"] = Field(description="`p-tuning`: P-tuning.")
@@ -100,9 +104,10 @@ class PTuningAdapter(_FromAdapter):
     encoder_hidden_size: int = Field(128, ge=1, description="Hidden size of the encoder.")
     encoder_num_layers: int = Field(2, ge=1, description="Layers of the encoder.")
     encoder_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder.")
+    start_from: Optional[str] = _start_from()
 
 
-class IA3Adapter(_FromAdapter):
+class IA3Adapter(Section):
     """(IA)³: learned rescaling vectors on keys, values and feed-forward activations."""
 
     kind: Literal["ia3"] = Field(description="`ia3`: infused adapter by inhibiting and amplifying inner activations.")
@@ -115,6 +120,7 @@ class IA3Adapter(_FromAdapter):
         description="Which of `target_modules` are feed-forward layers (their input is rescaled); "
         "`auto` uses PEFT's table.",
     )
+    start_from: Optional[str] = _start_from()
 
 
 Adapter = Annotated[
