@@ -106,6 +106,17 @@ def test_start_from_checks_the_adapter_shape(adapter):
     assert "does not exist" in problem
 
 
+def test_a_hub_adapter_of_another_shape_is_refused_when_loaded(adapter):
+    """The preflight reads only local adapters; the training process checks what it loaded the same way."""
+    from transformers import AutoModelForCausalLM
+
+    from runner.run.trainer import start_adapter
+
+    plan = resolve(load(SFT, [f"adapter.start_from={adapter}", "adapter.r=8"]).recipe, {})
+    with pytest.raises(ValueError, match=r"r 16 \(the recipe's: 8\)"):
+        start_adapter(plan, AutoModelForCausalLM.from_pretrained(ROOT / "assets/tiny-llama"), str(adapter))
+
+
 def test_sft_continues_from_the_adapter_and_dpo_refers_to_it(adapter, monkeypatch):
     from safetensors.torch import load_file
 

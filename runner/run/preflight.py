@@ -281,7 +281,8 @@ PEFT_TYPES = {
 
 
 def check_start_adapter(plan: Plan) -> list[str]:
-    """`adapter.start_from`: a local adapter exists and has the recipe's kind and shape (a Hub id is read at load)."""
+    """`adapter.start_from`: a local adapter exists and has the recipe's kind and shape (a Hub adapter is checked the
+    same way by the training process, when it is loaded)."""
     path = getattr(plan.recipe.adapter, "start_from", None)
     if not path or plan.peft is None or not _looks_local(path):
         return []
@@ -293,22 +294,29 @@ def check_start_adapter(plan: Plan) -> list[str]:
         saved = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         return [f"adapter.start_from: {config_file} cannot be read: {exc}"]
-    expected = {"peft_type": PEFT_TYPES[plan.peft["class"]], **plan.peft["args"]}
+    differ = adapter_differences(saved, plan.peft)
+    if differ:
+        return [f"adapter.start_from: {path} {differ}"]
+    return []
+
+
+def adapter_differences(saved: dict, peft: dict) -> str:
+    """How a saved adapter's config differs from the recipe's PEFT arguments, as a sentence ("" when it agrees)."""
+    expected = {"peft_type": PEFT_TYPES[peft["class"]], **peft["args"]}
     differ = [
         f"{key} {saved.get(key)!r} (the recipe's: {expected[key]!r})"
         for key in ("peft_type", *ADAPTER_SHAPE)
         if key in expected and key in saved and saved[key] != expected[key]
     ]
-    targets = expected.get("target_modules")
-    if isinstance(targets, list) and isinstance(saved.get("target_modules"), list):
-        if set(saved["target_modules"]) != set(targets):
-            differ.append(f"target_modules {sorted(saved['target_modules'])} (the recipe's: {sorted(targets)})")
-    if differ:
-        return [
-            f"adapter.start_from: {path} was trained with " + ", ".join(differ) + "; set the adapter section to match "
-            "it (a different shape cannot continue from these weights)"
-        ]
-    return []
+    targets, theirs = expected.get("target_modules"), saved.get("target_modules")
+    if isinstance(targets, list) and isinstance(theirs, (list, set, tuple)) and set(theirs) != set(targets):
+        differ.append(f"target_modules {sorted(theirs)} (the recipe's: {sorted(targets)})")
+    if not differ:
+        return ""
+    return (
+        "was trained with " + ", ".join(differ) + "; set the adapter section to match it (a different shape cannot "
+        "continue from these weights)"
+    )
 
 
 def check_data(recipe: Recipe) -> list[str]:

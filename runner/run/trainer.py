@@ -83,7 +83,8 @@ def _join_process_group(plan: Plan, config: Any) -> None:
 
 
 def start_adapter(plan: Plan, model: Any, path: str) -> Any:
-    """The model with a trained adapter loaded to continue training (checked against the recipe before launch).
+    """The model with a trained adapter loaded to continue training, of the recipe's kind and shape (a local adapter
+    is checked before launch; a Hub adapter here, once loaded).
 
     TRL trains a PeftModel given without `peft_config` as it is; its reference-model trainers keep a frozen copy
     of this adapter as the reference. Under ZeRO-3 an unquantized model keeps the adapter in the model's dtype, as
@@ -91,8 +92,14 @@ def start_adapter(plan: Plan, model: Any, path: str) -> Any:
     """
     from peft import PeftModel
 
+    from runner.run.preflight import adapter_differences
+
     same_dtype = plan.zero == 3 and plan.quantization is None
-    return PeftModel.from_pretrained(model, path, is_trainable=True, autocast_adapter_dtype=not same_dtype)
+    model = PeftModel.from_pretrained(model, path, is_trainable=True, autocast_adapter_dtype=not same_dtype)
+    differ = adapter_differences(model.peft_config["default"].to_dict(), plan.peft)
+    if differ:  # a Hub adapter, which the preflight could not read: the plan's shape must be the one that trains
+        raise ValueError(f"adapter.start_from: {path} {differ}")
+    return model
 
 
 def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) -> Any:
