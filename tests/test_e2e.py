@@ -306,6 +306,8 @@ def test_dpo_with_a_weighted_mixture_of_losses(tmp_path):
         "objective.loss=[sigmoid, sft]",
         "--set",
         "objective.loss_weights=[1.0, 0.5]",
+        "--set",
+        "evaluation.at_end=false",  # the losses are the point here; test_tiny_dpo_qlora_learns... evaluates
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     plan = json.loads((out / "launch" / "plan.json").read_text())
@@ -391,7 +393,16 @@ def test_bad_rows_refuse_a_run_before_launch_or_are_skipped_and_recorded(tmp_pat
     assert refused.returncode == 1 and not out.exists()
     assert "2 bad row(s) (1 missing-field, 1 malformed-line)" in refused.stderr
     assert f"{data}:41: `rejected` is missing" in refused.stderr and f"{data}:82: not valid JSON" in refused.stderr
-    skipped = run(*args, "--set", "datasets.bad_rows=skip", "--set", "training.eval_every=null", env=env)
+    skipped = run(
+        *args,
+        "--set",
+        "datasets.bad_rows=skip",
+        "--set",
+        "training.eval_every=null",
+        "--set",
+        "evaluation.at_end=false",
+        env=env,
+    )
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     record = json.loads((out / "data-check.json").read_text())
     assert record["skipped"] == {"missing-field": 1, "malformed-line": 1} and record["split_rows"]["train"] == 128
