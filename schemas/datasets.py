@@ -88,7 +88,7 @@ FORMATS: dict[str, Format] = {
 
 SOURCE_KINDS = ("hf", "jsonl", "json", "csv", "parquet", "text", "local")
 _SOURCE = re.compile(r"^(?P<kind>[a-z]+):(?P<rest>.+)$")
-_SUFFIX_TO_KIND = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+SUFFIX_TO_KIND = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
 def split_source(source: str) -> tuple[str, str, Optional[str]]:
@@ -144,9 +144,9 @@ class DatasetSource(Section):
                 f"unknown source kind '{m['kind']}:'.{did_you_mean(m['kind'], SOURCE_KINDS)} "
                 f"Use one of: {', '.join(k + ':' for k in SOURCE_KINDS)}"
             )
-        suffix = next((s for s in _SUFFIX_TO_KIND if value.endswith(s)), None)
+        suffix = next((s for s in SUFFIX_TO_KIND if value.endswith(s)), None)
         hint = (
-            f"Did you mean '{_SUFFIX_TO_KIND[suffix]}:{value}'?" if suffix else f"For a Hub dataset write 'hf:{value}'."
+            f"Did you mean '{SUFFIX_TO_KIND[suffix]}:{value}'?" if suffix else f"For a Hub dataset write 'hf:{value}'."
         )
         raise ValueError(f"'{value}' has no source kind prefix. {hint}")
 

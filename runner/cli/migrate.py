@@ -36,7 +36,7 @@ def add_command(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from runner.migrate import DROPPED, ImportRefused, Options, table, translate
+    from runner.migrate import ImportRefused, Options, translate
     from schemas import profile_names
 
     source, out = Path(args.file), Path(args.output)
@@ -44,7 +44,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     if usage:
         print(f"recipe import: error: {usage}", file=sys.stderr)
         return EXIT_USAGE
-    name = re.sub(r"[^A-Za-z0-9._-]", "-", out.stem).lstrip("._-") or "imported"
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", out.stem).lstrip("._-")[:128] or "imported"  # schemas.Recipe.name
     options = Options(
         hardware=args.hardware,
         gpus=args.gpus,
@@ -64,13 +64,13 @@ def cmd_import(args: argparse.Namespace) -> int:
         print(f"recipe import: warning: {warning}", file=sys.stderr)
     dropped = t.dropped_rows
     if args.strict and dropped:
-        _report(args, t, None, table)
+        _report(args, t, None)
         keys = ", ".join(r.key for r in dropped)
         print(f"recipe import: error: --strict: {len(dropped)} source key(s) dropped: {keys}", file=sys.stderr)
         return EXIT_INVALID
     plan, errors = _validate_and_plan(text, out, t)
     if errors:
-        _report(args, t, None, table)
+        _report(args, t, None)
         for line in errors:
             print(line, file=sys.stderr)
         print(
@@ -80,12 +80,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     from runner.common.files import write_atomic
 
     write_atomic(out, text)
-    _report(args, t, plan, table)
+    _report(args, t, plan)
     if not args.json:
-        counts = ", ".join(
-            f"{sum(r.status == s for r in t.rows)} {s}" for s in ("mapped", "changed", "default", "not needed", DROPPED)
-        )
-        print(f"\nwrote {out}: {len(t.rows)} source settings ({counts}); it validates and plans")
+        print(f"\nwrote {out}: {len(t.rows)} source settings ({t.counts()}); it validates and plans")
         print(_plan_summary(plan))
     return EXIT_OK
 
@@ -156,7 +153,7 @@ def _validate_and_plan(text: str, out: Path, t) -> tuple[object, list[str]]:
     return plan, []
 
 
-def _report(args, t, plan, table) -> None:
+def _report(args, t, plan) -> None:
     if args.json:
         rows = [{"key": r.key, "status": r.status, "field": r.field, "value": r.value, "note": r.note} for r in t.rows]
         print(
@@ -167,6 +164,8 @@ def _report(args, t, plan, table) -> None:
             )
         )
     else:
+        from runner.migrate import table
+
         print(table(t.rows))
 
 

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .translation import DROPPED, STATUSES, ImportRefused, Options, Row, Translation, write_recipe
+from .translation import ImportRefused, Options, Row, Translation, write_recipe
 
 TOOLS = ("axolotl", "llama-factory", "trl")
 
-__all__ = ["DROPPED", "STATUSES", "TOOLS", "ImportRefused", "Options", "Row", "Translation", "translate"]
+__all__ = ["TOOLS", "ImportRefused", "Options", "Row", "Translation", "table", "translate"]
 
 
 def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str]:

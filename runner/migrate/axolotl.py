@@ -220,9 +220,7 @@ def _objective(t: Translation) -> None:
         raise ImportRefused(f"rl: `{rl}` is not imported (online RL needs reward sources; write the objective by hand)")
     kind = RL_KINDS[rl]
     t.mapped("rl", "objective.kind", kind, "IPO is DPO's `ipo` loss" if rl == "ipo" else "")
-    beta_key = "rl_beta" if t.has("rl_beta") else "dpo_beta"
-    beta = t.take("rl_beta") if t.has("rl_beta") else t.take("dpo_beta")
-    t.take("dpo_beta")
+    beta_key, beta = t.first_of("rl_beta", "dpo_beta")  # dpo_beta: Axolotl's older name
     if kind == "orpo":  # Axolotl passes orpo_alpha as ORPO's beta, else rl_beta, else TRL's 0.1
         if t.has("orpo_alpha"):
             t.mapped("orpo_alpha", "objective.beta", t.take("orpo_alpha"))
@@ -302,11 +300,9 @@ def _datasets(t: Translation) -> None:
         t.not_needed("val_set_size", "test_datasets are the eval data")
     elif t.has("val_set_size"):
         t.not_needed("val_set_size", "0: no held-out rows")
-    if t.has("dataset_processes") or t.has("dataset_num_proc"):
-        key = "dataset_num_proc" if t.has("dataset_num_proc") else "dataset_processes"
-        t.mapped(key, "datasets.num_proc", t.take(key))
-    t.take("dataset_processes")
-    t.take("dataset_num_proc")
+    key, workers = t.first_of("dataset_num_proc", "dataset_processes")
+    if workers is not None:
+        t.mapped(key, "datasets.num_proc", workers)
 
 
 def _dataset(t: Translation, where: str, d: dict) -> dict:
@@ -494,13 +490,11 @@ def _training(t: Translation, world: int) -> None:
     elif t.has("train_on_inputs"):
         why = "raw text trains on every token" if t.get("objective.kind") == "pretrain" else "prompts never train here"
         t.not_needed("train_on_inputs", why)
-    if t.has("neftune_noise_alpha") or t.has("noisy_embedding_alpha"):
-        key = "neftune_noise_alpha" if t.has("neftune_noise_alpha") else "noisy_embedding_alpha"
-        if t.get("objective.kind") == "sft":
-            t.mapped(key, "objective.neftune_noise_alpha", t.take(key))
-        else:
-            t.dropped(key, "NEFTune applies to SFT in a recipe", t.take(key))
-    t.take("noisy_embedding_alpha")
+    key, alpha = t.first_of("neftune_noise_alpha", "noisy_embedding_alpha")
+    if alpha is not None and t.get("objective.kind") == "sft":
+        t.mapped(key, "objective.neftune_noise_alpha", alpha)
+    elif alpha is not None:
+        t.dropped(key, "NEFTune applies to SFT in a recipe", alpha)
     _schedules(t)
     t.defaulted("seed", "training.seed", 42, "Axolotl's default")
     if t.has("logging_steps"):

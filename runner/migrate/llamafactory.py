@@ -101,7 +101,6 @@ def _adapter(t: Translation) -> None:
     if t.has("lora_alpha"):
         t.mapped("lora_alpha", "adapter.alpha", t.take("lora_alpha"))
     else:
-        t.take("lora_alpha")
         t.default("lora_alpha", "adapter.alpha", rank * 2, "LLaMA-Factory: twice the rank")
     t.defaulted("lora_dropout", "adapter.dropout", 0.0, "LLaMA-Factory's default 0")
     target = t.take("lora_target", "all")
@@ -132,7 +131,6 @@ def _adapter(t: Translation) -> None:
         if bits == 4:
             t.defaulted("quantization_type", "quantization.quant_type", "nf4", "LLaMA-Factory's default")
             t.defaulted("double_quantization", "quantization.double_quant", True, "LLaMA-Factory's default")
-    t.take("quantization_method")
 
 
 def _objective(t: Translation) -> None:
@@ -172,8 +170,6 @@ def _objective(t: Translation) -> None:
         for key, field in (("kto_chosen_weight", "desirable_weight"), ("kto_rejected_weight", "undesirable_weight")):
             if t.has(key):
                 t.mapped(key, f"objective.{field}", t.take(key))
-    t.take("dpo_label_smoothing")
-    t.take("simpo_gamma")
     if kind == "sft":
         on_prompt = t.take("train_on_prompt", False)
         value: Any = False if on_prompt else "auto"
@@ -247,7 +243,6 @@ def _datasets(t: Translation) -> None:
         t.not_needed("mix_strategy", "concat: what the recipe does with several sources")
     if t.has("preprocessing_num_workers"):
         t.mapped("preprocessing_num_workers", "datasets.num_proc", t.take("preprocessing_num_workers"))
-    t.take("dataset_dir")
 
 
 def _dataset(t: Translation, info: dict, folder: Path, name: str, limit: Optional[int]) -> dict:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from schemas.datasets import SUFFIX_TO_KIND
+
 MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED = "mapped", "changed", "default", "not needed", "dropped"
 STATUSES = (MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED)
 
@@ -72,6 +74,16 @@ class Translation:
         self._read.add(key)
         value = self.source.get(key)
         return default if value is None else value
+
+    def first_of(self, *keys: str) -> tuple[str, Any]:
+        """(name, value) of one setting the peer spells several ways (its current name first): the first name the
+        source states, else (the current name, None). Other names also stated are reported not needed."""
+        stated = [k for k in keys if self.has(k)]
+        for key in keys:
+            self._read.add(key)
+        for other in stated[1:]:
+            self.not_needed(other, f"another name of `{stated[0]}`, which is also set and is read")
+        return (stated[0], self.source[stated[0]]) if stated else (keys[0], None)
 
     # --- writing the recipe ---------------------------------------------------------------------------------------
     def put(self, dotted: str, value: Any) -> None:
@@ -170,12 +182,13 @@ class Translation:
             reported = any(r.key == key or r.key.startswith((f"{key} ", f"{key}.", f"{key}:")) for r in self.rows)
             if reported:
                 continue
-            if key in self._read and value not in (None, "", [], {}) and value is not False and value != 0:
-                self.row(key, DROPPED, "", value, "read but not carried into the recipe")
-            elif value is None or value == "" or value == [] or value == {}:
+            empty, off = value in (None, "", [], {}), value is False or value == 0
+            if empty:
                 self.row(key, NOT_NEEDED, "", value, "empty: the same as leaving it out")
-            elif (value is False or value == 0) and key in self._read:
+            elif key in self._read and off:
                 self.row(key, NOT_NEEDED, "", value, f"{value}: off, as when left out")
+            elif key in self._read:
+                self.row(key, DROPPED, "", value, "read but not carried into the recipe")
             elif key in handled_elsewhere:
                 self.row(key, NOT_NEEDED, "", value, handled_elsewhere[key])
             else:
@@ -185,14 +198,18 @@ class Translation:
     def dropped_rows(self) -> list[Row]:
         return [r for r in self.rows if r.status == DROPPED]
 
+    def counts(self) -> str:
+        """`N mapped, N changed, N default, N not needed, N dropped`."""
+        return ", ".join(f"{sum(r.status == s for r in self.rows)} {s}" for s in STATUSES)
+
     # --- shared rules ---------------------------------------------------------------------------------------------
-    def local_path(self, value: str, *, base: Optional[Path] = None) -> Optional[Path]:
-        """A path of the source config that exists: relative to `base` (default the config's folder), then to the
-        current directory."""
+    def local_path(self, value: str) -> Optional[Path]:
+        """A path of the source config that exists: relative to the config's folder, then to the current
+        directory."""
         candidate = Path(value).expanduser()
         if candidate.is_absolute():
             return candidate if candidate.exists() else None
-        for root in (base or self.origin.parent, Path.cwd()):
+        for root in (self.origin.parent, Path.cwd()):
             if (root / candidate).exists():
                 return (root / candidate).resolve()
         return None
@@ -204,10 +221,8 @@ class Translation:
     def hardware(self) -> int:
         """The hardware section from the options (defaulted loudly); returns the world size."""
         o = self.options
-        if o.hardware:
-            self.recipe.setdefault("hardware", {})["profile"] = o.hardware
-        else:
-            self.put("hardware.profile", DEFAULT_PROFILE)
+        self.put("hardware.profile", o.hardware or DEFAULT_PROFILE)
+        if not o.hardware:
             self.warnings.append(
                 f"no --hardware given: planned for {DEFAULT_PROFILE}; pass --hardware PROFILE (see `recipe "
                 "hardware`) for the machines this will run on"
@@ -282,7 +297,7 @@ class Translation:
         for name, item in _flatten(config):
             if name.startswith("zero_optimization.offload_") or name == "zero_optimization.stage":
                 continue
-            if item == "auto" or name.endswith(".enabled") and item == "auto":
+            if item == "auto":
                 why = "`auto`: the plan writes the number it decided"
             elif name.split(".")[0] in ("bf16", "fp16", "train_batch_size", "train_micro_batch_size_per_gpu"):
                 why = "the plan writes precision and batch sizes from the recipe"
@@ -363,17 +378,13 @@ def data_source(t: Translation, path: str, *, ds_type: Optional[str] = None, con
                 f"dataset {path} is a folder; a recipe reads one file per source (`jsonl:`, `json:`, `csv:`, "
                 "`parquet:`, `text:`) or a `save_to_disk` folder (`local:`): list its files as sources"
             )
-        kind = ds_type or {
-            ".jsonl": "jsonl",
-            ".json": "json",
-            ".csv": "csv",
-            ".parquet": "parquet",
-            ".txt": "text",
-        }.get(local.suffix)
+        kind = ds_type or SUFFIX_TO_KIND.get(local.suffix)
         if kind is None:
             raise ImportRefused(f"dataset {path}: cannot tell the file type from its suffix; rename it or convert it")
-        if kind == "json" and local.read_text(encoding="utf-8", errors="replace").lstrip()[:1] == "{":
-            kind = "jsonl"  # one object per line, named .json
+        if kind == "json":
+            with open(local, encoding="utf-8", errors="replace") as f:
+                if f.read(4096).lstrip()[:1] == "{":
+                    kind = "jsonl"  # one object per line, named .json
         return f"{kind}:{t.recipe_path(local)}"
     if re.match(r"^[\w.-]+(/[\w.-]+)?$", path):
         return f"hf:{path}:{config}" if config else f"hf:{path}"
@@ -391,11 +402,9 @@ def write_recipe(t: Translation, source_file: Path) -> str:
     order = tuple(Recipe.model_fields)  # the schema's reading order
     body = {k: t.recipe[k] for k in order if k in t.recipe}
     body.update({k: v for k, v in t.recipe.items() if k not in body})
-    dropped = len(t.dropped_rows)
     header = [
         f"# Imported by `recipe import --from {t.tool}` from {source_file}.",
-        f"# {len(t.rows)} source settings: "
-        + ", ".join(f"{sum(r.status == s for r in t.rows)} {s}" for s in STATUSES if any(r.status == s for r in t.rows))
-        + ("; see the import report for what was dropped and why." if dropped else "."),
+        f"# {len(t.rows)} source settings: {t.counts()}"
+        + ("; see the import report for what was dropped and why." if t.dropped_rows else "."),
     ]
     return "\n".join(header) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=110)

@@ -94,7 +94,6 @@ def _objective(t: Translation) -> None:
                 "max_prompt_length",
                 "prompts are cut with the whole sequence at training.max_length (TRL 1.16 has no prompt limit)",
             )
-        t.take("max_prompt_length")
     elif kind in ("orpo", "kto"):
         t.defaulted("beta", "objective.beta", 0.1, f"{kind.upper()}Config's default")
         if kind == "kto":
@@ -145,8 +144,7 @@ def _infer_objective(t: Translation) -> tuple[str, str]:
 
 
 def _precision(t: Translation) -> None:
-    dtype_key = "dtype" if t.has("dtype") else "torch_dtype"
-    dtype = t.take("dtype") or t.take("torch_dtype")
+    dtype_key, dtype = t.first_of("dtype", "torch_dtype")  # torch_dtype: TRL's (and the handbook's) older name
     precision_arguments(t)
     if dtype:
         t.not_needed(dtype_key, f"`{dtype}`: the load dtype follows the training precision (the plan shows it)")
@@ -298,17 +296,14 @@ def _datasets(t: Translation) -> None:
                     t, f"dataset_mixer.{name}", name, None, split, fraction if "train" in split else 1.0
                 )
                 (train if "train" in split else evals).append(entry)
-    t.take("dataset_splits")
     if not train:
         raise ImportRefused("no dataset: dataset_name, dataset_mixture or dataset_mixer names the training data")
     t.put("datasets.train", train)
     if evals:
         t.put("datasets.eval", evals)
-    for key in ("dataset_num_proc", "preprocessing_num_workers"):  # the handbook's older name is the second
-        if t.has(key):
-            t.mapped(key, "datasets.num_proc", t.take(key))
-    t.take("dataset_test_split")
-    t.take("dataset_train_split")
+    key, workers = t.first_of("dataset_num_proc", "preprocessing_num_workers")  # the handbook's older name second
+    if workers is not None:
+        t.mapped(key, "datasets.num_proc", workers)
 
 
 def _mixture_entry(t: Translation, where: str, name: str, config: Any, split: str, weight: Any) -> dict:
@@ -328,8 +323,7 @@ def _mixture_entry(t: Translation, where: str, name: str, config: Any, split: st
 
 def _training(t: Translation, world: int) -> None:
     training_arguments(t, world)
-    key = "max_length" if t.has("max_length") or not t.has("max_seq_length") else "max_seq_length"
-    t.defaulted(key, "training.max_length", 1024, "TRL's default")
-    t.take("max_seq_length")
+    key, length = t.first_of("max_length", "max_seq_length")  # max_seq_length: SFTConfig's older name
+    t.given_or_default(key, "training.max_length", 1024 if length is None else length, "TRL's default")
     if t.has("packing"):
         t.mapped("packing", "training.packing", bool(t.take("packing")))
