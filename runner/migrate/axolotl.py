@@ -76,9 +76,8 @@ def _precision(t: Translation) -> None:
     elif bf16 is True:
         t.mapped("bf16", "model.dtype", "bfloat16")
     elif bf16 == "auto":
-        value = "auto"
         t.given_or_default(
-            "bf16", "model.dtype", value, "bfloat16 where the GPU has it, else float16 (Axolotl's `auto`)"
+            "bf16", "model.dtype", "auto", "bfloat16 where the GPU has it, else float16 (Axolotl's `auto`)"
         )
     else:
         t.mapped("bf16", "model.dtype", "float32", "neither bf16 nor fp16: float32")
@@ -153,9 +152,6 @@ def _adapter(t: Translation) -> None:
         t.default("bnb_4bit_use_double_quant", "quantization.double_quant", True, "Axolotl's fixed QLoRA settings")
     elif in8:
         t.mapped("load_in_8bit", "quantization.method", "bnb-8bit")
-    for key in ("load_in_4bit", "load_in_8bit"):
-        if t.source.get(key) is False:
-            t.not_needed(key, "false")
     for key, field in (("lora_r", "adapter.r"), ("lora_alpha", "adapter.alpha")):
         if t.has(key):
             t.mapped(key, field, t.take(key))
@@ -552,7 +548,7 @@ def _schedules(t: Translation) -> None:
     limit = t.take("save_total_limit")
     if limit:
         t.mapped("save_total_limit", "training.save_total_limit", limit)
-    else:
+    else:  # Axolotl: `save_total_limit or 4`, so 0 is 4 too
         t.default("save_total_limit", "training.save_total_limit", 4, "Axolotl keeps the last 4 checkpoints")
 
 

@@ -74,10 +74,7 @@ def training_arguments(t: Translation, world: int) -> None:
             t.dropped("save_strategy", "a run saves checkpoints (each epoch, or every save_every steps)")
         if strategy != "steps" and t.has(f"{what}_steps"):
             t.not_needed(f"{what}_steps", f"unused: {what}_strategy is {strategy}")
-    if t.has("save_total_limit"):
-        t.mapped("save_total_limit", "training.save_total_limit", t.take("save_total_limit"))
-    else:
-        t.default("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
+    t.defaulted("save_total_limit", "training.save_total_limit", "all", "transformers keeps every checkpoint")
     if t.has("save_only_model"):
         t.mapped("save_only_model", "training.save_only_model", bool(t.take("save_only_model")))
     t.timeout("ddp_timeout")
@@ -97,10 +94,7 @@ def precision_arguments(t: Translation) -> None:
             "float32",
             "neither bf16 nor fp16: transformers trains in float32",
         )
-    if t.has("tf32"):
-        t.mapped("tf32", "training.tf32", bool(t.take("tf32")))
-    else:
-        t.default("tf32", "training.tf32", False, "transformers leaves TF32 off unless asked")
+    t.given_or_default("tf32", "training.tf32", bool(t.take("tf32")), "transformers leaves TF32 off unless asked")
 
 
 def output_arguments(t: Translation) -> None:

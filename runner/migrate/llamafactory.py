@@ -98,10 +98,7 @@ def _adapter(t: Translation) -> None:
         t.mapped("use_dora", "adapter.kind", "dora")
     rank = t.take("lora_rank", 8)
     t.given_or_default("lora_rank", "adapter.r", rank, "LLaMA-Factory's default 8")
-    if t.has("lora_alpha"):
-        t.mapped("lora_alpha", "adapter.alpha", t.take("lora_alpha"))
-    else:
-        t.default("lora_alpha", "adapter.alpha", rank * 2, "LLaMA-Factory: twice the rank")
+    t.defaulted("lora_alpha", "adapter.alpha", rank * 2, "LLaMA-Factory: twice the rank")
     t.defaulted("lora_dropout", "adapter.dropout", 0.0, "LLaMA-Factory's default 0")
     target = t.take("lora_target", "all")
     if target == "all":
