@@ -132,7 +132,7 @@ def build(plan: Any, device: str) -> Any:
     from trl.trainer.utils import add_fused_lm_head
 
     from runner.common.models import peft_config, torch_dtype
-    from runner.measure.step import FUSED_OUTPUTS, cast_quantized_adapter, model_config
+    from runner.measure.step import cast_quantized_adapter, checkpointing_kwargs, model_config
     from schemas.objectives import facts
 
     kind = facts(plan.recipe.objective.kind)
@@ -146,11 +146,11 @@ def build(plan: Any, device: str) -> Any:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=plan.attention)
     if plan.quantization is not None:
         quantize_4bit(model, plan.quantization["args"], device)
-    add_fused_lm_head(model, outputs=FUSED_OUTPUTS.get(plan.recipe.objective.kind, ("log_probs",)))
+    add_fused_lm_head(model, outputs=kind.fused_outputs)
     model = get_peft_model(model, peft_config(plan.peft))
     cast_quantized_adapter(plan, model)
     if plan.gradient_checkpointing:
-        model.activation_checkpointing_enable(plan.trainer["args"].get("gradient_checkpointing_kwargs") or None)
+        model.activation_checkpointing_enable(checkpointing_kwargs(plan))
         model.enable_input_require_grads()
     model.train()
     return model

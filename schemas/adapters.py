@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import Field, model_validator
 
 from .base import Section
-
-PROMPT_LEARNING_KINDS = ("prefix", "prompt", "p-tuning")
 
 
 def _start_from() -> Any:
@@ -127,3 +126,40 @@ Adapter = Annotated[
     Union[FullAdapter, LoraAdapter, DoraAdapter, PrefixAdapter, PromptAdapter, PTuningAdapter, IA3Adapter],
     Field(discriminator="kind"),
 ]
+
+
+@dataclass(frozen=True)
+class AdapterFacts:
+    """What the rest of the program needs to know about an adapter kind, in one place.
+
+    The PEFT arguments, the memory estimate, the rules, the checks before launch (a saved adapter's kind), merging
+    and the listings read this table; adding an adapter kind adds a row here, its section class above, and its PEFT
+    arguments in `runner/plan/arguments.py` (tests/test_structure.py checks that every kind has both).
+    """
+
+    peft_config: Optional[str]  # PEFT's config class, as an importable dotted name (None: no adapter)
+    peft_type: Optional[str]  # the `peft_type` PEFT writes into adapter_config.json
+    label: str  # the kind in words
+    low_rank: bool = False  # update matrices beside linear layers (LoRA, DoRA): QLoRA on a 4-bit base
+    virtual_tokens: bool = False  # prompt learning: learned tokens in front of every input, no weights change
+    mergeable: bool = False  # `recipe merge` can fold it into the base model's weights
+    gradient_checkpointing: bool = True  # whether activations can be recomputed (not prefix tuning's cached keys)
+    new_token_rows: bool = False  # can train the embedding and output rows of tokens added to the vocabulary
+
+
+ADAPTERS: dict[str, AdapterFacts] = {
+    "full": AdapterFacts(None, None, "full fine-tuning", new_token_rows=True),
+    "lora": AdapterFacts("peft.LoraConfig", "LORA", "LoRA", low_rank=True, mergeable=True, new_token_rows=True),
+    "dora": AdapterFacts("peft.LoraConfig", "LORA", "DoRA", low_rank=True, mergeable=True, new_token_rows=True),
+    "prefix": AdapterFacts(
+        "peft.PrefixTuningConfig", "PREFIX_TUNING", "prefix tuning", virtual_tokens=True, gradient_checkpointing=False
+    ),
+    "prompt": AdapterFacts("peft.PromptTuningConfig", "PROMPT_TUNING", "prompt tuning", virtual_tokens=True),
+    "p-tuning": AdapterFacts("peft.PromptEncoderConfig", "P_TUNING", "P-tuning", virtual_tokens=True),
+    "ia3": AdapterFacts("peft.IA3Config", "IA3", "IA3", mergeable=True),
+}
+
+
+def adapter_facts(kind: str) -> AdapterFacts:
+    """The facts of an adapter kind (`lora`, `prefix`, ...)."""
+    return ADAPTERS[kind]

@@ -197,8 +197,10 @@ class ObjectiveFacts:
     """What the rest of the program needs to know about an objective kind, in one place.
 
     Resolution (trainer classes, memory profile), the rules (data formats, packing), the data loader (row
-    shapes) and the training process (reward functions) read this table; adding an objective adds a row
-    here, its section class above, and its TRL arguments in `runner/plan/arguments.py`.
+    shapes), the training process (reward functions) and the measured step (fused LM head outputs) read this
+    table; adding an objective adds a row here and its section class above. Its TRL arguments are the row's
+    `trl_args` (section fields, verbatim) and `trl_constants`; only SFT's loss scope is decided in
+    `runner/plan/training.py`.
     """
 
     trainer: str  # TRL trainer class, as an importable dotted name
@@ -216,9 +218,31 @@ class ObjectiveFacts:
     # TRL 1.16's SFT/DPO/KTO/GRPO/RLOO trainers score tokens through a fused LM head (`add_fused_lm_head`), in
     # tiles, never holding the [tokens, vocabulary] logits; the experimental ORPO/CPO trainers take the model's logits.
     fused_lm_head: bool = True
-    # the tokens the loss is computed on (SFT's depend on its data and settings: see runner/plan/arguments.py)
+    # the tokens the loss is computed on (SFT's depend on its data and settings: see runner/plan/training.py)
     trains_on: str = ""
+    # the fewest sequences per micro batch the loss is defined for (KTO estimates its KL term from the other rows)
+    min_micro_batch: int = 1
+    # TRL config argument <- this objective section's field, in the order the plan shows them
+    trl_args: tuple[tuple[str, str], ...] = ()
+    # TRL config arguments this kind always sets to one value
+    trl_constants: tuple[tuple[str, object], ...] = ()
+    # the per-token outputs the trainer asks its fused LM head for (its metrics), as TRL 1.16 adds the head
+    fused_outputs: tuple[str, ...] = ("log_probs",)
 
+    @property
+    def peft_task_type(self) -> str:
+        """PEFT's task type for an adapter on this objective's model."""
+        return "SEQ_CLS" if self.reward_head else "CAUSAL_LM"
+
+
+_ONLINE_RL_ARGS = (
+    ("num_generations", "num_generations"),
+    ("max_completion_length", "max_completion_length"),
+    ("temperature", "temperature"),
+    ("beta", "beta"),
+    ("generation_batch_size", "generation_batch_size"),
+    ("reward_weights", "reward_weights"),
+)
 
 OBJECTIVES: dict[str, ObjectiveFacts] = {
     "sft": ObjectiveFacts(
@@ -227,6 +251,8 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         families=("conversation", "prompt-completion", "text"),
         rows="as-is",
         packing=True,
+        trl_args=(("neftune_noise_alpha", "neftune_noise_alpha"),),
+        fused_outputs=("log_probs", "entropy", "is_top1"),
     ),
     "pretrain": ObjectiveFacts(
         trainer="trl.SFTTrainer",
@@ -235,6 +261,8 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         rows="text",
         packing=True,
         trains_on="every token of the text",
+        trl_constants=(("dataset_text_field", "text"),),
+        fused_outputs=("log_probs", "entropy", "is_top1"),
     ),
     "dpo": ObjectiveFacts(
         trainer="trl.DPOTrainer",
@@ -244,6 +272,13 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         sequences_per_example=2,
         reference_model=True,
         trains_on="the chosen and rejected completions: their log-probabilities given the prompt, which is not trained",
+        trl_args=(
+            ("beta", "beta"),
+            ("loss_type", "loss"),
+            ("label_smoothing", "label_smoothing"),
+            ("loss_weights", "loss_weights"),
+        ),
+        fused_outputs=("log_probs", "entropy", "mean_logits", "is_top1"),
     ),
     "orpo": ObjectiveFacts(
         trainer="trl.experimental.orpo.ORPOTrainer",
@@ -254,6 +289,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         quantized_adapter_bf16=False,
         fused_lm_head=False,
         trains_on="the chosen completion (NLL) and the odds ratio of chosen to rejected; prompts are not trained",
+        trl_args=(("beta", "beta"),),
     ),
     "kto": ObjectiveFacts(
         trainer="trl.KTOTrainer",
@@ -263,6 +299,13 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         sequences_per_example=2,
         reference_model=True,
         trains_on="the completions: their log-probabilities given the prompt, weighted desirable or undesirable",
+        min_micro_batch=2,
+        trl_args=(
+            ("beta", "beta"),
+            ("desirable_weight", "desirable_weight"),
+            ("undesirable_weight", "undesirable_weight"),
+        ),
+        fused_outputs=("log_probs", "entropy", "mean_logits"),
     ),
     "simpo": ObjectiveFacts(
         trainer="trl.experimental.cpo.CPOTrainer",
@@ -273,6 +316,8 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         quantized_adapter_bf16=False,
         fused_lm_head=False,
         trains_on="the chosen and rejected completions: length-normalised log-probabilities; prompts are not trained",
+        trl_constants=(("loss_type", "simpo"),),
+        trl_args=(("beta", "beta"), ("simpo_gamma", "gamma"), ("cpo_alpha", "cpo_alpha")),
     ),
     "cpo": ObjectiveFacts(
         trainer="trl.experimental.cpo.CPOTrainer",
@@ -283,6 +328,12 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         quantized_adapter_bf16=False,
         fused_lm_head=False,
         trains_on="the chosen and rejected completions, plus NLL on the chosen one; prompts are not trained",
+        trl_args=(
+            ("loss_type", "loss"),
+            ("beta", "beta"),
+            ("cpo_alpha", "cpo_alpha"),
+            ("label_smoothing", "label_smoothing"),
+        ),
     ),
     "reward": ObjectiveFacts(
         trainer="trl.RewardTrainer",
@@ -293,6 +344,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         reward_head=True,
         fused_lm_head=False,
         trains_on="one score per sequence, read at its last token, ranking chosen above rejected",
+        trl_args=(("center_rewards_coefficient", "center_rewards_coefficient"),),
     ),
     "grpo": ObjectiveFacts(
         trainer="trl.GRPOTrainer",
@@ -302,6 +354,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         reference_model=True,
         generates=True,
         trains_on="the sampled completions, weighted by their group-normalised rewards; prompts are not trained",
+        trl_args=_ONLINE_RL_ARGS,
     ),
     "rloo": ObjectiveFacts(
         trainer="trl.RLOOTrainer",
@@ -311,6 +364,7 @@ OBJECTIVES: dict[str, ObjectiveFacts] = {
         reference_model=True,
         generates=True,
         trains_on="the sampled completions, weighted by their leave-one-out advantages; prompts are not trained",
+        trl_args=_ONLINE_RL_ARGS,
     ),
 }
 

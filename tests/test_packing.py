@@ -14,7 +14,7 @@ import pytest
 
 from runner.plan import resolve
 from runner.plan.architecture import _raw_table
-from runner.plan.resolve import PACKING_CONTAMINATES, PACKING_PROVEN
+from runner.plan.modeltypes import PACKING_CONTAMINATES, PACKING_PROVEN
 from schemas import load
 
 from conftest import ROOT
@@ -211,12 +211,12 @@ def test_the_plan_says_how_packed_documents_are_kept_apart():
 
 def test_an_unverified_model_type_is_a_warning():
     from runner.plan.architecture import Architecture
-    from runner.plan.resolve import _padding_free
+    from runner.plan.capabilities import decide_padding_free
 
     recipe = load(SFT, ["training.packing=true"]).recipe
     arch = Architecture("x", "some_new_type", 64, 2, 256)
     problems, decisions = [], []
-    assert _padding_free(recipe, recipe.hardware.resolved_profile(), arch, "sdpa", decisions, problems) is True
+    assert decide_padding_free(recipe, recipe.hardware.resolved_profile(), arch, "sdpa", decisions, problems) is True
     (p,) = problems
     assert p.severity == "warning" and p.rule == "packing-unverified" and "some_new_type" in p.message
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from runner.plan import resolve
-from runner.plan.resolve import ATTENTION, ATTENTION_DEFAULT
+from runner.plan.modeltypes import ATTENTION, ATTENTION_DEFAULT
 from schemas import load
 
 from conftest import ROOT

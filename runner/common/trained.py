@@ -206,9 +206,10 @@ def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
 def bnb_spec(trained: Trained, dtype: str) -> dict:
     """The BitsAndBytesConfig spec the run trained with (from the lock's quantization section)."""
     from runner.plan.arguments import quantization_args
+    from runner.plan.precision import quant_storage
 
-    compute = trained.recipe.quantization.compute_dtype
-    return quantization_args(trained.recipe, compute if compute in DTYPES else dtype, zero=None, load_dtype=dtype)
+    r, compute = trained.recipe, trained.recipe.quantization.compute_dtype
+    return quantization_args(r, compute if compute in DTYPES else dtype, quant_storage(r, None, dtype))
 
 
 def load_model(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from runner.plan.arguments import sft_loss_scope
+from runner.plan.training import loss_scope
 
 OPEN, CLOSE = "«", "»"  # marks the tokens the loss is computed on
 
@@ -45,7 +45,7 @@ def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
     if "text" in row:
         return {"text": OPEN + row["text"] + CLOSE}
     if "messages" in row:
-        if o.kind == "sft" and sft_loss_scope(recipe)[0]:
+        if o.kind == "sft" and loss_scope(recipe).assistant_only:
             return {"text": assistant_marked(tokenizer, row["messages"])}
         return {"text": OPEN + _render(tokenizer, row["messages"]) + CLOSE}
     if "chosen" in row:
@@ -54,7 +54,7 @@ def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
             "rejected": _prompt_then(tokenizer, row["prompt"], row["rejected"]),
         }
     if "completion" in row:
-        if o.kind == "sft" and not sft_loss_scope(recipe)[1]:
+        if o.kind == "sft" and not loss_scope(recipe).completion_only:
             return {"text": OPEN + _render(tokenizer, row["prompt"] + row["completion"]) + CLOSE}
         out = {"text": _prompt_then(tokenizer, row["prompt"], row["completion"])}
         if "label" in row:

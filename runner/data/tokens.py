@@ -14,7 +14,7 @@ import math
 import os
 from typing import Any
 
-from runner.plan.arguments import sft_loss_scope
+from runner.plan.training import loss_scope
 
 BINS = 10
 
@@ -67,8 +67,9 @@ def split_stats(ds: Any, tokenizer: Any, plan: Any) -> dict:
     """Statistics of one split's trainer rows."""
     args = plan.trainer["args"]
     # SFT: the recipe's loss scope; the preference and unpaired trainers train on completions only
-    assistant_only, completion_only, _ = (
-        sft_loss_scope(plan.recipe) if plan.recipe.objective.kind == "sft" else (False, True, "")
+    scope = loss_scope(plan.recipe)
+    assistant_only, completion_only = (
+        (scope.assistant_only, scope.completion_only) if plan.recipe.objective.kind == "sft" else (False, True)
     )
     max_length = args.get("max_length")
 

@@ -14,7 +14,7 @@ implementation), DDP's gradient buckets (they need a process group), generation 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from runner.common.models import import_dotted, peft_config, torch_dtype
 from runner.plan.architecture import config_fields
@@ -106,7 +106,7 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
         if kind.fused_lm_head:
             from trl.trainer.utils import add_fused_lm_head
 
-            add_fused_lm_head(model, outputs=FUSED_OUTPUTS.get(plan.recipe.objective.kind, ("log_probs",)))
+            add_fused_lm_head(model, outputs=kind.fused_outputs)
         if plan.peft is not None:
             from peft import get_peft_model
 
@@ -114,9 +114,8 @@ def _build(plan: Plan, config: Any, notes: list[str]) -> Any:
             # DoRA's `ephemeral_gpu_offload` moves its initialisation to the GPU; the step is the same without it
             spec = {**plan.peft, "args": {k: v for k, v in plan.peft["args"].items() if k != "runtime_config"}}
             model = get_peft_model(model, peft_config(spec), autocast_adapter_dtype=autocast_adapter)
-    args = plan.trainer["args"]
     if plan.gradient_checkpointing:
-        model.activation_checkpointing_enable(args.get("gradient_checkpointing_kwargs") or None)
+        model.activation_checkpointing_enable(checkpointing_kwargs(plan))
         if plan.peft is not None:
             model.enable_input_require_grads()
     model.train()
@@ -187,13 +186,10 @@ STATE_BYTES = {
 }
 
 
-# the per-token outputs each trainer asks its fused LM head for (its metrics), as TRL 1.16 adds the head
-FUSED_OUTPUTS = {
-    "sft": ("log_probs", "entropy", "is_top1"),
-    "pretrain": ("log_probs", "entropy", "is_top1"),
-    "dpo": ("log_probs", "entropy", "mean_logits", "is_top1"),
-    "kto": ("log_probs", "entropy", "mean_logits"),
-}
+def checkpointing_kwargs(plan: Plan) -> Optional[dict]:
+    """The activation checkpointing settings the plan gives TrainingArguments (non-reentrant), which the trainer
+    passes to `activation_checkpointing_enable`."""
+    return plan.trainer["args"].get("activation_checkpointing_kwargs")
 
 
 def _loss(plan: Plan, model: Any, input_ids: Any, labels: Any, **extra: Any) -> Any:

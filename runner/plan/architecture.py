@@ -8,24 +8,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
-TABLE_FILE = Path(__file__).parent / "architectures.yaml"
+from .modeltypes import ModelType, model_type
 
-GATED_MLP = {
-    "llama",
-    "mistral",
-    "mixtral",
-    "qwen2",
-    "qwen3",
-    "gemma",
-    "gemma2",
-    "gemma3_text",
-    "phi3",
-    "olmo",
-    "olmo2",
-    "granite",
-    "smollm3",
-}
-FUSED_QKV = {"gpt2": "c_attn", "bloom": "query_key_value", "gpt_neox": "query_key_value", "falcon": "query_key_value"}
+TABLE_FILE = Path(__file__).parent / "architectures.yaml"
 
 
 @dataclass(frozen=True)
@@ -48,12 +33,17 @@ class Architecture:
     conv_kernel: int = 4  # mamba
 
     @property
+    def facts(self) -> ModelType:
+        """What the program knows about this model type (runner/plan/modeltypes.py)."""
+        return model_type(self.model_type)
+
+    @property
     def is_mamba(self) -> bool:
-        return self.model_type.startswith("mamba")
+        return self.facts.state_space
 
     @property
     def gated_mlp(self) -> bool:
-        return self.model_type in GATED_MLP
+        return self.facts.gated_mlp
 
     @property
     def d_head(self) -> int:
@@ -84,8 +74,8 @@ class Architecture:
                 "out_proj": (d_inner, h),
             }
         i = self.intermediate_size or 4 * h
-        if self.model_type in FUSED_QKV:
-            qkv = FUSED_QKV[self.model_type]
+        qkv = self.facts.fused_qkv
+        if qkv:
             if self.model_type == "gpt2":
                 return {qkv: (h, 3 * h), "attn.c_proj": (h, h), "c_fc": (h, i), "mlp.c_proj": (i, h)}
             return {qkv: (h, 3 * h), "dense": (h, h), "dense_h_to_4h": (h, i), "dense_4h_to_h": (i, h)}
@@ -103,7 +93,7 @@ class Architecture:
 
     def linear_groups(self) -> list[list[str]]:
         """The block's linear layers grouped by the tensor they read (q/k/v read the same normed input)."""
-        if self.is_mamba or self.model_type in FUSED_QKV:  # each layer reads its own input
+        if self.is_mamba or self.facts.fused_qkv:  # each layer reads its own input
             return [[m] for m in self.linear_modules()]
         mlp = [["gate_proj", "up_proj"], ["down_proj"]] if self.gated_mlp else [["fc1"], ["fc2"]]
         return [["q_proj", "k_proj", "v_proj"], ["o_proj"], *mlp]

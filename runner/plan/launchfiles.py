@@ -15,6 +15,11 @@ from .architecture import Architecture
 DEFAULT_PORT = 29500
 
 
+def cpu_adam(offload: str) -> bool:
+    """ZeRO-Offload of the optimizer states runs DeepSpeed's CPU Adam (its settings equal TrainingArguments' AdamW)."""
+    return offload in ("optimizer", "all")
+
+
 def deepspeed_config(
     *,
     stage: int,
@@ -66,8 +71,7 @@ def deepspeed_config(
         "steps_per_print": 1_000_000_000,
         "wall_clock_breakdown": False,
     }
-    if offload in ("optimizer", "all"):
-        # ZeRO-Offload needs DeepSpeed's CPU Adam; its settings equal the TrainingArguments' AdamW ones.
+    if cpu_adam(offload):
         config["optimizer"] = {
             "type": "AdamW",
             "params": {"lr": learning_rate, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": weight_decay},
