@@ -92,7 +92,7 @@ def test_a_row_without_rejected_is_refused_not_filled(tmp_path):
     report = check_recipe(recipe(tmp_path, jsonl(pref(0), {"prompt": "q", "chosen": "a"})))
     (problem,) = report.examples["missing-field"]
     assert problem.location.endswith("d.jsonl:2") and "`rejected`" in problem.detail
-    assert "datasets.bad_rows: skip" in report.problems()[0]
+    assert "datasets.bad_rows: skip" in report.problems()[0].message
 
 
 def test_invalid_utf8_and_too_large_rows(tmp_path):

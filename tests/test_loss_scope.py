@@ -68,7 +68,7 @@ def test_a_template_that_cannot_mark_assistant_turns_is_refused_before_launch(tm
     plain.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}")
     plan = resolve(load(SFT, [f"model.chat_template={plain}"]).recipe, {})
     (problem,) = check_assistant_mask(plan)
-    assert problem.startswith("objective.assistant_only_loss:") and "assistant_only_loss: false" in problem
+    assert problem.field == "objective.assistant_only_loss" and "assistant_only_loss: false" in problem.message
     assert (
         check_assistant_mask(
             resolve(load(SFT, [f"model.chat_template={plain}", "objective.assistant_only_loss=false"]).recipe, {})

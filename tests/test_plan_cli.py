@@ -221,10 +221,12 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
     (keep / "notes.txt").write_text("precious")
     recipe = load(EXAMPLE_FILE, [f"output.dir={keep}"]).recipe
     (problem,) = check_output_dir(recipe, overwrite=True, resume=False)
-    assert "would delete" in problem and (keep / "notes.txt").exists()
+    assert (
+        "would delete" in problem.message and problem.rule == "output-dir-not-a-run" and (keep / "notes.txt").exists()
+    )
     (keep / "recipe.lock.yaml").write_text("recipe: {}\n")
     (finished,) = check_output_dir(recipe, overwrite=False, resume=False)
-    assert "finished run" in finished and check_output_dir(recipe, overwrite=True, resume=False) == []
+    assert "finished run" in finished.message and check_output_dir(recipe, overwrite=True, resume=False) == []
 
 
 def test_multi_node_run_needs_the_rank_and_main_address_of_each_node(cli, tmp_path, monkeypatch):
@@ -247,7 +249,9 @@ def test_multi_node_run_needs_the_rank_and_main_address_of_each_node(cli, tmp_pa
     assert check_node_environment(1, {}) == []
     assert check_node_environment(2, {"MACHINE_RANK": "1", "MAIN_PROCESS_IP": "10.0.0.1"}) == []
     (bad,) = check_node_environment(2, {"MACHINE_RANK": "2", "MAIN_PROCESS_IP": "10.0.0.1"})
-    assert "MACHINE_RANK is '2'; set it to the rank of this node, 0 to 1" in bad
+    assert (
+        bad.field == "hardware.nodes" and "MACHINE_RANK is '2'; set it to the rank of this node, 0 to 1" in bad.message
+    )
 
 
 def test_trackers_that_are_missing_or_cannot_log_are_refused_before_launch(tmp_path):
@@ -256,17 +260,18 @@ def test_trackers_that_are_missing_or_cannot_log_are_refused_before_launch(tmp_p
     home = tmp_path / "home"
     home.mkdir()
     (missing,) = check_trackers(["tensorboard"], {}, {}, home)
-    assert missing.startswith("output.report_to: tensorboard is not installed here: pip install tensorboard")
+    assert missing.field == "output.report_to"
+    assert missing.message.startswith("tensorboard is not installed here: pip install tensorboard")
     assert check_trackers(["tensorboard", "none"], {"tensorboard": "2.21.0"}, {}, home) == []
     installed = {"wandb": "0.31.0"}
     (no_login,) = check_trackers(["wandb"], installed, {}, home)
-    assert "wandb has no credentials here" in no_login and "WANDB_MODE=offline" in no_login
+    assert "wandb has no credentials here" in no_login.message and "WANDB_MODE=offline" in no_login.message
     assert check_trackers(["wandb"], installed, {"WANDB_MODE": "offline"}, home) == []
     assert check_trackers(["wandb"], installed, {"WANDB_API_KEY": "x"}, home) == []
     (home / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password key\n")
     assert check_trackers(["wandb"], installed, {}, home) == []
     (not_installed,) = check_trackers(["wandb"], {}, {}, home)
-    assert "pip install wandb" in not_installed
+    assert "pip install wandb" in not_installed.message
 
 
 def test_run_with_a_tracker_that_is_not_installed_starts_nothing(cli, tmp_path, monkeypatch):

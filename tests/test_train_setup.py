@@ -43,4 +43,5 @@ def test_unknown_chat_template_is_refused_before_launch():
 
     assert check_chat_template(load(SFT, ["model.chat_template=llama3"]).recipe) == []
     (problem,) = check_chat_template(load(SFT, ["model.chat_template=llama9"]).recipe)
-    assert problem.startswith("model.chat_template: 'llama9'") and "chatml, llama3" in problem
+    assert problem.field == "model.chat_template" and problem.message.startswith("'llama9'")
+    assert "chatml, llama3" in problem.message

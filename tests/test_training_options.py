@@ -64,7 +64,11 @@ def test_resume_refused_when_checkpoints_hold_weights_only(tmp_path):
     (out / "checkpoint-8").mkdir(parents=True)
     recipe = load(SFT, [f"output.dir={out}", "training.save_only_model=true"]).recipe
     [problem] = check_output_dir(recipe, overwrite=False, resume=True)
-    assert "save_only_model" in problem and "--overwrite" in problem
+    assert (
+        problem.rule == "resume-weights-only"
+        and "save_only_model" in problem.message
+        and "--overwrite" in problem.message
+    )
     assert check_output_dir(load(SFT, [f"output.dir={out}"]).recipe, overwrite=False, resume=True) == []
 
 
@@ -101,9 +105,10 @@ def test_start_from_checks_the_adapter_shape(adapter):
     assert check_start_adapter(plan) == []
     assert any(d.what == "adapter start" for d in plan.decisions)
     [problem] = check_start_adapter(resolve(load(SFT, [f"adapter.start_from={adapter}", "adapter.r=8"]).recipe, {}))
-    assert "adapter.start_from" in problem and "r 16 (the recipe's: 8)" in problem
+    assert problem.field == "adapter.start_from" and problem.rule == "start-adapter-shape"
+    assert "r 16 (the recipe's: 8)" in problem.message
     [problem] = check_start_adapter(resolve(load(SFT, [f"adapter.start_from={adapter}/nowhere"]).recipe, {}))
-    assert "does not exist" in problem
+    assert problem.rule == "start-adapter-missing" and "does not exist" in problem.message
 
 
 def test_a_hub_adapter_of_another_shape_is_refused_when_loaded(adapter):

@@ -23,6 +23,7 @@ from runner.common.trained import OutputError, Trained, inspect
 from schemas import Recipe
 from schemas.evaluation import EvalTask, Evaluation
 from schemas.objectives import facts
+from schemas.problems import Problem
 
 Log = Callable[[str], None]
 
@@ -162,12 +163,16 @@ def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluatio
     return ready
 
 
-def check_at_end(recipe: Recipe) -> list[str]:
-    """What would stop a run's evaluation at its end, found before training starts (each problem a line)."""
+def check_at_end(recipe: Recipe) -> list[Problem]:
+    """What would stop a run's evaluation at its end, found before training starts (a problem per line)."""
     from runner.after.harness import Registry
 
     _, problems = check(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
-    return [f"evaluation.at_end: {line}" for problem in problems for line in problem.splitlines()]
+    return [
+        Problem(("evaluation", "at_end"), line, "evaluation-at-end")
+        for problem in problems
+        for line in problem.splitlines()
+    ]
 
 
 def templated(settings: Evaluation, task: EvalTask, recipe: Optional[Recipe]) -> bool:

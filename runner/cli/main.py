@@ -68,14 +68,14 @@ def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
     return f"{n_files} {noun} valid{extra}"
 
 
-def plan_diagnostics(loaded, plan) -> list:
-    """The plan's problems (memory fit, unknown architecture...) as located diagnostics."""
+def located(loaded, problems) -> list:
+    """Problems (the plan's, the preflight's) as diagnostics located at their recipe field's line."""
     from schemas import Diagnostic, Location
 
     out = []
-    for p in plan.problems:
+    for p in problems:
         location = loaded.sources.locate(p.path) or Location(loaded.path, 1, 1)
-        out.append(Diagnostic(location, ".".join(map(str, p.path)), p.message, p.rule, p.severity))
+        out.append(Diagnostic(location, p.field, p.message, p.rule, p.severity))
     return out
 
 
@@ -89,7 +89,7 @@ def load_and_plan(path, overrides):
         from runner.plan import probe_packages, resolve
 
         plan = resolve(loaded.recipe, probe_packages())
-        loaded.diagnostics.extend(plan_diagnostics(loaded, plan))
+        loaded.diagnostics.extend(located(loaded, plan.problems))
     return loaded, plan
 
 
@@ -256,8 +256,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         problems += check_at_end(plan.recipe)
     if problems:
-        for p in problems:
-            print(f"{args.recipe}: error: {p}", file=sys.stderr)
+        for diagnostic in located(loaded, problems):
+            print(diagnostic.text(), file=sys.stderr)
         print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
         return EXIT_INVALID
     first_node = nodes == 1 or os.environ.get("MACHINE_RANK") == "0"

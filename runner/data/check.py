@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from schemas.datasets import DatasetSource, split_source
+from schemas.problems import Problem
 
 from .formats import KINDS, FormatError, convert, for_objective
 
@@ -32,7 +33,7 @@ LINE_KINDS = ("jsonl", "json", "csv", "text")  # sources this module reads itsel
 
 
 @dataclass(frozen=True)
-class Problem:
+class Finding:
     kind: str
     location: str  # FILE:LINE, or SOURCE split S row I
     detail: str
@@ -330,7 +331,7 @@ class Report:
     bad_rows: str  # the recipe's policy: refuse | skip
     duplicates_policy: str  # keep | drop
     counts: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)  # kind -> [Problem]
+    examples: dict = field(default_factory=dict)  # kind -> [Finding]
     sources: list = field(default_factory=list)  # [SourceCount]
     unreadable: list = field(default_factory=list)  # source-level messages (no rows to locate)
     split_rows: dict = field(default_factory=dict)  # split -> rows kept (after skipping and dropping)
@@ -346,7 +347,7 @@ class Report:
     def refused(self) -> bool:
         return bool(self.unreadable) or (self.bad > 0 and self.bad_rows == "refuse")
 
-    def problems(self) -> list[str]:
+    def problems(self) -> list[Problem]:
         """What stops a run: each unreadable source, and the bad rows (counts and located examples) unless skipped."""
         return problems_of(self.to_json())
 
@@ -612,7 +613,7 @@ def check_recipe(recipe: Any) -> Report:
                 if column not in everywhere or kind != "missing-field":
                     shown = report.examples.setdefault(kind, [])
                     if len(shown) < EXAMPLES:
-                        shown.append(Problem(kind, locate(entry, number), detail, column))
+                        shown.append(Finding(kind, locate(entry, number), detail, column))
             digests.append(np.frombuffer(result.digests, dtype=np.uint64))
             owners.append((entry, np.frombuffer(result.numbers, dtype=np.uint64)))
         joined = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)
@@ -719,14 +720,15 @@ def cached_check(recipe: Any) -> tuple[dict, bool]:
     return report, False
 
 
-def problems_of(report: dict) -> list[str]:
+def problems_of(report: dict) -> list[Problem]:
     """Report.problems() from its JSON form (what the cache holds)."""
-    out = list(report["unreadable"])
+    out = [Problem(("datasets",), u, "data-unreadable") for u in report["unreadable"]]
     if report["bad"] and report["bad_rows"] == "refuse":
         counts = ", ".join(f"{n} {k}" for k, n in report["counts"].items())
         first = "; ".join(f"{v[0]['location']}: {v[0]['detail']}" for v in report["examples"].values())
-        out.append(
-            f"datasets: {report['bad']} bad row(s) ({counts}); first: {first}. `recipe data RECIPE --check` lists "
+        message = (
+            f"{report['bad']} bad row(s) ({counts}); first: {first}. `recipe data RECIPE --check` lists "
             "them; fix them, or set `datasets.bad_rows: skip` to train without them (counted and recorded)"
         )
+        out.append(Problem(("datasets", "bad_rows"), message, "data-bad-rows"))
     return out

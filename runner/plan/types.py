@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from schemas import Recipe
 from schemas.hardware import HardwareProfile
+from schemas.problems import Problem
 
 from .architecture import Architecture
 
@@ -28,16 +29,6 @@ class Decision:
     what: str
     value: Any
     why: str
-
-
-@dataclass
-class Problem:
-    """A reason the plan cannot run, located at a recipe field."""
-
-    path: tuple
-    message: str
-    rule: str
-    severity: str = "error"
 
 
 @dataclass
@@ -97,8 +88,7 @@ class Plan:
             "launch_dir": self.launch_dir,
             "decisions": [{"what": d.what, "value": d.value, "why": d.why} for d in self.decisions],
             "problems": [
-                {"field": ".".join(map(str, p.path)), "message": p.message, "rule": p.rule, "severity": p.severity}
-                for p in self.problems
+                {"field": p.field, "message": p.message, "rule": p.rule, "severity": p.severity} for p in self.problems
             ],
         }
 

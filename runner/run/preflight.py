@@ -1,7 +1,8 @@
 """Checks in the parent process before anything is spawned: data, model, packages, output directory.
 
-Each problem is a sentence that names the recipe field and what to do; `recipe run` prints
-them all and launches nothing.
+Each finds `Problem`s (schemas/problems.py): the recipe field, what is wrong and what to do, and the check's id
+(declared in schemas.problems.CHECKS, listed in the reference); `recipe run` prints them all, located at the field's
+line, and launches nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from pathlib import Path
 
 from runner.plan import Plan
 from schemas import Recipe
+from schemas.adapters import ADAPTERS, adapter_facts
+from schemas.problems import Problem
+
+OUTPUT_DIR = ("output", "dir")
 
 
 def _is_run_dir(out: Path) -> bool:
@@ -25,35 +30,41 @@ def _is_run_dir(out: Path) -> bool:
     )
 
 
-def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[str]:
+def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[Problem]:
     out = Path(recipe.output_dir)
     if overwrite and out.exists() and any(out.iterdir()) and not _is_run_dir(out):
-        return [
-            f"output.dir: --overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
+        message = (
+            f"--overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
             "recipe.lock.yaml); choose an empty or new directory"
-        ]
+        )
+        return [Problem(OUTPUT_DIR, message, "output-dir-not-a-run")]
     if (out / "recipe.lock.yaml").exists() and not (overwrite or resume):
-        return [
-            f"output.dir: {out} holds a finished run (recipe.lock.yaml); pass --overwrite to "
-            f"replace it, or set another output.dir"
-        ]
+        message = (
+            f"{out} holds a finished run (recipe.lock.yaml); pass --overwrite to replace it, or set another output.dir"
+        )
+        return [Problem(OUTPUT_DIR, message, "output-dir-finished")]
     if resume and not any(out.glob("checkpoint-*")):
-        return [f"--resume: {out} has no checkpoint-* folder to continue from"]
-    if resume and recipe.training.save_only_model:
         return [
+            Problem(
+                OUTPUT_DIR, f"--resume: {out} has no checkpoint-* folder to continue from", "resume-without-checkpoint"
+            )
+        ]
+    if resume and recipe.training.save_only_model:
+        message = (
             "--resume: training.save_only_model is true, so the checkpoints hold weights without the optimizer and "
             "schedule states to continue from; start again with --overwrite, or start a new run from a checkpoint's "
             "weights (e.g. `adapter.start_from: <checkpoint>` for an adapter)"
-        ]
+        )
+        return [Problem(("training", "save_only_model"), message, "resume-weights-only")]
     if out.exists() and not (overwrite or resume) and any(out.glob("checkpoint-*")):
-        return [
-            f"output.dir: {out} holds checkpoints of an unfinished run; pass --resume to continue "
-            f"it or --overwrite to start again"
-        ]
+        message = (
+            f"{out} holds checkpoints of an unfinished run; pass --resume to continue it or --overwrite to start again"
+        )
+        return [Problem(OUTPUT_DIR, message, "output-dir-unfinished")]
     return []
 
 
-def check_node_environment(nodes: int, env) -> list[str]:
+def check_node_environment(nodes: int, env) -> list[Problem]:
     """A multi-node run started with `recipe run` on each node needs this node's rank and the rank-0 address."""
     if nodes == 1:
         return []
@@ -62,11 +73,13 @@ def check_node_environment(nodes: int, env) -> list[str]:
         rank = env["MACHINE_RANK"]
         if rank.isdigit() and int(rank) < nodes:
             return []
-        return [f"hardware.nodes: MACHINE_RANK is {rank!r}; set it to the rank of this node, 0 to {nodes - 1}"]
-    return [
-        f"hardware.nodes: {nodes} nodes: set {' and '.join(missing)} on each node (MACHINE_RANK 0 to {nodes - 1}, "
-        "MAIN_PROCESS_IP the address of node 0), or use `recipe run --slurm` and `sbatch`"
-    ]
+        message = f"MACHINE_RANK is {rank!r}; set it to the rank of this node, 0 to {nodes - 1}"
+    else:
+        message = (
+            f"{nodes} nodes: set {' and '.join(missing)} on each node (MACHINE_RANK 0 to {nodes - 1}, "
+            "MAIN_PROCESS_IP the address of node 0), or use `recipe run --slurm` and `sbatch`"
+        )
+    return [Problem(("hardware", "nodes"), message, "node-environment")]
 
 
 # output.report_to backend -> (module the Trainer imports, pip package)
@@ -80,7 +93,7 @@ TRACKERS = {
 }
 
 
-def check_trackers(report_to, probe: dict, env, home: Path) -> list[str]:
+def check_trackers(report_to, probe: dict, env, home: Path) -> list[Problem]:
     """Each `output.report_to` backend is installed, and wandb can log (credentials, or offline mode)."""
     problems = []
     for backend in report_to:
@@ -88,10 +101,10 @@ def check_trackers(report_to, probe: dict, env, home: Path) -> list[str]:
             continue
         module, package = TRACKERS[backend]
         if not probe.get(module):
-            problems.append(
-                f"output.report_to: {backend} is not installed here: pip install {package} (or remove {backend} "
-                "from output.report_to)"
+            message = (
+                f"{backend} is not installed here: pip install {package} (or remove {backend} from output.report_to)"
             )
+            problems.append(Problem(("output", "report_to"), message, "tracker-missing"))
     if "wandb" in report_to and probe.get("wandb"):
         offline = env.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun")
         netrc = home / ".netrc"
@@ -99,53 +112,58 @@ def check_trackers(report_to, probe: dict, env, home: Path) -> list[str]:
             netrc.is_file() and "api.wandb.ai" in netrc.read_text(encoding="utf-8", errors="replace")
         )
         if not (offline or logged_in):
-            problems.append(
-                "output.report_to: wandb has no credentials here: run `wandb login` (or set WANDB_API_KEY), or set "
+            message = (
+                "wandb has no credentials here: run `wandb login` (or set WANDB_API_KEY), or set "
                 "WANDB_MODE=offline to log to local files and `wandb sync` them later"
             )
+            problems.append(Problem(("output", "report_to"), message, "tracker-credentials"))
     return problems
 
 
-def check_packages(plan: Plan, probe: dict) -> list[str]:
+def check_packages(plan: Plan, probe: dict) -> list[Problem]:
+    """Each package the plan needs is installed, located at the recipe field that needs it."""
     problems = []
+    stack = ("model",)
     need = {
-        "torch": "the training stack",
-        "transformers": "the training stack",
-        "trl": "the trainers",
-        "accelerate": "the launcher",
-        "datasets": "data loading",
+        "torch": (stack, "the training stack"),
+        "transformers": (stack, "the training stack"),
+        "trl": (("objective",), "the trainers"),
+        "accelerate": (("hardware",), "the launcher"),
+        "datasets": (("datasets",), "data loading"),
     }
     if plan.peft is not None:
-        need["peft"] = f"the {plan.recipe.adapter.kind} adapter"
+        need["peft"] = (("adapter", "kind"), f"the {plan.recipe.adapter.kind} adapter")
     if plan.quantization is not None:
-        need["bitsandbytes"] = f"{plan.recipe.quantization.method} quantization"
+        need["bitsandbytes"] = (("quantization", "method"), f"{plan.recipe.quantization.method} quantization")
     if plan.deepspeed is not None:
-        need["deepspeed"] = f"ZeRO-{plan.zero}"
+        need["deepspeed"] = (("hardware", "zero"), f"ZeRO-{plan.zero}")
     if plan.attention == "flash_attention_2":
-        need["flash_attn"] = "attention: flash_attention_2"
+        need["flash_attn"] = (("model", "attention"), "attention: flash_attention_2")
     if plan.resolved["training"]["kernels"] == "liger":
-        need["liger_kernel"] = "kernels: liger"
-    for module, why in need.items():
+        need["liger_kernel"] = (("training", "kernels"), "kernels: liger")
+    for module, (path, why) in need.items():
         if not probe.get(module):
             hint = {
                 "flash_attn": "pip install flash-attn (needs CUDA), or set model.attention: sdpa",
                 "liger_kernel": "pip install liger-kernel (needs a GPU and Triton), or set training.kernels: none",
             }.get(module, "pip install -e '.[train]'")
-            problems.append(f"{why} needs the `{module.replace('_', '-')}` package, which is not installed: {hint}")
+            message = f"{why} needs the `{module.replace('_', '-')}` package, which is not installed: {hint}"
+            problems.append(Problem(path, message, "package-missing"))
     return problems
 
 
-def check_chat_template(recipe: Recipe) -> list[str]:
+def check_chat_template(recipe: Recipe) -> list[Problem]:
     from runner.common.models import shipped_templates, template_text
 
     choice = recipe.model.chat_template
     if not choice or template_text(choice) is not None:
         return []
     shipped = ", ".join(shipped_templates())
-    return [f"model.chat_template: '{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"]
+    message = f"'{choice}' is neither a shipped template ({shipped}) nor an existing .jinja file"
+    return [Problem(("model", "chat_template"), message, "chat-template-missing")]
 
 
-def check_turn_end(plan: Plan, tokenizer=None) -> list[str]:
+def check_turn_end(plan: Plan, tokenizer=None) -> list[Problem]:
     """Conversational data: each assistant turn must end with a single token generation stops at (eos or the
     template's end-of-turn marker), or the model never learns to stop and `recipe chat` runs to max_new_tokens."""
     r = plan.recipe
@@ -161,20 +179,21 @@ def check_turn_end(plan: Plan, tokenizer=None) -> list[str]:
     if stop is not None:
         return []
     which = f"model.chat_template '{m.chat_template}'" if m.chat_template else f"the chat template of {m.name_or_path}"
-    return [
-        f"model.chat_template: {which} ends an assistant turn with {after[:20]!r}, which is not a single token of "
+    message = (
+        f"{which} ends an assistant turn with {after[:20]!r}, which is not a single token of "
         f"this tokenizer that generation stops at (its end-of-sequence token is {tokenizer.eos_token!r}), so the "
         "model would never learn to stop; use `chat_template: base`, which ends each assistant turn with the "
         "end-of-sequence token, or a template whose end-of-turn marker is in the vocabulary"
-    ]
+    )
+    return [Problem(("model", "chat_template"), message, "turn-end-token")]
 
 
-def check_special_tokens(plan: Plan) -> list[str]:
+def check_special_tokens(plan: Plan) -> list[Problem]:
     """With an adapter, a new eos or marker token could not be learned: TRL's trainers compute the loss through
     the output layer's own weight (its fused LM head), which PEFT's trainable token rows do not reach."""
     r = plan.recipe
     tokens = r.model.special_tokens
-    if r.adapter.kind == "full" or not (tokens.eos or tokens.additional):
+    if adapter_facts(r.adapter.kind).label == "full fine-tuning" or not (tokens.eos or tokens.additional):
         return []
     from runner.common.models import load_tokenizer
 
@@ -186,16 +205,17 @@ def check_special_tokens(plan: Plan) -> list[str]:
     new = [t for t in (tokens.eos, *tokens.additional) if t and t not in vocab]
     if not new:
         return []
-    return [
-        f"model.special_tokens: {', '.join(new)} {'is' if len(new) == 1 else 'are'} not in the vocabulary of "
+    message = (
+        f"{', '.join(new)} {'is' if len(new) == 1 else 'are'} not in the vocabulary of "
         f"{m.tokenizer or m.name_or_path}: a new token needs new embedding and output rows that a {r.adapter.kind} "
         "adapter cannot train (TRL computes the loss through the output layer's own weight). Use full "
         "fine-tuning, tokens the tokenizer has, or `chat_template: base`, which ends each assistant turn with the "
         "tokenizer's own end-of-sequence token"
-    ]
+    )
+    return [Problem(("model", "special_tokens"), message, "special-tokens-untrainable")]
 
 
-def check_assistant_mask(plan: Plan, tokenizer=None) -> list[str]:
+def check_assistant_mask(plan: Plan, tokenizer=None) -> list[Problem]:
     """Loss on assistant turns needs a chat template that marks them; TRL can patch some models' own templates."""
     if not plan.trainer["args"].get("assistant_only_loss"):
         return []
@@ -213,12 +233,13 @@ def check_assistant_mask(plan: Plan, tokenizer=None) -> list[str]:
     except ValueError:
         pass
     which = f"model.chat_template '{m.chat_template}'" if m.chat_template else f"the chat template of {m.name_or_path}"
-    return [
-        f"objective.assistant_only_loss: {which} does not mark the assistant's turns ({{% generation %}}), so the "
+    message = (
+        f"{which} does not mark the assistant's turns ({{% generation %}}), so the "
         "loss cannot be limited to them; set `model.chat_template` to a template that marks them (the shipped "
         "`chatml` or `llama3`, or a .jinja file with {% generation %}...{% endgeneration %} around each assistant "
         "turn), or `objective.assistant_only_loss: false` to train on every token"
-    ]
+    )
+    return [Problem(("objective", "assistant_only_loss"), message, "assistant-mask")]
 
 
 def has_generation_markers(template: str | dict) -> bool:
@@ -241,7 +262,7 @@ def _tokenizer(plan: Plan):
         return None
 
 
-def check_template(plan: Plan) -> list[str]:
+def check_template(plan: Plan) -> list[Problem]:
     """The chat-template checks, on the tokenizer the recipe trains with (loaded once for both)."""
     tokenizer = _tokenizer(plan)
     if tokenizer is None:
@@ -255,54 +276,49 @@ def _looks_local(name: str) -> bool:
     return Path(name).exists() or name.startswith((".", "/", "~")) or name.count("/") > 1
 
 
-def check_model(recipe: Recipe) -> list[str]:
+def check_model(recipe: Recipe) -> list[Problem]:
     """A model or tokenizer path that looks local must exist: else the training process would take it for a Hub
     id and die there with a download error."""
     problems = []
     model = recipe.model.name_or_path
     if _looks_local(model) and not (Path(model) / "config.json").is_file():
         what = "is not a model directory (no config.json)" if Path(model).exists() else "does not exist"
-        problems.append(f"model.name_or_path: {model} {what} (relative paths are relative to the recipe file)")
+        message = f"{model} {what} (relative paths are relative to the recipe file)"
+        problems.append(Problem(("model", "name_or_path"), message, "model-missing"))
     tokenizer = recipe.model.tokenizer
     if tokenizer and _looks_local(tokenizer) and not Path(tokenizer).is_dir():
-        problems.append(f"model.tokenizer: {tokenizer} does not exist (relative paths are relative to the recipe file)")
+        message = f"{tokenizer} does not exist (relative paths are relative to the recipe file)"
+        problems.append(Problem(("model", "tokenizer"), message, "model-missing"))
     return problems
 
 
-# What a saved adapter_config.json must agree on with the recipe's PEFT arguments, and PEFT's name of each kind.
+# What a saved adapter_config.json must agree on with the recipe's PEFT arguments.
 ADAPTER_SHAPE = ("task_type", "r", "lora_alpha", "use_dora", "use_rslora", "num_virtual_tokens", "prefix_projection")
-PEFT_TYPES = {
-    "peft.LoraConfig": "LORA",
-    "peft.PrefixTuningConfig": "PREFIX_TUNING",
-    "peft.PromptTuningConfig": "PROMPT_TUNING",
-    "peft.PromptEncoderConfig": "P_TUNING",
-    "peft.IA3Config": "IA3",
-}
 
 
-def check_start_adapter(plan: Plan) -> list[str]:
+def check_start_adapter(plan: Plan) -> list[Problem]:
     """`adapter.start_from`: a local adapter exists and has the recipe's kind and shape (a Hub adapter is checked the
     same way by the training process, when it is loaded)."""
     path = getattr(plan.recipe.adapter, "start_from", None)
     if not path or plan.peft is None or not _looks_local(path):
         return []
-    config_file = Path(path) / "adapter_config.json"
+    field, config_file = ("adapter", "start_from"), Path(path) / "adapter_config.json"
     if not config_file.is_file():
         what = "has no adapter_config.json" if Path(path).is_dir() else "does not exist"
-        return [f"adapter.start_from: {path} {what} (relative paths are relative to the recipe file)"]
+        message = f"{path} {what} (relative paths are relative to the recipe file)"
+        return [Problem(field, message, "start-adapter-missing")]
     try:
         saved = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        return [f"adapter.start_from: {config_file} cannot be read: {exc}"]
+        return [Problem(field, f"{config_file} cannot be read: {exc}", "start-adapter-missing")]
     differ = adapter_differences(saved, plan.peft)
-    if differ:
-        return [f"adapter.start_from: {path} {differ}"]
-    return []
+    return [Problem(field, f"{path} {differ}", "start-adapter-shape")] if differ else []
 
 
 def adapter_differences(saved: dict, peft: dict) -> str:
     """How a saved adapter's config differs from the recipe's PEFT arguments, as a sentence ("" when it agrees)."""
-    expected = {"peft_type": PEFT_TYPES[peft["class"]], **peft["args"]}
+    peft_type = next(a.peft_type for a in ADAPTERS.values() if a.peft_config == peft["class"])
+    expected = {"peft_type": peft_type, **peft["args"]}
     differ = [
         f"{key} {saved.get(key)!r} (the recipe's: {expected[key]!r})"
         for key in ("peft_type", *ADAPTER_SHAPE)
@@ -319,7 +335,7 @@ def adapter_differences(saved: dict, peft: dict) -> str:
     )
 
 
-def check_data(recipe: Recipe) -> list[str]:
+def check_data(recipe: Recipe) -> list[Problem]:
     """Every row of every source, read and checked (runner/data/check.py); cached by the data's fingerprint and the
     recipe's data fields, so a second run of the same recipe and data does not read it again."""
     from runner.data.check import cached_check, problems_of
@@ -328,7 +344,7 @@ def check_data(recipe: Recipe) -> list[str]:
     return problems_of(report)
 
 
-def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[str]:
+def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[Problem]:
     r = plan.recipe
     problems = (
         check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
@@ -338,6 +354,6 @@ def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool 
         problems += check_special_tokens(plan)
     if not problems:
         problems += check_template(plan)
-    if not any("datasets" in p and "package" in p for p in problems):
+    if not any(p.rule == "package-missing" and p.path == ("datasets",) for p in problems):
         problems += check_data(r)
     return problems
