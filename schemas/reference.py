@@ -97,6 +97,7 @@ def _members(field) -> list[type[BaseModel]]:
 
 
 def recipe_reference() -> str:
+    from .problems import CHECKS
     from .rules import RULES
 
     out = [HEADER, "## Top level", "", *_table(Recipe), ""]
@@ -169,4 +170,17 @@ def recipe_reference() -> str:
     ]
     for r in RULES:
         out.append(f"| `{r.id}` | {r.severity} | {r.summary} |")
+    out += [
+        "",
+        "## Checks of the plan and before launch",
+        "",
+        "`recipe validate` and `recipe plan` report the plan's problems (`plan`), `recipe run` also the checks it "
+        "makes before it starts anything (`preflight`: files, packages, the output directory, every data row); "
+        "each is located at its recipe field and carries its id (`schemas/problems.py`).",
+        "",
+        "| id | stage | severity | what it checks |",
+        "|---|---|---|---|",
+    ]
+    for c in CHECKS.values():
+        out.append(f"| `{c.id}` | {c.stage} | {c.severity} | {c.summary} |")
     return "\n".join(out) + "\n"
