@@ -25,6 +25,7 @@ from typing import Any, Iterator, Optional
 from schemas.datasets import DatasetSource, split_source
 
 from .formats import KINDS, FormatError, convert, for_objective
+from .loading import DataError, Where, load_with_datasets
 
 EXAMPLES = 3  # located examples kept per kind
 BOM = b"\xef\xbb\xbf"
@@ -206,10 +207,8 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[t
 
 def _read_datasets(entry: DatasetSource) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     """Hub, parquet, save_to_disk sources (and a local file with a `%` slice): rows through `datasets`."""
-    from .sources import DataError, Where, load_raw
-
     try:
-        ds = load_raw(entry.model_copy(update={"columns": {}, "limit": None}), Where("?", 0, entry.source))
+        ds = load_with_datasets(entry, Where("?", 0, entry.source))
     except DataError as exc:
         raise SourceUnreadable(str(exc).split(": ", 1)[-1]) from None
     i = 0
@@ -568,8 +567,6 @@ def _where_is(position: int, bounds: Any, owners: list) -> str:
 def check_recipe(recipe: Any) -> Report:
     """Read every row of every train and eval source of the recipe."""
     import numpy as np
-
-    from .sources import Where
 
     d = recipe.datasets
     report = Report(bad_rows=d.bad_rows, duplicates_policy=d.duplicates)
