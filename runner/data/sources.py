@@ -13,9 +13,10 @@ from typing import Any, Optional
 from schemas.datasets import DatasetSource, split_source
 from schemas.objectives import facts
 
-from .check import code_hash, good_rows, reads_lines, row_digest
+from .check import code_hash, good_rows, row_digest
 from .formats import FormatError, convert, for_objective
 from .loading import DataError, Where, load_with_datasets
+from .readers import reads_lines
 
 
 def local_path(entry: DatasetSource) -> Optional[Path]:
