@@ -13,10 +13,11 @@ from typing import Any, Optional
 from schemas.datasets import DatasetSource, split_source
 from schemas.objectives import facts
 
-from .check import code_hash, good_rows, row_digest
+from .check import code_hash
 from .formats import FormatError, convert, for_objective
 from .loading import DataError, Where, load_with_datasets
 from .readers import reads_lines
+from .rowcheck import good_rows, row_digest
 
 
 def local_path(entry: DatasetSource) -> Optional[Path]:
