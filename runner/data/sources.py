@@ -13,7 +13,7 @@ from typing import Any, Optional
 from schemas.datasets import DatasetSource, split_source
 from schemas.objectives import facts
 
-from .check import code_hash
+from .cache import code_hash
 from .formats import FormatError, convert, for_objective
 from .loading import DataError, Where, load_with_datasets
 from .readers import reads_lines
