@@ -21,7 +21,7 @@ from schemas.datasets import DatasetSource, split_source
 
 from .loading import Where
 from .readers import SourceUnreadable, locate, read_jsonl, read_source, row_slice
-from .report import Problem, Report, SourceCount
+from .report import Finding, Report, SourceCount
 from .rowcheck import RowChecker, row_digest
 
 EXAMPLES = 3  # located examples kept per kind
@@ -219,7 +219,7 @@ def check_recipe(recipe: Any) -> Report:
                 if column not in everywhere or kind != "missing-field":
                     shown = report.examples.setdefault(kind, [])
                     if len(shown) < EXAMPLES:
-                        shown.append(Problem(kind, locate(entry, number), detail, column))
+                        shown.append(Finding(kind, locate(entry, number), detail, column))
             digests.append(np.frombuffer(result.digests, dtype=np.uint64))
             owners.append((entry, np.frombuffer(result.numbers, dtype=np.uint64)))
         joined = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)

@@ -13,7 +13,9 @@ from .formats import KINDS
 
 
 @dataclass(frozen=True)
-class Problem:
+class Finding:
+    """One bad row, located in its data file: its kind (runner.data.formats.KINDS), where it is and what is wrong."""
+
     kind: str
     location: str  # FILE:LINE, or SOURCE split S row I
     detail: str
@@ -36,7 +38,7 @@ class Report:
     bad_rows: str  # the recipe's policy: refuse | skip
     duplicates_policy: str  # keep | drop
     counts: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)  # kind -> [Problem]
+    examples: dict = field(default_factory=dict)  # kind -> [Finding]
     sources: list = field(default_factory=list)  # [SourceCount]
     unreadable: list = field(default_factory=list)  # source-level messages (no rows to locate)
     split_rows: dict = field(default_factory=dict)  # split -> rows kept (after skipping and dropping)
