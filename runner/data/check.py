@@ -7,6 +7,9 @@ Streams: jsonl, csv and text files are read line by line, a json file element by
 batches, Hub and save_to_disk datasets through `datasets` (memory-mapped); duplicates are counted from 8-byte row
 hashes. The same reader and row check serve the training process when `datasets.bad_rows: skip` (sources.py), so
 the rows it skips are exactly the rows this check reports.
+
+Here: each source scanned (a large jsonl file in parallel parts), duplicates found, split sizes checked. The rows
+are read by readers.py and checked by rowcheck.py, the result is report.py's Report, and cache.py keeps it.
 """
 
 from __future__ import annotations

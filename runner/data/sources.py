@@ -26,7 +26,7 @@ def local_path(entry: DatasetSource) -> Optional[Path]:
 
 
 def _good_rows_dataset(entry: DatasetSource, objective: str, max_bytes: int) -> Any:
-    """A local file's rows that pass the data check (runner/data/check.py), through the check's own reader: what
+    """A local file's rows that pass the data check (rowcheck.good_rows), through the check's own reader: what
     `datasets.bad_rows: skip` trains on. Cached by `datasets` under the file's size and modification time."""
     import datasets
 
