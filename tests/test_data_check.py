@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from runner.data.check import cache_dir, cached_check, check_recipe
+from runner.data.cache import cache_dir, cached_check
+from runner.data.check import check_recipe
 from schemas import load
 
 from conftest import ROOT

@@ -314,7 +314,7 @@ def _record_data_check(plan) -> None:
     """OUTPUT_DIR/data-check.json: what the preflight's data check found (and, with `datasets.bad_rows: skip`, the
     rows the run skips, by reason), said in the terminal when rows are skipped or dropped."""
     from runner.common.files import write_atomic
-    from runner.data.check import cached_check
+    from runner.data.cache import cached_check
 
     report, _ = cached_check(plan.recipe)  # the preflight's, from the cache
     path = Path(plan.output_dir) / "data-check.json"

@@ -7,416 +7,27 @@ Streams: jsonl, csv and text files are read line by line, a json file element by
 batches, Hub and save_to_disk datasets through `datasets` (memory-mapped); duplicates are counted from 8-byte row
 hashes. The same reader and row check serve the training process when `datasets.bad_rows: skip` (sources.py), so
 the rows it skips are exactly the rows this check reports.
+
+Here: each source scanned (a large jsonl file in parallel parts), duplicates found, split sizes checked. The rows
+are read by readers.py and checked by rowcheck.py, the result is report.py's Report, and cache.py keeps it.
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import json
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from schemas.datasets import DatasetSource, split_source
-from schemas.problems import Problem
 
-from .formats import KINDS, FormatError, convert, for_objective
+from .loading import Where
+from .readers import SourceUnreadable, locate, read_jsonl, read_source, row_slice
+from .report import Finding, Report, SourceCount
+from .rowcheck import RowChecker, row_digest
 
 EXAMPLES = 3  # located examples kept per kind
-BOM = b"\xef\xbb\xbf"
-LINE_KINDS = ("jsonl", "json", "csv", "text")  # sources this module reads itself, with line numbers
-
-
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    location: str  # FILE:LINE, or SOURCE split S row I
-    detail: str
-    column: Optional[str] = None
-
-    def __str__(self) -> str:
-        return f"{self.location}: {self.detail}"
-
-
-class SourceUnreadable(Exception):
-    """The whole source cannot be read (no such file, an empty file, an unknown split): one message, no rows."""
-
-
-# --- reading: (line number or row index, row or None, problem or None) per row, streaming ---------------------------
-
-
-def _slice(split: str) -> tuple[int, Optional[int]] | None:
-    """`train` -> (0, None); `train[:100]`/`train[10:20]` -> bounds; None for what only `datasets` reads (`%`)."""
-    m = re.fullmatch(r"train(?:\[(\d*):(\d*)\])?", split)
-    if not m:
-        return None
-    return int(m[1] or 0), (int(m[2]) if m[2] else None)
-
-
-def _json_row(text: str) -> tuple[Any, Optional[tuple[str, str]]]:
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
-    if isinstance(value, dict):
-        return value, None
-    if isinstance(value, list):
-        return None, (
-            "not-an-object",
-            "a JSON array, not an object: a jsonl file has one JSON object per line (for a file that is one JSON "
-            "array, use the `json:` source kind)",
-        )
-    return None, ("not-an-object", f"a JSON {type(value).__name__}, not an object")
-
-
-def _lines(
-    path: Path, max_bytes: int, keep_blank: bool, span: Optional[tuple[int, int, int]] = None
-) -> Iterator[tuple[int, bytes | None, Optional[tuple]]]:
-    """(line number, the line without its end, problem) for each line; blank lines skipped unless `keep_blank`.
-    `span` (start byte, end byte, number of the line at start): a part of the file, starting at a line start."""
-    start, end, first = span or (0, None, 1)
-    with path.open("rb") as f:
-        f.seek(start)
-        for number, raw in enumerate(f, first):
-            if end is not None and start >= end:
-                return
-            start += len(raw)
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM) :]
-            line = raw.rstrip(b"\r\n")
-            if not keep_blank and not line.strip():
-                continue
-            if len(line) > max_bytes:
-                yield number, None, ("too-large", f"{len(line):,} bytes, over datasets.max_row_bytes ({max_bytes:,})")
-                continue
-            yield number, line, None
-
-
-def _read_jsonl(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    for number, line, problem in _lines(path, max_bytes, keep_blank=False, span=span):
-        if problem:
-            yield number, None, problem
-            continue
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
-            continue
-        row, problem = _json_row(text)
-        yield number, row, problem
-
-
-def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    for number, line, problem in _lines(path, max_bytes, keep_blank=True):
-        if problem:
-            yield number, None, problem
-            continue
-        try:
-            yield number, {"text": line.decode("utf-8")}, None
-        except UnicodeDecodeError as exc:
-            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
-
-
-def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    """A file that is one JSON array of objects (or one object per line, which `datasets` also reads)."""
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        yield line, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the file")
-        return
-    start = len(text) - len(text.lstrip())
-    if not text[start:].startswith("["):  # not an array: one object per line
-        yield from _read_jsonl(path, max_bytes)
-        return
-    decoder, pos, line, seen = json.JSONDecoder(), start + 1, 1 + text.count("\n", 0, start), start
-    while True:
-        while pos < len(text) and text[pos] in " \t\r\n,":
-            pos += 1
-        if pos >= len(text) or text[pos] == "]":
-            return
-        line += text.count("\n", seen, pos)
-        seen = pos
-        try:
-            value, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as exc:
-            yield exc.lineno, None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
-            return  # the rest of the array cannot be delimited
-        if end - pos > max_bytes:
-            yield line, None, ("too-large", f"{end - pos:,} bytes, over datasets.max_row_bytes")
-        elif isinstance(value, dict):
-            yield line, value, None
-        else:
-            yield (
-                line,
-                None,
-                ("not-an-object", f"a JSON {type(value).__name__} in the array, not an object"),
-            )
-        pos = end
-
-
-def _csv_value(text: str) -> Any:
-    """A CSV cell typed the way `datasets`' csv loader (pandas) reads it: empty -> null, numbers, booleans."""
-    if text == "":
-        return None
-    if text in ("True", "TRUE", "true"):
-        return True
-    if text in ("False", "FALSE", "false"):
-        return False
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.reader(f)
-        try:
-            header = next(reader)
-        except StopIteration:
-            return
-        while True:
-            start = reader.line_num + 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                yield start, None, ("malformed-line", f"not valid CSV: {exc}")
-                continue
-            if not cells:
-                continue
-            if any(re.search("[\udc80-\udcff]", c) for c in cells):
-                yield start, None, ("invalid-utf8", "invalid UTF-8")
-            elif sum(len(c) for c in cells) > max_bytes:
-                yield start, None, ("too-large", f"over datasets.max_row_bytes ({max_bytes:,})")
-            elif len(cells) != len(header):
-                yield start, None, ("malformed-line", f"{len(cells)} cells for {len(header)} columns")
-            else:
-                yield start, {h: _csv_value(c) for h, c in zip(header, cells)}, None
-
-
-def _read_datasets(entry: DatasetSource) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    """Hub, parquet, save_to_disk sources (and a local file with a `%` slice): rows through `datasets`."""
-    from .sources import DataError, Where, load_raw
-
-    try:
-        ds = load_raw(entry.model_copy(update={"columns": {}, "limit": None}), Where("?", 0, entry.source))
-    except DataError as exc:
-        raise SourceUnreadable(str(exc).split(": ", 1)[-1]) from None
-    i = 0
-    for batch in ds.iter(batch_size=1000):
-        names = list(batch)
-        for values in zip(*(batch[n] for n in names)):
-            yield i, dict(zip(names, values)), None
-            i += 1
-
-
-def reads_lines(entry: DatasetSource) -> bool:
-    """Whether this module reads the source itself, line by line (a local file, its whole split or a row slice)."""
-    return split_source(entry.source)[0] in LINE_KINDS and _slice(entry.split) is not None
-
-
-def locate(entry: DatasetSource, number: int) -> str:
-    """FILE:LINE for the files this module reads itself, else SOURCE [split S] row I."""
-    kind, rest, _ = split_source(entry.source)
-    if reads_lines(entry):
-        return f"{rest}:{number}"
-    return f"{rest} split {entry.split} row {number}" if kind in ("hf", "local") else f"{rest} row {number}"
-
-
-READERS = {"jsonl": _read_jsonl, "json": _read_json, "csv": _read_csv, "text": _read_text}
-
-
-def read_source(entry: DatasetSource, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
-    """Each row of the source as the file has it (columns not yet renamed), `split` and `limit` applied."""
-    kind, rest, _ = split_source(entry.source)
-    bounds = _slice(entry.split) if kind in LINE_KINDS else None
-    if kind in LINE_KINDS and bounds is None and not re.match(r"train\[", entry.split):
-        raise SourceUnreadable("a local file is one split; use `split: train` (or a slice like `train[:100]`)")
-    if kind in LINE_KINDS:
-        path = Path(rest)
-        if not path.is_file():
-            raise SourceUnreadable(f"no such file: {path}")
-        if path.stat().st_size == 0:
-            raise SourceUnreadable(f"{path} is empty: it has no rows")
-    rows = READERS[kind](Path(rest), max_bytes) if bounds is not None else _read_datasets(entry)
-    start, stop = bounds or (0, None)
-    if entry.limit is not None:
-        stop = start + entry.limit if stop is None else min(stop, start + entry.limit)
-    for i, item in enumerate(rows):
-        if i < start:
-            continue
-        if stop is not None and i >= stop:
-            return
-        yield item
-
-
-def rename(entry: DatasetSource, row: dict) -> dict:
-    """The row with `columns` renamed to the preset's canonical names (a canonical column the mapping replaces is
-    dropped, as `load_raw` does)."""
-    if not entry.columns:
-        return row
-    out = {k: v for k, v in row.items() if k not in entry.columns}
-    for canonical, file_col in entry.columns.items():
-        if file_col in row:
-            out[canonical] = row[file_col]
-        elif canonical in out:
-            del out[canonical]
-    return out
-
-
-_TYPE_NAMES = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
-
-
-class RowChecker:
-    """Checks rows of one source: the format's preset and validation, and each column's type against the first
-    row's (`datasets` stores a column with one type). `types`: the first types seen so far (a parallel part starts
-    from those of the parts before it)."""
-
-    def __init__(self, entry: DatasetSource, objective: str, types: Optional[dict] = None):
-        self.entry, self.objective = entry, objective
-        self.types: dict[str, str] = dict(types or {})
-        self.columns = entry.spec.columns
-
-    def __call__(self, row: dict) -> tuple[Optional[list[dict]], Optional[tuple]]:
-        """(the trainer's records, None) or (None, (kind, detail, column))."""
-        row = rename(self.entry, row)
-        try:
-            records = list(for_objective(convert(self.entry.format, row), self.objective))
-        except FormatError as exc:
-            return None, (exc.kind, str(exc), exc.column)
-        types = self.types
-        for column in self.columns:
-            value = row.get(column)
-            if value is None:
-                continue
-            kind = _TYPE_NAMES.get(type(value), type(value).__name__)
-            first = types.setdefault(column, kind)
-            if kind != first:
-                return None, ("inconsistent-type", f"`{column}` is a {kind} here but a {first} in earlier rows", column)
-        return records, None
-
-
-def good_rows(entry: DatasetSource, objective: str, max_bytes: int) -> Iterator[dict]:
-    """The source's rows (file columns) that pass every check: what training reads with `datasets.bad_rows: skip`."""
-    check = RowChecker(entry, objective)
-    for _, row, problem in read_source(entry, max_bytes):
-        if problem is None and check(row)[1] is None:
-            yield row
-
-
-# --- the report --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SourceCount:
-    where: str
-    rows: int = 0
-    bad: int = 0
-    columns: set = field(default_factory=set)
-
-
-@dataclass
-class Report:
-    bad_rows: str  # the recipe's policy: refuse | skip
-    duplicates_policy: str  # keep | drop
-    counts: Counter = field(default_factory=Counter)
-    examples: dict = field(default_factory=dict)  # kind -> [Finding]
-    sources: list = field(default_factory=list)  # [SourceCount]
-    unreadable: list = field(default_factory=list)  # source-level messages (no rows to locate)
-    split_rows: dict = field(default_factory=dict)  # split -> rows kept (after skipping and dropping)
-    duplicates: dict = field(default_factory=dict)  # split -> rows repeating an earlier row of the split
-    duplicate_examples: dict = field(default_factory=dict)  # split -> ["A repeats B"]
-    eval_in_train: int = 0
-
-    @property
-    def bad(self) -> int:
-        return sum(self.counts.values())
-
-    @property
-    def refused(self) -> bool:
-        return bool(self.unreadable) or (self.bad > 0 and self.bad_rows == "refuse")
-
-    def problems(self) -> list[Problem]:
-        """What stops a run: each unreadable source, and the bad rows (counts and located examples) unless skipped."""
-        return problems_of(self.to_json())
-
-    def to_json(self) -> dict:
-        return {
-            "bad_rows": self.bad_rows,
-            "duplicates_policy": self.duplicates_policy,
-            "refused": self.refused,
-            "rows": {s.where: s.rows for s in self.sources},
-            "bad": self.bad,
-            "counts": dict(self.counts.most_common()),
-            "examples": {
-                k: [{"location": p.location, "detail": p.detail} for p in v] for k, v in self.examples.items()
-            },
-            "skipped": dict(self.counts) if self.bad_rows == "skip" else {},
-            "unreadable": self.unreadable,
-            "split_rows": self.split_rows,
-            "duplicates": self.duplicates,
-            "duplicate_examples": self.duplicate_examples,
-            "eval_in_train": self.eval_in_train,
-        }
-
-    def render(self) -> str:
-        lines = []
-        for s in self.sources:
-            bad = f", {s.bad:,} bad" if s.bad else ""
-            lines.append(f"{s.where}: {s.rows:,} rows{bad}")
-        lines += [f"error: {u}" for u in self.unreadable]
-        if self.bad:
-            lines.append(f"bad rows: {self.bad:,}")
-            width = max(len(k) for k in self.counts)
-            for kind, n in self.counts.most_common():
-                lines.append(f"  {kind:<{width}}  {n:>7,}  {KINDS[kind]}")
-                lines += [f"      {p}" for p in self.examples[kind]]
-        for split, n in self.duplicates.items():
-            if n:
-                what = (
-                    "dropped" if self.duplicates_policy == "drop" else "kept (datasets.duplicates: drop removes them)"
-                )
-                lines.append(f"duplicates in {split}: {n:,} rows repeat an earlier row, {what}")
-                lines += [f"      {e}" for e in self.duplicate_examples.get(split, [])]
-        if self.eval_in_train:
-            lines.append(f"eval rows that are also training rows: {self.eval_in_train:,}")
-        for split, n in self.split_rows.items():
-            lines.append(f"{split}: {n:,} rows to train on" if split == "train" else f"{split}: {n:,} rows")
-        if self.refused:
-            lines.append(
-                "verdict: a run would be refused"
-                + (" (datasets.bad_rows: refuse; `skip` trains without the bad rows)" if self.bad else "")
-            )
-        elif self.bad:
-            lines.append(f"verdict: a run skips these {self.bad:,} rows (datasets.bad_rows: skip)")
-        else:
-            lines.append("verdict: every row is usable")
-        return "\n".join(lines)
-
-
-def row_digest(records: list[dict]) -> int:
-    """A stable 8-byte hash of a row's trainer records (the same in every process)."""
-    parts: list[str] = []
-    for record in records:
-        for key in sorted(record):
-            value = record[key]
-            parts.append(key)
-            if isinstance(value, list):
-                parts.extend(f"{m['role']}\x1e{m['content']}" for m in value)
-            else:
-                parts.append(repr(value))
-    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "little")
 
 
 @dataclass
@@ -508,7 +119,7 @@ def _spans(path: Path, parts: int) -> list[tuple[int, int, int]]:
 def _scan_part(args: tuple) -> Scan:
     entry, objective, max_bytes, span, types = args
     path = Path(split_source(entry.source)[1])
-    return scan(_read_jsonl(path, max_bytes, span), RowChecker(entry, objective, types))
+    return scan(read_jsonl(path, max_bytes, span), RowChecker(entry, objective, types))
 
 
 def scan_source(entry: DatasetSource, objective: str, max_bytes: int) -> Scan:
@@ -522,7 +133,7 @@ def scan_source(entry: DatasetSource, objective: str, max_bytes: int) -> Scan:
         kind == "jsonl"
         and workers > 1
         and entry.limit is None
-        and _slice(entry.split) == (0, None)
+        and row_slice(entry.split) == (0, None)
         and path.is_file()
         and path.stat().st_size >= PARALLEL_BYTES
     )
@@ -569,8 +180,6 @@ def _where_is(position: int, bounds: Any, owners: list) -> str:
 def check_recipe(recipe: Any) -> Report:
     """Read every row of every train and eval source of the recipe."""
     import numpy as np
-
-    from .sources import Where
 
     d = recipe.datasets
     report = Report(bad_rows=d.bad_rows, duplicates_policy=d.duplicates)
@@ -650,85 +259,3 @@ def _check_split_sizes(recipe: Any, report: Report) -> None:
         report.unreadable.append(
             f"datasets.eval_fraction: {d.eval_fraction} of {n} training rows leaves none to train on"
         )
-
-
-# --- the cache: a second run of an unchanged recipe and data does not read the data again -------------------------
-
-
-@lru_cache(maxsize=1)
-def code_hash() -> str:
-    """A hash of the checking and preset code: no cache (this module's, `datasets`') may serve rows an older
-    version checked or converted."""
-    here = Path(__file__).resolve().parent
-    return hashlib.sha256(b"".join((here / n).read_bytes() for n in ("check.py", "formats.py"))).hexdigest()[:16]
-
-
-def _fingerprint(recipe: Any) -> tuple[str, bool]:
-    """(a hash of the objective, the recipe's data fields, the checking code and each local data file's size,
-    mtime and inode; whether every source is local: a Hub source's files are not ours to fingerprint)."""
-    d = recipe.datasets
-    parts: list[Any] = [recipe.objective.kind, d.model_dump(mode="json"), code_hash()]
-    local = True
-    for entry in (*d.train, *d.eval):
-        kind, rest, _ = split_source(entry.source)
-        if kind == "hf":
-            local = False
-            continue
-        root = Path(rest)
-        files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
-        for f in files:
-            try:
-                st = f.stat()
-            except OSError:
-                local = False
-                continue
-            parts.append([str(f.resolve()), st.st_size, st.st_mtime_ns, st.st_ino])
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:32], local
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "recipe" / "data-check"
-
-
-_THIS_PROCESS: dict[str, dict] = {}  # reports made in this process: the preflight's, read again by `recipe run`
-
-
-def cached_check(recipe: Any) -> tuple[dict, bool]:
-    """The report as JSON, from the cache when the data and the recipe's data fields are unchanged; (report, hit).
-    A recipe with a Hub source is not cached across commands, but is read once per command."""
-    from runner.common.files import write_atomic
-
-    key, local = _fingerprint(recipe)
-    if key in _THIS_PROCESS:
-        return _THIS_PROCESS[key], True
-    path = cache_dir() / f"{key}.json" if local else None
-    if path is not None and path.is_file():
-        try:
-            report = json.loads(path.read_text(encoding="utf-8"))
-            _THIS_PROCESS[key] = report
-            return report, True
-        except (OSError, ValueError):
-            pass
-    report = check_recipe(recipe).to_json()
-    _THIS_PROCESS[key] = report
-    if path is not None:
-        try:
-            write_atomic(path, json.dumps(report) + "\n")
-        except OSError:
-            pass  # a read-only cache only costs the next run the same check
-    return report, False
-
-
-def problems_of(report: dict) -> list[Problem]:
-    """Report.problems() from its JSON form (what the cache holds)."""
-    out = [Problem(("datasets",), u, "data-unreadable") for u in report["unreadable"]]
-    if report["bad"] and report["bad_rows"] == "refuse":
-        counts = ", ".join(f"{n} {k}" for k, n in report["counts"].items())
-        first = "; ".join(f"{v[0]['location']}: {v[0]['detail']}" for v in report["examples"].values())
-        message = (
-            f"{report['bad']} bad row(s) ({counts}); first: {first}. `recipe data RECIPE --check` lists "
-            "them; fix them, or set `datasets.bad_rows: skip` to train without them (counted and recorded)"
-        )
-        out.append(Problem(("datasets", "bad_rows"), message, "data-bad-rows"))
-    return out

@@ -28,7 +28,7 @@ Message = dict[str, str]
 
 
 # The kinds of row problems (`recipe data --check` counts rows by kind). Line-level kinds come from reading the file
-# (runner/data/check.py); the others from the presets here.
+# (runner/data/readers.py); the others from the presets here.
 KINDS = {
     "malformed-line": "the line is not valid JSON or CSV",
     "invalid-utf8": "the line is not valid UTF-8",

@@ -7,34 +7,17 @@ from __future__ import annotations
 
 import hashlib
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from schemas.datasets import DatasetSource, split_source
 from schemas.objectives import facts
 
-from .check import code_hash, good_rows, reads_lines, row_digest
+from .cache import code_hash
 from .formats import FormatError, convert, for_objective
-
-BUILDERS = {"jsonl": "json", "json": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
-
-
-class DataError(Exception):
-    """A dataset cannot be read or does not match its format; the message names the dataset and what to fix."""
-
-
-@dataclass(frozen=True)
-class Where:
-    """Which entry of the recipe a dataset is, for messages: `datasets.train.0 (jsonl:data/x.jsonl)`."""
-
-    split: str
-    index: int
-    source: str
-    section: str = "datasets"  # `evaluation` for an evaluation task's data (split `tasks`)
-
-    def __str__(self) -> str:
-        return f"{self.section}.{self.split}.{self.index} ({self.source})"
+from .loading import DataError, Where, load_with_datasets
+from .readers import reads_lines
+from .rowcheck import good_rows, row_digest
 
 
 def local_path(entry: DatasetSource) -> Optional[Path]:
@@ -42,24 +25,8 @@ def local_path(entry: DatasetSource) -> Optional[Path]:
     return None if kind == "hf" else Path(rest)
 
 
-def _select_split(ds: Any, split: str, where: Where) -> Any:
-    """A `save_to_disk` folder may hold a DatasetDict: take the split (slices like `train[:100]` included)."""
-    from datasets import DatasetDict
-
-    if not isinstance(ds, DatasetDict):
-        return ds
-    name, _, rest = split.partition("[")
-    if name not in ds:
-        raise DataError(f"{where}: the folder has splits {', '.join(ds)}, not '{name}'")
-    part = ds[name]
-    if rest:
-        start, _, stop = rest.rstrip("]").partition(":")
-        part = part.select(range(int(start or 0), min(int(stop) if stop else len(part), len(part))))
-    return part
-
-
 def _good_rows_dataset(entry: DatasetSource, objective: str, max_bytes: int) -> Any:
-    """A local file's rows that pass the data check (runner/data/check.py), through the check's own reader: what
+    """A local file's rows that pass the data check (rowcheck.good_rows), through the check's own reader: what
     `datasets.bad_rows: skip` trains on. Cached by `datasets` under the file's size and modification time."""
     import datasets
 
@@ -78,35 +45,13 @@ def _good_rows_dataset(entry: DatasetSource, objective: str, max_bytes: int) -> 
 def load_raw(entry: DatasetSource, where: Where, skip_bad: Optional[tuple[str, int]] = None) -> Any:
     """The source's rows as a `datasets.Dataset`, with `columns` renamed to the canonical names and `limit` applied.
     `skip_bad` (objective, max_row_bytes): a local file is read through the data check, without its bad rows."""
-    import datasets
-
-    kind, rest, config = split_source(entry.source)
     if skip_bad and reads_lines(entry):
         try:
             ds = _good_rows_dataset(entry, *skip_bad)
         except Exception as exc:
             raise DataError(f"{where}: cannot read the dataset: {type(exc).__name__}: {exc}") from None
         return _canonical(ds, entry, where, limit=False)  # the check's reader applied the split and `limit`
-    try:
-        if kind == "hf":
-            ds = datasets.load_dataset(rest, config, split=entry.split)
-        elif kind == "local":
-            if not Path(rest).exists():
-                raise DataError(f"{where}: no such folder: {rest}")
-            ds = _select_split(datasets.load_from_disk(rest), entry.split, where)
-        else:
-            if not Path(rest).exists():
-                raise DataError(f"{where}: no such file: {rest}")
-            split = entry.split if entry.split.startswith("train") else "train"
-            if not entry.split.startswith("train"):
-                raise DataError(
-                    f"{where}: a local file is one split; use `split: train` (or a slice like `train[:100]`)"
-                )
-            ds = datasets.load_dataset(BUILDERS[kind], data_files=rest, split=split)
-    except DataError:
-        raise
-    except Exception as exc:  # datasets raises many types; the user needs the source and the reason
-        raise DataError(f"{where}: cannot read the dataset: {type(exc).__name__}: {exc}") from None
+    ds = load_with_datasets(entry, where)
     return _canonical(ds, entry, where, limit=True)
 
 

@@ -338,7 +338,8 @@ def adapter_differences(saved: dict, peft: dict) -> str:
 def check_data(recipe: Recipe) -> list[Problem]:
     """Every row of every source, read and checked (runner/data/check.py); cached by the data's fingerprint and the
     recipe's data fields, so a second run of the same recipe and data does not read it again."""
-    from runner.data.check import cached_check, problems_of
+    from runner.data.cache import cached_check
+    from runner.data.report import problems_of
 
     report, _ = cached_check(recipe)
     return problems_of(report)
