@@ -123,3 +123,59 @@ def test_every_objective_kind_has_its_facts_and_they_name_real_classes():
         assert issubclass(config, import_dotted("transformers.TrainingArguments")), kind
         assert trainer.__name__.endswith("Trainer"), kind
         assert set(f.families) <= families, kind
+
+
+def _kinds(union) -> list[str]:
+    (members,) = [a for a in typing.get_args(union) if typing.get_origin(a) is typing.Union]
+    return [typing.get_args(c.model_fields["kind"].annotation)[0] for c in typing.get_args(members)]
+
+
+def test_every_adapter_kind_has_its_facts_and_they_name_peft_classes():
+    import peft
+
+    from runner.common.models import import_dotted
+    from schemas.adapters import ADAPTERS, Adapter
+
+    assert sorted(ADAPTERS) == sorted(_kinds(Adapter))
+    for kind, f in ADAPTERS.items():
+        if kind == "full":
+            assert f.peft_config is None and f.peft_type is None
+            continue
+        config = import_dotted(f.peft_config)
+        assert issubclass(config, peft.PeftConfig), kind
+        assert peft.PeftType(f.peft_type) in set(peft.PeftType), kind  # the name PEFT writes in adapter_config.json
+        assert f.low_rank == (config is peft.LoraConfig), kind
+
+
+def test_each_objectives_trl_arguments_are_fields_of_its_section_and_its_config_class():
+    import dataclasses
+
+    from runner.common.models import import_dotted
+
+    (members,) = [a for a in typing.get_args(Objective) if typing.get_origin(a) is typing.Union]
+    sections = {typing.get_args(c.model_fields["kind"].annotation)[0]: c for c in typing.get_args(members)}
+    for kind, f in OBJECTIVES.items():
+        config_fields = {x.name for x in dataclasses.fields(import_dotted(f.config))}
+        for argument, field in f.trl_args:
+            assert field in sections[kind].model_fields, (kind, field)
+            assert argument in config_fields, (kind, argument)
+        assert {a for a, _ in f.trl_constants} <= config_fields, kind
+
+
+def test_the_model_type_table_covers_every_shipped_architecture():
+    from runner.plan.architecture import _table
+    from runner.plan.modeltypes import MODEL_TYPES, UNKNOWN, model_type
+
+    shipped = {a.model_type for a in _table().values()}
+    assert shipped <= set(MODEL_TYPES), shipped - set(MODEL_TYPES)
+    assert model_type("not-a-model-type") == UNKNOWN and not UNKNOWN.packing_proven
+    for name, f in MODEL_TYPES.items():
+        assert not (f.packing_proven and f.packing_contaminates), name  # at most one verdict
+        assert not (f.state_space and f.attention), name
+
+
+def test_every_dataset_format_has_its_parser():
+    from runner.data.formats import PARSERS
+    from schemas.datasets import FORMATS
+
+    assert sorted(FORMATS) == sorted(PARSERS)
