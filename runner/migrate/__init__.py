@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .translation import ImportRefused, Options, Row, Translation, write_recipe
+from .report import Row, table
+from .translation import ImportRefused, Options, Translation, write_recipe
 
 TOOLS = ("axolotl", "llama-factory", "trl")
 
@@ -32,23 +33,3 @@ def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str
     t = Translation(source=source, origin=path.resolve(), options=options, tool=tool)
     {"axolotl": axolotl, "llama-factory": llamafactory, "trl": trl}[tool].translate(t)
     return t, write_recipe(t, path)
-
-
-def table(rows: list[Row], width: int = 60) -> str:
-    """The report: one line per source key, the dropped ones first, then changed, defaults, mapped, not needed."""
-    order = {s: i for i, s in enumerate(("dropped", "changed", "default", "mapped", "not needed"))}
-    rows = sorted(rows, key=lambda r: order[r.status])
-    key_w = min(max((len(r.key) for r in rows), default=10), 44)
-    field_w = min(max((len(r.field) for r in rows), default=10), 36)
-    lines = [f"{'source key':<{key_w}}  {'status':<10}  {'recipe field':<{field_w}}  note"]
-    for r in rows:
-        note = r.note or (f"= {_short(r.value)}" if r.value not in (None, "") else "")
-        if r.status in ("mapped", "default") and r.value not in (None, "") and r.note:
-            note = f"= {_short(r.value)}; {r.note}"
-        lines.append(f"{r.key:<{key_w}}  {r.status:<10}  {r.field:<{field_w}}  {note}")
-    return "\n".join(lines)
-
-
-def _short(value) -> str:
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -17,21 +17,11 @@ from typing import Any, Optional
 
 from schemas.datasets import SUFFIX_TO_KIND
 
-MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED = "mapped", "changed", "default", "not needed", "dropped"
-STATUSES = (MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED)
+from .report import CHANGED, DEFAULT, DROPPED, MAPPED, NOT_NEEDED, STATUSES, Row
 
 
 class ImportRefused(Exception):
     """The source cannot become a recipe (a missing input, or a setting with no counterpart the run depends on)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    key: str  # the source key (dotted for nested ones; `(unset)` marks a peer default)
-    status: str
-    field: str  # the recipe field it became ("" when none)
-    value: Any
-    note: str
 
 
 @dataclass
