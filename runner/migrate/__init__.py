@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .recipe_yaml import write_recipe
 from .report import Row, table
-from .translation import ImportRefused, Options, Translation, write_recipe
+from .translation import ImportRefused, Options, Translation
 
 TOOLS = ("axolotl", "llama-factory", "trl")
 

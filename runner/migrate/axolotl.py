@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .translation import TEMPLATES, ImportRefused, Translation, data_source
+from .deepspeed import deepspeed_file
+from .sources import data_source
+from .translation import TEMPLATES, ImportRefused, Translation
 
 # Keys that change nothing a recipe trains, with the reason (shown in the report).
 HARMLESS = {
@@ -56,7 +58,7 @@ def translate(t: Translation) -> None:
     _objective(t)
     _datasets(t)
     _training(t, world)
-    t.deepspeed("deepspeed")
+    deepspeed_file(t, "deepspeed")
     fsdp, fsdp_config = t.take("fsdp"), t.take("fsdp_config")
     if fsdp or fsdp_config:
         key = "fsdp" if fsdp else "fsdp_config"

@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
+from .deepspeed import deepspeed_file
 from .hfargs import output_arguments, precision_arguments, training_arguments
-from .translation import TEMPLATES, ImportRefused, Translation, data_source
+from .sources import data_source
+from .translation import TEMPLATES, ImportRefused, Translation
 
 HARMLESS = {
     "do_train": "a recipe trains",
@@ -43,7 +45,7 @@ def translate(t: Translation) -> None:
     _objective(t)
     _datasets(t)
     _training(t, world)
-    t.deepspeed("deepspeed")
+    deepspeed_file(t, "deepspeed")
     output_arguments(t)
     t.finish(HARMLESS)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from .deepspeed import deepspeed_file
 from .hfargs import output_arguments, precision_arguments, training_arguments
-from .translation import ImportRefused, Translation, data_source
+from .sources import data_source
+from .translation import ImportRefused, Translation
 
 HARMLESS = {
     "do_train": "a recipe trains",
@@ -65,7 +67,7 @@ def translate(t: Translation) -> None:
     _adapter(t)
     _datasets(t)
     _training(t, world)
-    t.deepspeed("deepspeed")
+    deepspeed_file(t, "deepspeed")
     output_arguments(t)
     t.finish(HARMLESS)
 
