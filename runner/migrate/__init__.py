@@ -32,5 +32,7 @@ def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str
     if not isinstance(source, dict):
         raise ImportRefused(f"{path}: a {tool} config is a mapping of keys; this file holds a {type(source).__name__}")
     t = Translation(source=source, origin=path.resolve(), options=options, tool=tool)
-    {"axolotl": axolotl.translate_axolotl, "llama-factory": llamafactory.translate, "trl": trl.translate}[tool](t)
+    {"axolotl": axolotl.translate_axolotl, "llama-factory": llamafactory.translate_llamafactory, "trl": trl.translate}[
+        tool
+    ](t)
     return t, write_recipe(t, path)
