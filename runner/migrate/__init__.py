@@ -21,7 +21,11 @@ def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str
     """(the translation with its report, the recipe's YAML text). Raises ImportRefused."""
     from schemas.yamlsource import safe_load
 
-    from . import axolotl, llamafactory, trl
+    from .axolotl import translate_axolotl
+    from .llamafactory import translate_llamafactory
+    from .trl import translate_trl
+
+    importers = {"axolotl": translate_axolotl, "llama-factory": translate_llamafactory, "trl": translate_trl}
 
     try:
         source = safe_load(path.read_text(encoding="utf-8"))
@@ -32,7 +36,5 @@ def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str
     if not isinstance(source, dict):
         raise ImportRefused(f"{path}: a {tool} config is a mapping of keys; this file holds a {type(source).__name__}")
     t = Translation(source=source, origin=path.resolve(), options=options, tool=tool)
-    {"axolotl": axolotl.translate_axolotl, "llama-factory": llamafactory.translate_llamafactory, "trl": trl.translate}[
-        tool
-    ](t)
+    importers[tool](t)
     return t, write_recipe(t, path)
