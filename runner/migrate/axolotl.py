@@ -8,7 +8,14 @@ from __future__ import annotations
 from .axolotl_data import axolotl_datasets
 from .axolotl_training import axolotl_output, axolotl_training
 from .deepspeed import deepspeed_file
-from .translation import TEMPLATES, ImportRefused, Translation
+from .translation import (
+    ATTENTION_IMPLEMENTATIONS,
+    PEFT_DEFAULT_TARGETS,
+    PEFT_DEFAULT_TARGETS_WHY,
+    TEMPLATES,
+    ImportRefused,
+    Translation,
+)
 
 # Keys that change nothing a recipe trains, with the reason (shown in the report).
 HARMLESS = {
@@ -92,7 +99,7 @@ def _axolotl_precision(t: Translation) -> None:
 
 def _axolotl_attention(t: Translation) -> None:
     impl = t.take("attn_implementation")
-    if impl in ("flash_attention_2", "sdpa", "eager"):
+    if impl in ATTENTION_IMPLEMENTATIONS:
         t.mapped("attn_implementation", "model.attention", impl)
     elif impl:
         t.changed("attn_implementation", "model.attention", "auto", f"`{impl}` is not planned; auto picks FA2 or sdpa")
@@ -187,8 +194,8 @@ def _axolotl_adapter(t: Translation) -> None:
         t.default(
             "lora_target_modules",
             "adapter.target_modules",
-            ["q_proj", "v_proj"],
-            "neither set: PEFT's default for Llama-family models (query and value projections)",
+            list(PEFT_DEFAULT_TARGETS),
+            f"neither set: {PEFT_DEFAULT_TARGETS_WHY}",
         )
     if t.take("lora_modules_to_save"):
         t.mapped("lora_modules_to_save", "adapter.modules_to_save", list(t.source["lora_modules_to_save"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from .sources import data_source
-from .translation import ImportRefused, Translation
+from .translation import EMPTY, ImportRefused, Translation
 
 # Axolotl DPO `type:` strategies -> (format, columns)
 DPO_TYPES: dict[str, tuple[str, dict]] = {
@@ -94,7 +94,7 @@ def _axolotl_dataset(t: Translation, where: str, d: dict) -> dict:
         entry["columns"] = columns
     for key in list(d):
         value = d.pop(key)
-        if value not in (None, "", [], {}):
+        if value not in EMPTY:
             t.dropped(f"{where}.{key}", "not read for this dataset type", value)
     return entry
 

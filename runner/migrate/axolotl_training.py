@@ -3,6 +3,7 @@ and checkpoints, plugins) and its output keys -> recipe. Defaults are Axolotl's.
 
 from __future__ import annotations
 
+from .hfargs import HF, max_steps, output_dir
 from .translation import ImportRefused, Translation
 
 
@@ -36,10 +37,7 @@ def _axolotl_optimization(t: Translation) -> None:
         raise ImportRefused("learning_rate is missing (Axolotl requires it)")
     t.mapped("learning_rate", "training.learning_rate", float(lr))
     t.defaulted("num_epochs", "training.epochs", 1, "Axolotl's default 1")
-    if (t.take("max_steps") or -1) > 0:
-        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
-    elif t.has("max_steps"):
-        t.not_needed("max_steps", f"{t.source['max_steps']}: the run length is the epochs")
+    max_steps(t)
     t.defaulted("lr_scheduler", "training.lr_scheduler", "cosine", "Axolotl's default (transformers' is linear)")
     if t.has("lr_scheduler_kwargs"):
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
@@ -57,7 +55,7 @@ def _axolotl_optimization(t: Translation) -> None:
         )
     t.defaulted("optimizer", "training.optimizer", "adamw_torch_fused", "Axolotl's default")
     t.defaulted("weight_decay", "training.weight_decay", 0.0, "Axolotl's default")
-    t.defaulted("max_grad_norm", "training.max_grad_norm", 1.0, "transformers' default")
+    t.defaulted("max_grad_norm", "training.max_grad_norm", HF["max_grad_norm"], "transformers' default")
 
 
 def _axolotl_sequences(t: Translation) -> None:
@@ -158,8 +156,7 @@ def _schedules(t: Translation) -> None:
 
 
 def axolotl_output(t: Translation) -> None:
-    if t.has("output_dir"):
-        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
+    output_dir(t)
     reporters = []
     if t.has("wandb_project"):
         reporters.append("wandb")

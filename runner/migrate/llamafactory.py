@@ -9,22 +9,16 @@ from __future__ import annotations
 from typing import Any
 
 from .deepspeed import deepspeed_file
-from .hfargs import output_arguments, precision_arguments, training_arguments
-from .llamafactory_data import llamafactory_datasets
+from .hfargs import HARMLESS_ARGUMENTS, output_arguments, precision_arguments, training_arguments
+from .llamafactory_data import comma_list, llamafactory_datasets
 from .translation import TEMPLATES, ImportRefused, Translation
 
 HARMLESS = {
-    "do_train": "a recipe trains",
+    **HARMLESS_ARGUMENTS,
     "overwrite_cache": "data is cached by its fingerprint and recomputed when it changes",
-    "overwrite_output_dir": "`recipe run --overwrite` replaces a finished run; the training is the same",
     "plot_loss": "`recipe runs OUTPUT_DIR` shows the loss curves",
     "resume_from_checkpoint": "`recipe run --resume` continues from the last checkpoint",
     "dataloader_num_workers": "data loading workers change speed only",
-    "per_device_eval_batch_size": "evaluation uses the training micro batch",
-    "logging_strategy": "the recipe logs every training.logging_every steps",
-    "log_level": "logging detail, not training",
-    "push_to_hub": "publishing is not part of a run",
-    "hub_model_id": "publishing is not part of a run",
 }
 
 
@@ -67,7 +61,7 @@ def _llamafactory_tokens(t: Translation) -> None:
     tokens: list[str] = []
     for key in ("add_special_tokens", "new_special_tokens", "add_tokens"):
         if t.has(key):
-            tokens += [s.strip() for s in str(t.take(key)).split(",") if s.strip()]
+            tokens += comma_list(t.take(key))
             t.row(key, "mapped", "model.special_tokens.additional", t.source[key], "")
     if tokens:
         t.put("model.special_tokens.additional", list(dict.fromkeys(tokens)))

@@ -11,6 +11,11 @@ from .sources import data_source
 from .translation import ImportRefused, Translation
 
 
+def comma_list(value: Any) -> list[str]:
+    """LLaMA-Factory's lists of names, written `a,b,c` (blank names left out)."""
+    return [s.strip() for s in str(value).split(",") if s.strip()]
+
+
 def _dataset_info(t: Translation) -> tuple[dict, Path]:
     given = t.options.dataset_info
     folder = t.take("dataset_dir", "data")
@@ -32,7 +37,7 @@ def _dataset_info(t: Translation) -> tuple[dict, Path]:
 
 
 def llamafactory_datasets(t: Translation) -> None:
-    names = [s.strip() for s in str(t.take("dataset") or "").split(",") if s.strip()]
+    names = comma_list(t.take("dataset") or "")
     if not names:
         raise ImportRefused("dataset is missing: nothing to train on")
     info, folder = _dataset_info(t)
@@ -46,7 +51,7 @@ def llamafactory_datasets(t: Translation) -> None:
     t.put("datasets.train", train)
     if limit:
         t.row("max_samples", "mapped", "datasets.*.limit", limit, "the first rows of each dataset")
-    evals = [s.strip() for s in str(t.take("eval_dataset") or "").split(",") if s.strip()]
+    evals = comma_list(t.take("eval_dataset") or "")
     if evals:
         t.put("datasets.eval", [_llamafactory_dataset(t, info, folder, name, limit) for name in evals])
         t.row("eval_dataset", "mapped", "datasets.eval", evals, "")

@@ -38,6 +38,13 @@ DEFAULT_PROFILE = "a100-80gb"
 DAY_MINUTES = 24 * 60
 # the peers' chat template names with a shipped counterpart (others: the tokenizer's own, or a .jinja file)
 TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
+# model.attention values besides `auto`: a peer's implementation of another name becomes `auto`
+ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
+# PEFT's target modules for Llama-family models when a LoRA config names none (query and value projections)
+PEFT_DEFAULT_TARGETS = ("q_proj", "v_proj")
+PEFT_DEFAULT_TARGETS_WHY = "PEFT's default for Llama-family models (query and value projections)"
+# values that say the same as leaving a key out
+EMPTY = (None, "", [], {})
 
 
 @dataclass
@@ -168,7 +175,7 @@ class Translation:
             reported = any(r.key == key or r.key.startswith((f"{key} ", f"{key}.", f"{key}:")) for r in self.rows)
             if reported:
                 continue
-            empty, off = value in (None, "", [], {}), value is False or value == 0
+            empty, off = value in EMPTY, value is False or value == 0
             if empty:
                 self.row(key, NOT_NEEDED, "", value, "empty: the same as leaving it out")
             elif key in self._read and off:

@@ -7,21 +7,21 @@ and runs the steps in order; trl_data.py reads the dataset keys."""
 from __future__ import annotations
 
 from .deepspeed import deepspeed_file
-from .hfargs import output_arguments, precision_arguments, training_arguments
-from .translation import ImportRefused, Translation
+from .hfargs import HARMLESS_ARGUMENTS, output_arguments, precision_arguments, training_arguments
+from .translation import (
+    ATTENTION_IMPLEMENTATIONS,
+    PEFT_DEFAULT_TARGETS,
+    PEFT_DEFAULT_TARGETS_WHY,
+    ImportRefused,
+    Translation,
+)
 from .trl_data import trl_datasets
 
 HARMLESS = {
-    "do_train": "a recipe trains",
+    **HARMLESS_ARGUMENTS,
     "do_eval": "with eval data the recipe evaluates",
-    "overwrite_output_dir": "`recipe run --overwrite` replaces a finished run; the training is the same",
-    "log_level": "logging detail, not training",
-    "logging_strategy": "the recipe logs every training.logging_every steps",
-    "push_to_hub": "publishing is not part of a run",
-    "hub_model_id": "publishing is not part of a run",
     "hub_strategy": "publishing is not part of a run",
     "hub_private_repo": "publishing is not part of a run",
-    "per_device_eval_batch_size": "evaluation uses the training micro batch",
     "gradient_checkpointing_kwargs": "the plan picks non-reentrant checkpointing (reentrant under PEFT + ZeRO-3)",
     "remove_unused_columns": "the recipe's data loader keeps what the trainer reads",
 }
@@ -42,9 +42,7 @@ def translate_trl(t: Translation) -> None:
         t.mapped("use_liger_kernel", "training.kernels", "liger")
     if t.has("attn_implementation"):
         impl = t.take("attn_implementation")
-        t.mapped(
-            "attn_implementation", "model.attention", impl if impl in ("flash_attention_2", "sdpa", "eager") else "auto"
-        )
+        t.mapped("attn_implementation", "model.attention", impl if impl in ATTENTION_IMPLEMENTATIONS else "auto")
     if t.has("chat_template"):
         t.dropped("chat_template", "an inline template: save it to a .jinja file and name it in model.chat_template")
     world = t.hardware()
@@ -161,8 +159,8 @@ def _trl_adapter(t: Translation) -> None:
         t.default(
             "lora_target_modules",
             "adapter.target_modules",
-            ["q_proj", "v_proj"],
-            "PEFT's default for Llama-family models (query and value projections)",
+            list(PEFT_DEFAULT_TARGETS),
+            PEFT_DEFAULT_TARGETS_WHY,
         )
     if t.has("lora_modules_to_save"):
         t.mapped("lora_modules_to_save", "adapter.modules_to_save", list(t.take("lora_modules_to_save")))
