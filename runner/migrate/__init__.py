@@ -2,6 +2,12 @@
 
 Pure translation (PyYAML and JSON only, no torch): `translate` reads the file and returns the recipe's text and the
 report; the command validates and plans the recipe before it is written.
+
+Layout: translation.py holds one translation's state (source keys read, recipe fields written, report rows) and the
+rules every importer shares; report.py the rows and their table; deepspeed.py, sources.py and hfargs.py the source
+settings several tools share (a DeepSpeed file, a dataset path, transformers' TrainingArguments); recipe_yaml.py
+the recipe's text. Each tool has `<tool>.py` (its model, adapter, objective and training keys, and the order of the
+steps) and `<tool>_data.py` (its datasets); Axolotl's training keys are axolotl_training.py.
 """
 
 from __future__ import annotations
