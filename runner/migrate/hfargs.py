@@ -1,5 +1,6 @@
 """transformers' TrainingArguments keys, which LLaMA-Factory and TRL configs both use verbatim, with transformers'
-defaults for the ones they leave out."""
+defaults for the ones they leave out. Axolotl passes a few of them through unchanged (max_steps, output_dir), and
+those read the same rule here."""
 
 from __future__ import annotations
 
@@ -19,6 +20,17 @@ HF = {
     "gradient_accumulation_steps": 1,
 }
 
+# TrainingArguments keys that change nothing a recipe trains, with the reason (shown in the report)
+HARMLESS_ARGUMENTS = {
+    "do_train": "a recipe trains",
+    "overwrite_output_dir": "`recipe run --overwrite` replaces a finished run; the training is the same",
+    "log_level": "logging detail, not training",
+    "logging_strategy": "the recipe logs every training.logging_every steps",
+    "push_to_hub": "publishing is not part of a run",
+    "hub_model_id": "publishing is not part of a run",
+    "per_device_eval_batch_size": "evaluation uses the training micro batch",
+}
+
 
 def training_arguments(t: Translation, world: int) -> None:
     """Batch arithmetic, schedule, optimizer, logging, evaluation and checkpoint keys of TrainingArguments."""
@@ -28,10 +40,7 @@ def training_arguments(t: Translation, world: int) -> None:
     t.defaulted("learning_rate", "training.learning_rate", HF["learning_rate"], "transformers' default")
     t.put("training.learning_rate", float(t.get("training.learning_rate")))
     t.defaulted("num_train_epochs", "training.epochs", HF["num_train_epochs"], "transformers' default 3")
-    if (t.take("max_steps") or -1) > 0:
-        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
-    elif t.has("max_steps"):
-        t.not_needed("max_steps", f"{t.source['max_steps']}: the run length is the epochs")
+    max_steps(t)
     t.defaulted("lr_scheduler_type", "training.lr_scheduler", HF["lr_scheduler_type"], "transformers' default")
     if t.has("lr_scheduler_kwargs"):
         t.mapped("lr_scheduler_kwargs", "training.lr_scheduler_kwargs", t.take("lr_scheduler_kwargs"))
@@ -99,8 +108,7 @@ def precision_arguments(t: Translation) -> None:
 
 def output_arguments(t: Translation) -> None:
     """output_dir, report_to (`none` and `all` are the recipe's default: no tracker) and run_name."""
-    if t.has("output_dir"):
-        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")
+    output_dir(t)
     report = t.take("report_to")
     reporters = [r for r in ([report] if isinstance(report, str) else report or []) if r not in ("none", "all")]
     if reporters:
@@ -109,3 +117,17 @@ def output_arguments(t: Translation) -> None:
         t.not_needed("report_to", f"{report}: no tracker named")
     if t.has("run_name"):
         t.mapped("run_name", "output.run_name", t.take("run_name"))
+
+
+def max_steps(t: Translation) -> None:
+    """max_steps > 0 caps the run; 0 or -1 (transformers' default) leaves the run length to the epochs."""
+    if (t.take("max_steps") or -1) > 0:
+        t.mapped("max_steps", "training.max_steps", t.source["max_steps"])
+    elif t.has("max_steps"):
+        t.not_needed("max_steps", f"{t.source['max_steps']}: the run length is the epochs")
+
+
+def output_dir(t: Translation) -> None:
+    """output_dir, which a recipe resolves from where the run is started."""
+    if t.has("output_dir"):
+        t.changed("output_dir", "output.dir", t.take("output_dir"), "relative to where `recipe run` is started")

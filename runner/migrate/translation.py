@@ -8,30 +8,16 @@ Keys no importer rule read are dropped with that reason, so nothing leaves silen
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from schemas.datasets import SUFFIX_TO_KIND
-
-MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED = "mapped", "changed", "default", "not needed", "dropped"
-STATUSES = (MAPPED, CHANGED, DEFAULT, NOT_NEEDED, DROPPED)
+from .report import CHANGED, DEFAULT, DROPPED, MAPPED, NOT_NEEDED, STATUSES, Row
 
 
 class ImportRefused(Exception):
     """The source cannot become a recipe (a missing input, or a setting with no counterpart the run depends on)."""
-
-
-@dataclass(frozen=True)
-class Row:
-    key: str  # the source key (dotted for nested ones; `(unset)` marks a peer default)
-    status: str
-    field: str  # the recipe field it became ("" when none)
-    value: Any
-    note: str
 
 
 @dataclass
@@ -52,6 +38,13 @@ DEFAULT_PROFILE = "a100-80gb"
 DAY_MINUTES = 24 * 60
 # the peers' chat template names with a shipped counterpart (others: the tokenizer's own, or a .jinja file)
 TEMPLATES = {"llama3": "llama3", "chatml": "chatml"}
+# model.attention values besides `auto`: a peer's implementation of another name becomes `auto`
+ATTENTION_IMPLEMENTATIONS = ("flash_attention_2", "sdpa", "eager")
+# PEFT's target modules for Llama-family models when a LoRA config names none (query and value projections)
+PEFT_DEFAULT_TARGETS = ("q_proj", "v_proj")
+PEFT_DEFAULT_TARGETS_WHY = "PEFT's default for Llama-family models (query and value projections)"
+# values that say the same as leaving a key out
+EMPTY = (None, "", [], {})
 
 
 @dataclass
@@ -182,7 +175,7 @@ class Translation:
             reported = any(r.key == key or r.key.startswith((f"{key} ", f"{key}.", f"{key}:")) for r in self.rows)
             if reported:
                 continue
-            empty, off = value in (None, "", [], {}), value is False or value == 0
+            empty, off = value in EMPTY, value is False or value == 0
             if empty:
                 self.row(key, NOT_NEEDED, "", value, "empty: the same as leaving it out")
             elif key in self._read and off:
@@ -259,152 +252,3 @@ class Translation:
             self.changed(key, "hardware.distributed_timeout_minutes", DAY_MINUTES, why)
         else:
             self.changed(key, "hardware.distributed_timeout_minutes", minutes, "seconds -> minutes")
-
-    def deepspeed(self, key: str) -> None:
-        """A DeepSpeed JSON named by path: its ZeRO stage and offload become `hardware`; every other key is
-        reported (the plan writes the DeepSpeed file itself)."""
-        value = self.take(key)
-        if value is None:
-            return
-        if isinstance(value, dict):
-            config, shown = value, "(inline)"
-        else:
-            path = self.local_path(str(value))
-            if path is None:
-                self._deepspeed_from_name(key, str(value))
-                return
-            try:
-                config = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise ImportRefused(f"{key}: {path} cannot be read as JSON: {exc}") from None
-            shown = str(value)
-        zero = config.get("zero_optimization") or {}
-        stage = zero.get("stage", 0)
-        self.changed(
-            f"{key}: zero_optimization.stage",
-            "hardware.zero",
-            stage,
-            f"from {shown}; the plan writes its own DeepSpeed file with this stage",
-        )
-        offload = "none"
-        if (zero.get("offload_optimizer") or {}).get("device") in ("cpu", "nvme"):
-            offload = "optimizer"
-        if (zero.get("offload_param") or {}).get("device") in ("cpu", "nvme"):
-            offload = "all"
-        self.mapped(f"{key}: offload", "hardware.offload", offload, "offload_optimizer / offload_param devices")
-        if "nvme" in json.dumps(zero):
-            self.dropped(f"{key}: nvme", "offload to NVMe is not planned: the recipe offloads to CPU memory", "nvme")
-        for name, item in _flatten(config):
-            if name.startswith("zero_optimization.offload_") or name == "zero_optimization.stage":
-                continue
-            if item == "auto":
-                why = "`auto`: the plan writes the number it decided"
-            elif name.split(".")[0] in ("bf16", "fp16", "train_batch_size", "train_micro_batch_size_per_gpu"):
-                why = "the plan writes precision and batch sizes from the recipe"
-            elif name in ("gradient_accumulation_steps", "gradient_clipping", "zero_allow_untested_optimizer"):
-                why = "the plan writes it from the recipe's training section"
-            elif name.split(".")[0] in DEEPSPEED_LOGGING:
-                why = "DeepSpeed's own logging and profiling, not training"
-            else:
-                self.row(f"{key}: {name}", DROPPED, "", item, "DeepSpeed tuning the plan does not carry over")
-                continue
-            self.row(f"{key}: {name}", NOT_NEEDED, "", item, why)
-
-    def _deepspeed_from_name(self, key: str, value: str) -> None:
-        """A DeepSpeed file that is not here but is one the peers ship: its stage and offload are known."""
-        name = Path(value).name
-        if name not in SHIPPED_DEEPSPEED:
-            raise ImportRefused(
-                f"{key}: {value} does not exist (looked beside {self.origin.name} and in the current directory); copy "
-                "the file here, or drop the key and set hardware.zero in the recipe after import"
-            )
-        stage, offload = SHIPPED_DEEPSPEED[name]
-        self.changed(
-            key,
-            "hardware.zero",
-            stage,
-            f"{value} is not here: it is a file the peers ship, with ZeRO stage {stage} and offload `{offload}`; "
-            "the plan writes its own DeepSpeed file",
-        )
-        self.put("hardware.offload", offload)
-
-
-DEEPSPEED_LOGGING = (
-    "wall_clock_breakdown",
-    "steps_per_print",
-    "dump_state",
-    "flops_profiler",
-    "tensorboard",
-    "comms_logger",
-    "csv_monitor",
-    "wandb",
-)
-
-# DeepSpeed files shipped in Axolotl's deepspeed_configs/ and LLaMA-Factory's examples/deepspeed/: (stage, offload).
-SHIPPED_DEEPSPEED = {
-    "zero1.json": (1, "none"),
-    "zero1_torch_compile.json": (1, "none"),
-    "zero2.json": (2, "none"),
-    "zero2_torch_compile.json": (2, "none"),
-    "zero3.json": (3, "none"),
-    "zero3_bf16.json": (3, "none"),
-    "zero3_bf16_cpuoffload_all.json": (3, "all"),
-    "zero3_bf16_cpuoffload_params.json": (3, "all"),
-    "ds_z0_config.json": (0, "none"),
-    "ds_z2_config.json": (2, "none"),
-    "ds_z2_offload_config.json": (2, "optimizer"),
-    "ds_z3_config.json": (3, "none"),
-    "ds_z3_offload_config.json": (3, "all"),
-}
-
-
-def _flatten(config: dict, prefix: str = "") -> list[tuple[str, Any]]:
-    out = []
-    for k, v in config.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out += _flatten(v, name + ".")
-        else:
-            out.append((name, v))
-    return out
-
-
-def data_source(t: Translation, path: str, *, ds_type: Optional[str] = None, config: Optional[str] = None) -> str:
-    """A dataset path of the source: a local file (`jsonl:`, `json:`, ...) or a Hub id (`hf:ID[:CONFIG]`)."""
-    local = t.local_path(path)
-    if local is not None:
-        if local.is_dir():
-            raise ImportRefused(
-                f"dataset {path} is a folder; a recipe reads one file per source (`jsonl:`, `json:`, `csv:`, "
-                "`parquet:`, `text:`) or a `save_to_disk` folder (`local:`): list its files as sources"
-            )
-        kind = ds_type or SUFFIX_TO_KIND.get(local.suffix)
-        if kind is None:
-            raise ImportRefused(f"dataset {path}: cannot tell the file type from its suffix; rename it or convert it")
-        if kind == "json":
-            with open(local, encoding="utf-8", errors="replace") as f:
-                if f.read(4096).lstrip()[:1] == "{":
-                    kind = "jsonl"  # one object per line, named .json
-        return f"{kind}:{t.recipe_path(local)}"
-    if re.match(r"^[\w.-]+(/[\w.-]+)?$", path):
-        return f"hf:{path}:{config}" if config else f"hf:{path}"
-    raise ImportRefused(
-        f"dataset {path}: neither a file here (beside {t.origin.name} or in the current directory) nor a Hub id"
-    )
-
-
-def write_recipe(t: Translation, source_file: Path) -> str:
-    """The recipe's YAML text: a header naming the source, then the sections in the reading order of a recipe."""
-    import yaml
-
-    from schemas.recipe import Recipe
-
-    order = tuple(Recipe.model_fields)  # the schema's reading order
-    body = {k: t.recipe[k] for k in order if k in t.recipe}
-    body.update({k: v for k, v in t.recipe.items() if k not in body})
-    header = [
-        f"# Imported by `recipe import --from {t.tool}` from {source_file}.",
-        f"# {len(t.rows)} source settings: {t.counts()}"
-        + ("; see the import report for what was dropped and why." if t.dropped_rows else "."),
-    ]
-    return "\n".join(header) + "\n" + yaml.safe_dump(body, sort_keys=False, allow_unicode=True, width=110)

@@ -1,76 +1,60 @@
 """TRL CLI / alignment-handbook YAML -> recipe. The keys are TRL's own (ModelConfig, ScriptArguments, the trainer's
-config class); defaults are TRL's and transformers'."""
+config class); defaults are TRL's and transformers'.
+
+This module reads the objective (given, or inferred from the config class's keys), model, adapter and training keys
+and runs the steps in order; trl_data.py reads the dataset keys."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from .hfargs import output_arguments, precision_arguments, training_arguments
-from .translation import ImportRefused, Translation, data_source
+from .deepspeed import deepspeed_file
+from .hfargs import HARMLESS_ARGUMENTS, output_arguments, precision_arguments, training_arguments
+from .translation import (
+    ATTENTION_IMPLEMENTATIONS,
+    PEFT_DEFAULT_TARGETS,
+    PEFT_DEFAULT_TARGETS_WHY,
+    ImportRefused,
+    Translation,
+)
+from .trl_data import trl_datasets
 
 HARMLESS = {
-    "do_train": "a recipe trains",
+    **HARMLESS_ARGUMENTS,
     "do_eval": "with eval data the recipe evaluates",
-    "overwrite_output_dir": "`recipe run --overwrite` replaces a finished run; the training is the same",
-    "log_level": "logging detail, not training",
-    "logging_strategy": "the recipe logs every training.logging_every steps",
-    "push_to_hub": "publishing is not part of a run",
-    "hub_model_id": "publishing is not part of a run",
     "hub_strategy": "publishing is not part of a run",
     "hub_private_repo": "publishing is not part of a run",
-    "per_device_eval_batch_size": "evaluation uses the training micro batch",
     "gradient_checkpointing_kwargs": "the plan picks non-reentrant checkpointing (reentrant under PEFT + ZeRO-3)",
     "remove_unused_columns": "the recipe's data loader keeps what the trainer reads",
 }
-# Hub datasets whose format a recipe knows by name
-KNOWN_DATASETS = {
-    "HuggingFaceH4/ultrachat_200k": "ultrachat",
-    "HuggingFaceH4/ultrafeedback_binarized": "ultrafeedback",
-    "Anthropic/hh-rlhf": "hh-rlhf",
-    "GAIR/lima": "lima",
-    "tatsu-lab/alpaca": "alpaca",
-    "mandarjoshi/trivia_qa": "triviaqa",
-}
-DEFAULT_FORMAT = {
-    "pretrain": "text",
-    "sft": "messages",
-    "dpo": "preference",
-    "orpo": "preference",
-    "kto": "unpaired-preference",
-    "reward": "preference",
-    "cpo": "preference",
-    "simpo": "preference",
-}
+
+
 DPO_KEYS = ("beta", "loss_type", "max_prompt_length", "ref_model_init_kwargs", "rpo_alpha", "label_smoothing")
 
 
-def translate(t: Translation) -> None:
+def translate_trl(t: Translation) -> None:
     t.begin("model_name_or_path")
     if t.take("model_revision") not in (None, "main"):
         t.mapped("model_revision", "model.revision", t.source["model_revision"])
     elif t.has("model_revision"):
         t.not_needed("model_revision", "main: the default branch")
-    _objective(t)
-    _precision(t)
+    _trl_objective(t)
+    _trl_precision(t)
     if t.take("use_liger_kernel"):
         t.mapped("use_liger_kernel", "training.kernels", "liger")
     if t.has("attn_implementation"):
         impl = t.take("attn_implementation")
-        t.mapped(
-            "attn_implementation", "model.attention", impl if impl in ("flash_attention_2", "sdpa", "eager") else "auto"
-        )
+        t.mapped("attn_implementation", "model.attention", impl if impl in ATTENTION_IMPLEMENTATIONS else "auto")
     if t.has("chat_template"):
         t.dropped("chat_template", "an inline template: save it to a .jinja file and name it in model.chat_template")
     world = t.hardware()
-    _adapter(t)
-    _datasets(t)
-    _training(t, world)
-    t.deepspeed("deepspeed")
+    _trl_adapter(t)
+    trl_datasets(t)
+    _trl_training(t, world)
+    deepspeed_file(t, "deepspeed")
     output_arguments(t)
     t.finish(HARMLESS)
 
 
-def _objective(t: Translation) -> None:
+def _trl_objective(t: Translation) -> None:
     kind = t.options.objective
     if kind:
         t.row("--objective", "mapped", "objective.kind", kind, "the TRL command the config is for")
@@ -143,14 +127,14 @@ def _infer_objective(t: Translation) -> tuple[str, str]:
     return "sft", "no preference keys"
 
 
-def _precision(t: Translation) -> None:
+def _trl_precision(t: Translation) -> None:
     dtype_key, dtype = t.first_of("dtype", "torch_dtype")  # torch_dtype: TRL's (and the handbook's) older name
     precision_arguments(t)
     if dtype:
         t.not_needed(dtype_key, f"`{dtype}`: the load dtype follows the training precision (the plan shows it)")
 
 
-def _adapter(t: Translation) -> None:
+def _trl_adapter(t: Translation) -> None:
     if not t.take("use_peft"):
         if t.has("use_peft"):
             t.mapped("use_peft", "adapter.kind", "full")
@@ -175,8 +159,8 @@ def _adapter(t: Translation) -> None:
         t.default(
             "lora_target_modules",
             "adapter.target_modules",
-            ["q_proj", "v_proj"],
-            "PEFT's default for Llama-family models (query and value projections)",
+            list(PEFT_DEFAULT_TARGETS),
+            PEFT_DEFAULT_TARGETS_WHY,
         )
     if t.has("lora_modules_to_save"):
         t.mapped("lora_modules_to_save", "adapter.modules_to_save", list(t.take("lora_modules_to_save")))
@@ -193,135 +177,7 @@ def _adapter(t: Translation) -> None:
         t.mapped("load_in_8bit", "quantization.method", "bnb-8bit")
 
 
-# a local file's first row's columns -> TRL's standard format they make
-COLUMN_FORMATS = (
-    ({"prompt", "chosen", "rejected"}, "preference"),
-    ({"chosen", "rejected"}, "preference"),
-    ({"prompt", "completion", "label"}, "unpaired-preference"),
-    ({"prompt", "completion"}, "prompt-completion"),
-    ({"messages"}, "messages"),
-    ({"text"}, "text"),
-    ({"prompt"}, "prompt-only"),
-)
-
-
-def _format(t: Translation, dataset: str) -> str:
-    if t.options.dataset_format:
-        return t.options.dataset_format
-    if dataset in KNOWN_DATASETS:
-        return KNOWN_DATASETS[dataset]
-    columns = _first_row_columns(t, dataset)
-    for needed, fmt in COLUMN_FORMATS:
-        if columns is not None and needed <= columns:
-            t.row(f"({dataset} columns)", "default", "datasets format", fmt, f"its first row has {sorted(needed)}")
-            return fmt
-    fmt = DEFAULT_FORMAT.get(t.get("objective.kind"), "messages")
-    if any(dataset in w for w in t.warnings):
-        return fmt
-    t.warnings.append(
-        f"the format of {dataset} is not known here: assumed `{fmt}` (TRL's standard columns); pass "
-        "--dataset-format if it differs"
-    )
-    return fmt
-
-
-def _first_row_columns(t: Translation, dataset: str) -> "set[str] | None":
-    """The keys of a local JSON Lines (or JSON) file's first row, or None."""
-    import json
-
-    path = t.local_path(dataset)
-    if path is None or not path.is_file() or path.suffix not in (".jsonl", ".json"):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.readline() if path.suffix == ".jsonl" else f.read()
-        row = json.loads(text)
-    except (OSError, ValueError):
-        return None
-    row = row[0] if isinstance(row, list) and row else row
-    return set(row) if isinstance(row, dict) else None
-
-
-def _datasets(t: Translation) -> None:
-    train: list[dict] = []
-    evals: list[dict] = []
-    if t.has("dataset_name"):
-        name = t.take("dataset_name")
-        source = data_source(t, name, config=t.take("dataset_config"))
-        fmt = _format(t, name)
-        split = t.take("dataset_train_split", "train")
-        train.append({"source": source, "split": split, "format": fmt})
-        t.row("dataset_name", "mapped", "datasets.train.0.source", source, f"format {fmt}")
-        if t.has("dataset_config"):
-            t.row("dataset_config", "mapped", "datasets.train.0.source", source, "the Hub dataset's configuration")
-        if t.has("dataset_train_split"):
-            t.row("dataset_train_split", "mapped", "datasets.train.0.split", split, "")
-        if t.take("eval_strategy", "no") != "no":
-            evals.append({"source": source, "split": t.take("dataset_test_split", "test"), "format": fmt})
-            t.row("dataset_test_split", "mapped", "datasets.eval.0.split", evals[-1]["split"], "")
-        elif t.has("dataset_test_split"):
-            t.not_needed("dataset_test_split", "eval_strategy is no: nothing is evaluated")
-    mixture = t.take("dataset_mixture")
-    if mixture:
-        for i, d in enumerate(mixture.get("datasets") or []):
-            train.append(
-                _mixture_entry(
-                    t,
-                    f"dataset_mixture.datasets.{i}",
-                    d["id"],
-                    d.get("config"),
-                    d.get("split", "train"),
-                    d.get("weight"),
-                )
-            )
-        if any(d.get("columns") for d in mixture.get("datasets") or []):
-            t.row("dataset_mixture.datasets.*.columns", "not needed", "", "", "the format preset reads its columns")
-        if mixture.get("test_split_size"):
-            t.dropped(
-                "dataset_mixture.test_split_size",
-                "a count of held-out rows; the recipe holds out a fraction "
-                "(datasets.eval_fraction) or reads eval sources",
-                mixture["test_split_size"],
-            )
-        if mixture.get("seed") not in (None, 0):
-            t.dropped("dataset_mixture.seed", "the mixture is shuffled with training.seed", mixture["seed"])
-    mixer = t.take("dataset_mixer")  # the handbook's older shape: {hub id: fraction} and dataset_splits
-    if mixer:
-        splits = t.take("dataset_splits", ["train", "test"])
-        if t.has("dataset_splits"):
-            t.row("dataset_splits", "mapped", "datasets.*.split", splits, "`train` splits train, the others evaluate")
-        for name, fraction in mixer.items():
-            for split in splits:
-                entry = _mixture_entry(
-                    t, f"dataset_mixer.{name}", name, None, split, fraction if "train" in split else 1.0
-                )
-                (train if "train" in split else evals).append(entry)
-    if not train:
-        raise ImportRefused("no dataset: dataset_name, dataset_mixture or dataset_mixer names the training data")
-    t.put("datasets.train", train)
-    if evals:
-        t.put("datasets.eval", evals)
-    key, workers = t.first_of("dataset_num_proc", "preprocessing_num_workers")  # the handbook's older name second
-    if workers is not None:
-        t.mapped(key, "datasets.num_proc", workers)
-
-
-def _mixture_entry(t: Translation, where: str, name: str, config: Any, split: str, weight: Any) -> dict:
-    fmt = _format(t, name)
-    entry = {
-        "source": data_source(t, name, config=None if config in (None, "default") else config),
-        "split": split,
-        "format": fmt,
-    }
-    if weight is not None and float(weight) < 1:
-        entry["split"] = f"{split}[:{float(weight) * 100:g}%]"
-        t.row(where, "changed", "datasets split", entry["split"], "the first rows, not a shuffled subset")
-    else:
-        t.row(where, "mapped", "datasets", f"{entry['source']} {split}", f"format {fmt}")
-    return entry
-
-
-def _training(t: Translation, world: int) -> None:
+def _trl_training(t: Translation, world: int) -> None:
     training_arguments(t, world)
     key, length = t.first_of("max_length", "max_seq_length")  # max_seq_length: SFTConfig's older name
     t.given_or_default(key, "training.max_length", 1024 if length is None else length, "TRL's default")
