@@ -70,8 +70,8 @@ def test_answers_are_scored_after_triviaqas_normalisation():
     from runner.common import answers
 
     accepted = answers.aliases({"value": "Mars", "aliases": ["Mars", "The Red Planet"]})
-    assert answers.exact_match("the red planet.", accepted) == 1.0
-    assert answers.exact_match("Venus", accepted) == 0.0
+    assert answers.exact_match_score("the red planet.", accepted) == 1.0
+    assert answers.exact_match_score("Venus", accepted) == 0.0
     assert answers.token_f1("red planet Mars", accepted) == pytest.approx(0.8)  # 2 of 3 words against "red planet"
     assert answers.first_line("\n  Paris\nand more") == "Paris"
 
@@ -293,7 +293,7 @@ def test_the_eval_section_is_validated_with_located_errors(write):
 
 
 def test_results_table_shows_before_after_and_change():
-    from runner.common.evalresults import headlines, table
+    from runner.common.evalresults import headlines, results_table
 
     data = {
         "models": {
@@ -301,7 +301,7 @@ def test_results_table_shows_before_after_and_change():
             "trained": {"tasks": {"qa": {"metrics": {"exact_match": 0.75, "f1": 0.8}, "main": "exact_match"}}},
         }
     }
-    lines = table(data).splitlines()
+    lines = results_table(data).splitlines()
     assert lines[0].split() == ["TASK", "METRIC", "BASE", "TRAINED", "CHANGE"]
     assert lines[1].split() == ["qa", "exact_match", "0.25", "0.75", "+0.5"]
     assert headlines(data) == ["qa exact_match 0.75 (base 0.25)"]

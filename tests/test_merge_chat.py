@@ -274,7 +274,7 @@ def test_an_adapter_without_its_tokenizer_gets_the_template_its_recipe_trained_w
 
     import yaml
 
-    from runner.common.trained import inspect, load_tokenizer
+    from runner.common.trained import inspect, load_trained_tokenizer
     from schemas import load
 
     run_dir = tmp_path / "run"
@@ -285,7 +285,7 @@ def test_an_adapter_without_its_tokenizer_gets_the_template_its_recipe_trained_w
         ROOT / "recipes/tiny/sft-lora.yaml", [f"model.name_or_path={TINY}", "model.chat_template=llama3"]
     ).recipe
     (run_dir / "recipe.lock.yaml").write_text(yaml.safe_dump({"recipe": recipe.model_dump(mode="json")}))
-    tokenizer = load_tokenizer(inspect(str(run_dir)))
+    tokenizer = load_trained_tokenizer(inspect(str(run_dir)))
     assert tokenizer.chat_template == (ROOT / "runner/templates/llama3.jinja").read_text()
 
 

@@ -131,7 +131,7 @@ def _change(a: Any, b: Any) -> str:
     return ""
 
 
-def table(rows: list[Row], title: str, a_label: str, b_label: str) -> str:
+def diff_table(rows: list[Row], title: str, a_label: str, b_label: str) -> str:
     cells = [[r.field, show(r.a), show(r.b), _change(r.a, r.b)] for r in rows]
     header = [title, a_label, b_label, ""]
     widths = [max(len(c[i]) for c in cells + [header]) for i in range(4)]
@@ -172,9 +172,9 @@ class Diff:
             return f"no differences: {self.a} and {self.b} resolve to the same recipe and plan"
         parts = [f"A: {self.a}\nB: {self.b}"]
         if self.recipe:
-            parts.append(table(self.recipe, "recipe field (after extends and defaults)", "A", "B"))
+            parts.append(diff_table(self.recipe, "recipe field (after extends and defaults)", "A", "B"))
         if self.plan:
-            parts.append(table(self.plan, "plan", "A", "B"))
+            parts.append(diff_table(self.plan, "plan", "A", "B"))
         else:
             parts.append("plan: the same")
         for side, found in self.problems.items():

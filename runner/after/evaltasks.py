@@ -226,7 +226,7 @@ def _mean(values: list[float]) -> float:
 Answer = Callable[[list[list[int]]], list[str]]  # prompts (token ids) -> generated answers
 
 
-def exact_match(data: TaskData, renderer: Renderer, answer: Answer) -> Outcome:
+def exact_match_task(data: TaskData, renderer: Renderer, answer: Answer) -> Outcome:
     generated = answer([renderer.prompt_ids(r.prompt) for r in data.rows])
     samples = []
     for row, text in zip(data.rows, generated):
@@ -237,7 +237,7 @@ def exact_match(data: TaskData, renderer: Renderer, answer: Answer) -> Outcome:
                 "generated": text,
                 "answer": first,
                 "references": row.references,
-                "exact_match": answers.exact_match(first, row.references),
+                "exact_match": answers.exact_match_score(first, row.references),
                 "f1": answers.token_f1(first, row.references),
             }
         )

@@ -136,7 +136,7 @@ def check(
         try:
             if task.kind == "lm-eval":
                 num_fewshot = task.num_fewshot if task.num_fewshot is not None else settings.num_fewshot
-                ready.append(Prepared(task, harness=harness.prepare(task.label, task.task, num_fewshot, registry)))
+                ready.append(Prepared(task, harness=harness.prepare_task(task.label, task.task, num_fewshot, registry)))
                 continue
             # a built-in task comes from the recipe (--tasks adds harness tasks only); its reward model is set
             # (rule win-rate-needs-reward-model)
@@ -175,7 +175,7 @@ def check_at_end(recipe: Recipe) -> list[Problem]:
     ]
 
 
-def templated(settings: Evaluation, task: EvalTask, recipe: Optional[Recipe]) -> bool:
+def uses_chat_template(settings: Evaluation, task: EvalTask, recipe: Optional[Recipe]) -> bool:
     """Whether prompts go through the chat template: as set, or (auto) as training rendered them."""
     if settings.chat_template != "auto":
         return bool(settings.chat_template)
@@ -191,7 +191,7 @@ class Report:
     path: Path
 
     def table(self) -> str:
-        return evalresults.table(self.results, self.tasks)
+        return evalresults.results_table(self.results, self.tasks)
 
 
 def _write_samples(out: Path, model: str, name: str, samples: list[dict]) -> Path:
@@ -246,7 +246,7 @@ class _Runner:
         from runner.after import evaltasks, harness
 
         task, settings = prepared.task, self.settings
-        chat = templated(settings, task, self.target.recipe)
+        chat = uses_chat_template(settings, task, self.target.recipe)
         started = time.monotonic()
         if task.kind == "lm-eval":
             metrics, main, samples = harness.run(prepared.harness, model, tokenizer, settings, chat, self.registry)
@@ -254,7 +254,7 @@ class _Runner:
         else:
             renderer = evaltasks.Renderer(tokenizer, chat)
             if task.kind == "exact-match":
-                outcome = evaltasks.exact_match(prepared.data, renderer, self.answerer(which, model, tokenizer))
+                outcome = evaltasks.exact_match_task(prepared.data, renderer, self.answerer(which, model, tokenizer))
             elif task.kind == "preference":
                 context = getattr(model.config, "max_position_embeddings", None)
                 outcome = evaltasks.preference(prepared.data, model, renderer, settings, context)
@@ -288,11 +288,11 @@ def _base_of(target: Target, model: Any, tokenizer: Any, dtype: str, trust: bool
     if target.recipe is None:
         raise OutputError(f"{target.trained.path}: --base needs the run's lock file, which names the base model")
     from runner.common.models import fit_vocabulary
-    from runner.common.trained import load_model
+    from runner.common.trained import load_trained_model
 
     name = target.recipe.model.name_or_path
     log(f"loading the base model {name} ({dtype}, {device}) ...")
-    base = load_model(Trained(name, None, None, name), dtype, trust_remote_code=trust, device=device)
+    base = load_trained_model(Trained(name, None, None, name), dtype, trust_remote_code=trust, device=device)
     fit_vocabulary(base, tokenizer)
     yield base, tokenizer
     del base

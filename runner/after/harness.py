@@ -97,7 +97,7 @@ class Registry:
         return sorted(set(m.all_tasks) | set(m.all_groups) | set(m.all_tags))
 
 
-def prepare(label: str, task: str, num_fewshot: Optional[int], registry: Registry) -> HarnessTask:
+def prepare_task(label: str, task: str, num_fewshot: Optional[int], registry: Registry) -> HarnessTask:
     """Check that the task exists and that its data loads (downloading it if it must); raises HarnessError."""
     if not installed():
         raise HarnessError(f"task '{label}' is an lm-evaluation-harness task, and lm-eval is not installed: {INSTALL}")

@@ -194,10 +194,10 @@ def merge(
     target = Path(to) if to else Path(trained.path) / "merged"
     _check_target(trained, target, overwrite)
 
-    from runner.common.trained import load_model, load_tokenizer, prepare_runtime
+    from runner.common.trained import load_trained_model, load_trained_tokenizer, prepare_runtime
 
     device = prepare_runtime(device)
-    tokenizer = load_tokenizer(trained, trust)
+    tokenizer = load_trained_tokenizer(trained, trust)
     inputs = probe_inputs(tokenizer)
     notes: list[str] = []
     as_trained = None
@@ -208,7 +208,7 @@ def merge(
             )
         else:
             log(f"loading the {method} base with the adapter, as trained, for comparison ...")
-            quantized = load_model(
+            quantized = load_trained_model(
                 trained, dtype, quantized=True, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
             )
             as_trained = probe_logits(quantized, inputs)
@@ -227,7 +227,7 @@ def merge(
             )
     how = f"the dequantized {method} base" if dequantize else f"{trained.base} in {dtype}"
     log(f"loading {how} with the adapter from {trained.path} ...")
-    model = load_model(
+    model = load_trained_model(
         trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
     )
     reference = probe_logits(model, inputs)

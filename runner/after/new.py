@@ -115,7 +115,7 @@ def _commented(data: dict) -> list[str]:
     return [f"# {line}" for line in text.rstrip().splitlines()]
 
 
-def render(base: Path, target: Path, name: str, recipe) -> str:
+def render_recipe(base: Path, target: Path, name: str, recipe) -> str:
     """The new recipe's text. `recipe`: the base, validated (its values fill the commented hints)."""
     rel_base = _relative(target.parent, base)
     dumped = recipe.model_dump(mode="json", exclude_none=True)
@@ -148,5 +148,5 @@ def new_recipe(name_arg: str, from_ref: str, force: bool = False) -> tuple[Path,
     loaded = load(base)
     if not loaded.ok:
         return target, base, loaded.diagnostics
-    write_atomic(target, render(base, target, name, loaded.recipe))
+    write_atomic(target, render_recipe(base, target, name, loaded.recipe))
     return target, base, None

@@ -36,7 +36,7 @@ def first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
 
 
-def exact_match(prediction: str, references: list[str]) -> float:
+def exact_match_score(prediction: str, references: list[str]) -> float:
     """1.0 when the normalised prediction equals one of the normalised references, else 0.0."""
     return 1.0 if normalise(prediction) in {normalise(r) for r in references} else 0.0
 

@@ -72,7 +72,7 @@ def rows(data: dict, tasks: Optional[list[str]] = None) -> list[tuple[str, str, 
     return out
 
 
-def table(data: dict, tasks: Optional[list[str]] = None) -> str:
+def results_table(data: dict, tasks: Optional[list[str]] = None) -> str:
     """TASK, METRIC, BASE, TRAINED and CHANGE columns (BASE and CHANGE only when the base was evaluated)."""
     found = rows(data, tasks)
     if not found:

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from runner.common.models import load_model as load_model_from
-from runner.common.models import load_tokenizer as load_tokenizer_from
-from runner.common.models import remote_code_allowed, torch_dtype
+from runner.common.models import load_model, load_tokenizer, remote_code_allowed, torch_dtype
 from schemas import Recipe
+from schemas.adapters import ADAPTERS
 from schemas.yamlsource import safe_load
 
 LOCK = "recipe.lock.yaml"
-PROMPT_LEARNING = {"PREFIX_TUNING": "prefix tuning", "PROMPT_TUNING": "prompt tuning", "P_TUNING": "P-tuning"}
-MERGEABLE = {"LORA", "IA3"}  # DoRA is LoRA with use_dora
+# PEFT's names (adapter_config.json's peft_type) of the prompt-learning adapters, and of those `recipe merge` folds in
+PROMPT_LEARNING = {a.peft_type: a.label for a in ADAPTERS.values() if a.virtual_tokens}
+MERGEABLE = {a.peft_type for a in ADAPTERS.values() if a.mergeable}  # DoRA is LoRA with use_dora
 DTYPES = ("bfloat16", "float16", "float32")
 
 
@@ -184,13 +184,13 @@ def _load_failure(trained: Trained, exc: Exception) -> OutputError:
     return OutputError(f"{where}model {trained.base!r} cannot be loaded: {exc}")
 
 
-def load_tokenizer(trained: Trained, trust_remote_code: bool = False):
+def load_trained_tokenizer(trained: Trained, trust_remote_code: bool = False):
     """The run's own tokenizer (saved with its chat template), else the base model's with the recipe's template."""
     own = Path(trained.path)
     source = trained.path if (own / "tokenizer_config.json").is_file() or not trained.is_adapter else trained.base
     from_base = source != trained.path
     try:
-        return load_tokenizer_from(
+        return load_tokenizer(
             source,
             revision=trained.revision if from_base else None,
             trust_remote_code=trust_remote_code,
@@ -212,7 +212,7 @@ def bnb_spec(trained: Trained, dtype: str) -> dict:
     return quantization_args(r, compute if compute in DTYPES else dtype, quant_storage(r, None, dtype))
 
 
-def load_model(
+def load_trained_model(
     trained: Trained,
     dtype: str,
     *,
@@ -232,7 +232,7 @@ def load_model(
     """
     on_bits = quantized or dequantize
     try:
-        model = load_model_from(
+        model = load_model(
             trained.base,
             dtype=dtype,
             sequence_classifier=trained.is_sequence_classifier,
@@ -321,8 +321,8 @@ def open_trained(
         log(f"bitsandbytes is not installed: loading the base of this {method} run unquantized")
     what = f"{trained.adapter_label} adapter {trained.path} on {trained.base}" if trained.is_adapter else trained.path
     log(f"loading {what} ({'4-bit ' if quantized and method == 'bnb-4bit' else ''}{dtype}, {device}) ...")
-    tokenizer = load_tokenizer(trained, trust)
-    model = load_model(
+    tokenizer = load_trained_tokenizer(trained, trust)
+    model = load_trained_model(
         trained, dtype, quantized=quantized, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
     )
     return model, tokenizer
@@ -334,8 +334,10 @@ def load_reward_model(source: str, dtype: str, trust_remote_code: bool, device: 
     if not Path(source).is_dir():
         return source, None
     trained = inspect(source)
-    tokenizer = load_tokenizer(trained, trust_remote_code)
-    model = load_model(trained, dtype, trust_remote_code=trust_remote_code, vocabulary=len(tokenizer), device=device)
+    tokenizer = load_trained_tokenizer(trained, trust_remote_code)
+    model = load_trained_model(
+        trained, dtype, trust_remote_code=trust_remote_code, vocabulary=len(tokenizer), device=device
+    )
     if trained.is_adapter:
         model = model.merge_and_unload()  # TRL scores with a plain transformers model
     return model, tokenizer

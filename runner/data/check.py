@@ -23,7 +23,7 @@ from typing import Any, Iterator, Optional
 from schemas.datasets import DatasetSource, split_source
 
 from .loading import Where
-from .readers import SourceUnreadable, locate, read_jsonl, read_source, row_slice
+from .readers import SourceUnreadable, jsonl_rows, locate, read_source, row_slice
 from .report import Finding, Report, SourceCount
 from .rowcheck import RowChecker, row_digest
 
@@ -119,7 +119,7 @@ def _spans(path: Path, parts: int) -> list[tuple[int, int, int]]:
 def _scan_part(args: tuple) -> Scan:
     entry, objective, max_bytes, span, types = args
     path = Path(split_source(entry.source)[1])
-    return scan(read_jsonl(path, max_bytes, span), RowChecker(entry, objective, types))
+    return scan(jsonl_rows(path, max_bytes, span), RowChecker(entry, objective, types))
 
 
 def scan_source(entry: DatasetSource, objective: str, max_bytes: int) -> Scan:

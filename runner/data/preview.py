@@ -39,7 +39,7 @@ def assistant_marked(tokenizer, messages: list) -> str:
     return "".join(out)
 
 
-def templated(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
+def templated_row(row: dict, tokenizer, recipe: Any) -> dict[str, str]:
     """The row as text(s) through the chat template, the trained-on part between « and »."""
     o = recipe.objective
     if "text" in row:
@@ -74,7 +74,7 @@ def preview(recipe: Any, split: str, head: int, as_json: bool, template: bool) -
         from runner.common.models import recipe_tokenizer
 
         tokenizer = recipe_tokenizer(recipe)
-        rendered = [templated(r, tokenizer, recipe) for r in rows]
+        rendered = [templated_row(r, tokenizer, recipe) for r in rows]
         if as_json:
             return json.dumps(rendered, indent=2, ensure_ascii=False)
         blocks = []

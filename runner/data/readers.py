@@ -71,7 +71,7 @@ def _lines(
             yield number, line, None
 
 
-def read_jsonl(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any, Optional[tuple]]]:
+def jsonl_rows(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any, Optional[tuple]]]:
     for number, line, problem in _lines(path, max_bytes, keep_blank=False, span=span):
         if problem:
             yield number, None, problem
@@ -107,7 +107,7 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
         return
     start = len(text) - len(text.lstrip())
     if not text[start:].startswith("["):  # not an array: one object per line
-        yield from read_jsonl(path, max_bytes)
+        yield from jsonl_rows(path, max_bytes)
         return
     decoder, pos, line, seen = json.JSONDecoder(), start + 1, 1 + text.count("\n", 0, start), start
     while True:
@@ -206,7 +206,7 @@ def locate(entry: DatasetSource, number: int) -> str:
     return f"{rest} split {entry.split} row {number}" if kind in ("hf", "local") else f"{rest} row {number}"
 
 
-READERS = {"jsonl": read_jsonl, "json": _read_json, "csv": _read_csv, "text": _read_text}
+READERS = {"jsonl": jsonl_rows, "json": _read_json, "csv": _read_csv, "text": _read_text}
 
 
 def read_source(entry: DatasetSource, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:

@@ -32,4 +32,6 @@ def exact_match(completions, answer=None, **kwargs) -> list[float]:
     else 0.0. Needs an `answer` column in the data."""
     if answer is None:
         raise ValueError("exact_match needs an `answer` column in the training data (e.g. format: triviaqa)")
-    return [answers.exact_match(answers.first_line(_text(c)), answers.aliases(a)) for c, a in zip(completions, answer)]
+    return [
+        answers.exact_match_score(answers.first_line(_text(c)), answers.aliases(a)) for c, a in zip(completions, answer)
+    ]
