@@ -1,5 +1,6 @@
 """The `recipe` command: argument parsing and printing; each command imports the phase it drives, lazily."""
 
-from .main import build_parser, find_recipes, load_and_plan, main
+from .load import find_recipes, load_and_plan
+from .main import build_parser, main
 
 __all__ = ["build_parser", "find_recipes", "load_and_plan", "main"]

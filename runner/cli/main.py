@@ -11,10 +11,12 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-RECIPE_SUFFIXES = (".yaml", ".yml")
+from runner.cli.check import cmd_list, cmd_schema, cmd_validate
+from runner.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Invalid, Usage
+from runner.cli.load import load_and_plan, load_single
+from runner.cli.table import render_table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,161 +26,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def find_recipes(paths: Sequence[str]) -> list[Path]:
-    """Files named on the command line, and every `*.yaml`/`*.yml` under named directories.
-
-    Inside directories, files whose name starts with `_` are fragments meant only for `extends`
-    and are skipped (they are checked through the recipes that extend them), as are hidden folders.
-    """
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            files = sorted(
-                f
-                for f in p.rglob("*")
-                if f.suffix in RECIPE_SUFFIXES
-                and f.is_file()
-                and not f.name.startswith("_")
-                and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            )
-            if not files:
-                raise _Usage(f"no recipe files (*.yaml, *.yml) under {raw}")
-            found.extend(files)
-        elif p.exists():
-            found.append(p)
-        else:
-            raise _Usage(f"no such file or directory: {raw}")
-    return found
-
-
-class _Usage(Exception):
-    pass
-
-
-class _Invalid(Exception):
-    """The recipe is invalid; its diagnostics were printed (exit code 1)."""
-
-
-def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
-    noun = "recipe" if n_files == 1 else "recipes"
-    extra = f", {warnings} warning{'s' * (warnings != 1)}" if warnings else ""
-    if invalid:
-        return f"{invalid} of {n_files} {noun} invalid ({errors} error{'s' * (errors != 1)}{extra})"
-    return f"{n_files} {noun} valid{extra}"
-
-
-def plan_diagnostics(loaded, plan) -> list:
-    """The plan's problems (memory fit, unknown architecture...) as located diagnostics."""
-    from schemas import Diagnostic, Location
-
-    out = []
-    for p in plan.problems:
-        location = loaded.sources.locate(p.path) or Location(loaded.path, 1, 1)
-        out.append(Diagnostic(location, ".".join(map(str, p.path)), p.message, p.rule, p.severity))
-    return out
-
-
-def load_and_plan(path, overrides):
-    """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics."""
-    from schemas import load
-
-    loaded = load(path, overrides)
-    plan = None
-    if loaded.recipe is not None and not loaded.errors:
-        from runner.plan import probe_packages, resolve
-
-        plan = resolve(loaded.recipe, probe_packages())
-        loaded.diagnostics.extend(plan_diagnostics(loaded, plan))
-    return loaded, plan
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from schemas import render
-
-    files = find_recipes(args.paths)
-    everything = []
-    invalid = 0
-    for f in files:
-        loaded, _ = load_and_plan(f, args.set or ())
-        everything.extend(loaded.diagnostics)
-        invalid += bool(loaded.errors) or loaded.recipe is None
-        if args.format != "json" and loaded.diagnostics:
-            print(render(loaded.diagnostics, args.format))
-    if args.format == "json":
-        print(render(everything, "json"))
-    else:
-        errors = sum(d.is_error for d in everything)
-        print(_summary(len(files), invalid, errors, len(everything) - errors), file=sys.stderr)
-    return EXIT_INVALID if invalid else EXIT_OK
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    if args.reference:
-        from schemas.reference import recipe_reference
-
-        sys.stdout.write(recipe_reference())
-        return EXIT_OK
-    from schemas.jsonschema import recipe_json_schema_text
-
-    sys.stdout.write(recipe_json_schema_text())
-    return EXIT_OK
-
-
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])
-
-
-def _adapter_label(recipe) -> str:
-    kind = recipe.adapter.kind
-    if recipe.quantization.method == "bnb-4bit" and kind in ("lora", "dora"):
-        return f"q{kind} (4-bit)"
-    if recipe.is_quantized:
-        return f"{kind} ({recipe.quantization.method})"
-    return kind
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    from schemas import load
-
-    files = find_recipes([args.dir])
-    rows, invalid = [], 0
-    for f in files:
-        loaded = load(f)
-        r = loaded.recipe
-        if r is None or loaded.errors:
-            invalid += 1
-            rows.append([str(f), "(invalid: run `recipe validate`)", "", "", "", ""])
-            continue
-        hw = r.hardware
-        where = f"{hw.profile or 'inline'} x{hw.gpus_per_node}" + (f" x{hw.nodes} nodes" if hw.nodes > 1 else "")
-        rows.append([str(f), r.name, r.objective.kind, _adapter_label(r), r.model.name_or_path, where])
-    if args.json:
-        keys = ["file", "name", "objective", "adapter", "model", "hardware"]
-        print(json.dumps([dict(zip(keys, row)) for row in rows], indent=2))
-    else:
-        print(_table(rows, ["FILE", "NAME", "OBJECTIVE", "ADAPTER", "MODEL", "HARDWARE"]))
-    return EXIT_INVALID if invalid else EXIT_OK
-
-
-def _load_single(path: str, overrides, fmt: str = "text"):
-    """Load one recipe and its plan, printing diagnostics; raises _Invalid when it cannot run."""
-    from schemas import render
-
-    if not Path(path).is_file():
-        raise _Usage(f"no such recipe file: {path}")
-    loaded, plan = load_and_plan(path, overrides or ())
-    if loaded.diagnostics:
-        print(render(loaded.diagnostics, fmt), file=sys.stderr)
-    if plan is None or loaded.errors:
-        raise _Invalid()
-    return loaded, plan
-
-
 def cmd_plan(args: argparse.Namespace) -> int:
-    loaded, plan = _load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set)
     if args.explain:
         from runner.cli.planview import explain_fields, render_explain
 
@@ -234,7 +83,7 @@ def _measure(plan):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded, plan = _load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set)
     from runner.plan.launchfiles import shell_command
     from runner.run.launch import write_launch_files
 
@@ -339,7 +188,7 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    loaded, plan = _load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set)
     from runner.data.sources import DataError
 
     if args.check:
@@ -388,7 +237,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
     path = Path(args.dir)
     if not path.exists():
-        raise _Usage(f"no such directory: {args.dir}")
+        raise Usage(f"no such directory: {args.dir}")
     if not is_run(path):
         print(table(path))
         return EXIT_OK
@@ -422,7 +271,7 @@ def cmd_hardware(args: argparse.Namespace) -> int:
         p = load_profile(name)
         cc = "-" if p.compute_capability is None else f"{p.compute_capability:.1f}"
         rows.append([name, f"{p.gpu_memory_gb:g}", cc, "yes" if p.bf16 else "no", f"{p.cpu_ram_gb:g}", p.description])
-    print(_table(rows, ["PROFILE", "GPU GIB", "CC", "BF16", "CPU RAM GIB", "DESCRIPTION"]))
+    print(render_table(rows, ["PROFILE", "GPU GIB", "CC", "BF16", "CPU RAM GIB", "DESCRIPTION"]))
     return EXIT_OK
 
 
@@ -433,7 +282,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     try:
         paths = [recipe_path(args.a), recipe_path(args.b)]
     except FileNotFoundError as exc:
-        raise _Usage(str(exc)) from None
+        raise Usage(str(exc)) from None
     sides = [load_and_plan(p, ()) for p in paths]
     if any(plan is None for _, plan in sides):  # schema or rule errors; plan problems (memory) are part of the diff
         print(
@@ -453,7 +302,7 @@ def cmd_new(args: argparse.Namespace) -> int:
     try:
         path, base, diagnostics = new_recipe(args.name, args.base, force=args.force)
     except NewRecipeError as exc:
-        raise _Usage(str(exc)) from None
+        raise Usage(str(exc)) from None
     if diagnostics and Path(base).name.startswith("_"):
         print(
             f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
@@ -605,10 +454,10 @@ def main(argv: Iterable[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (_Usage, UsageError) as exc:
+    except (Usage, UsageError) as exc:
         print(f"recipe {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except _Invalid:
+    except Invalid:
         return EXIT_INVALID
     except KeyboardInterrupt:
         return 130
