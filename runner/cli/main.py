@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Iterable
 
 from runner.cli.check import cmd_list, cmd_schema, cmd_validate
+from runner.cli.data import cmd_data
 from runner.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Invalid, Usage
 from runner.cli.load import load_and_plan, load_single
+from runner.cli.plan import cmd_plan
 from runner.cli.table import render_table
 
 
@@ -24,62 +26,6 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"recipe: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def cmd_plan(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
-    if args.explain:
-        from runner.cli.planview import explain_fields, render_explain
-
-        rows = explain_fields(loaded, plan)
-        print(json.dumps(rows, indent=2) if args.json else render_explain(rows))
-        return EXIT_OK
-    measured = None
-    if args.measure:
-        measured = _measure(plan)
-        if measured is None:
-            return EXIT_INVALID
-    if args.json:
-        out = plan.to_json()
-        if measured is not None:
-            out["memory"]["measured"] = measured.to_json()
-        print(json.dumps(out, indent=2))
-    else:
-        from runner.cli.planview import render_measurement, render_plan
-
-        print(render_plan(plan, args.recipe))
-        if measured is not None:
-            print("\n" + render_measurement(plan, measured))
-    return EXIT_OK
-
-
-def _measure(plan):
-    """One training step of the plan measured with fake tensors, or None (after saying why) when it cannot be."""
-    try:
-        from runner.measure.step import measure
-    except ImportError as exc:
-        print(
-            f"recipe plan --measure: needs the training libraries ({exc.name} is not installed): "
-            "pip install 'recipe[train]'",
-            file=sys.stderr,
-        )
-        return None
-    import warnings
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the libraries' deprecation warnings say nothing about the recipe
-            return measure(plan)
-    except ValueError as exc:
-        print(f"recipe plan --measure: cannot measure this plan: {exc}", file=sys.stderr)
-        return None
-    except Exception as exc:  # a model whose code the fake stand-ins do not cover: say so, the plan stands
-        print(
-            f"recipe plan --measure: the measurement failed inside the model ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}); the estimate above is not measured for this architecture",
-            file=sys.stderr,
-        )
-        return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,51 +131,6 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
     if getattr(args, "verbose", False):
         flags.append("--verbose")
     return flags
-
-
-def cmd_data(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
-    from runner.data.sources import DataError
-
-    if args.check:
-        return _data_check(args, plan)
-    from runner.data.preview import preview
-
-    try:
-        print(preview(loaded.recipe, args.split, args.head, args.json, args.template))
-    except DataError as exc:
-        print(f"{args.recipe}: error: {exc}", file=sys.stderr)
-        return EXIT_INVALID
-    return EXIT_OK
-
-
-def _data_check(args: argparse.Namespace, plan) -> int:
-    """Every row checked, then (when nothing stops a run) the token statistics of the rows the trainer receives."""
-    from runner.data.check import check_recipe
-    from runner.data.sources import DataError
-
-    report = check_recipe(plan.recipe)
-    as_json = args.json or args.format == "json"
-    result: dict = {"check": report.to_json()}
-    if not as_json:
-        print(report.render())
-    if not report.refused and not args.no_tokens:
-        import datasets
-
-        from runner.data.tokens import render, token_stats
-
-        datasets.disable_progress_bars()
-
-        try:
-            result["tokens"] = token_stats(plan)
-        except (DataError, OSError, ValueError) as exc:
-            print(f"{args.recipe}: error: cannot count tokens: {exc}", file=sys.stderr)
-            return EXIT_INVALID
-        if not as_json:
-            print(render(result["tokens"]))
-    if as_json:
-        print(json.dumps(result, indent=2))
-    return EXIT_INVALID if report.refused else EXIT_OK
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
