@@ -7,18 +7,18 @@ Commands import only what they need, so `recipe validate` never loads torch.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 from typing import Iterable
 
 from runner.cli.check import cmd_list, cmd_schema, cmd_validate
 from runner.cli.data import cmd_data
+from runner.cli.diff import cmd_diff
 from runner.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE, Invalid, Usage
-from runner.cli.load import load_and_plan
+from runner.cli.hardware import cmd_hardware
+from runner.cli.new import cmd_new
 from runner.cli.plan import cmd_plan
 from runner.cli.run import cmd_run
-from runner.cli.table import render_table
+from runner.cli.runs import cmd_runs
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,93 +26,6 @@ class _Parser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         print(f"recipe: error: {message}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-def cmd_runs(args: argparse.Namespace) -> int:
-    from runner.after.runs import curves, is_run, plot, table
-
-    path = Path(args.dir)
-    if not path.exists():
-        raise Usage(f"no such directory: {args.dir}")
-    if not is_run(path):
-        print(table(path))
-        return EXIT_OK
-    print(curves(path))
-    try:
-        png = plot(path)
-    except ImportError:
-        print("  (no PNG: matplotlib is not installed; it comes with: pip install 'recipe[train]')", file=sys.stderr)
-    else:
-        if png is not None:
-            print(f"  curves drawn in {png}")
-    return EXIT_OK
-
-
-def cmd_hardware(args: argparse.Namespace) -> int:
-    import yaml
-
-    from schemas import load_profile, profile_names
-
-    if args.detect:
-        from runner.cli.hardware import detect
-
-        profile, gpus = detect()
-        print("# This machine as a hardware profile. Save it as schemas/profiles/NAME.yaml to share it, or paste the")
-        print("# fields after `description` into a recipe's `hardware:` section (without `profile:`).")
-        print(yaml.safe_dump(profile, sort_keys=False).rstrip())
-        print(f"# GPUs found: {gpus} (hardware.gpus_per_node)")
-        return EXIT_OK
-    rows = []
-    for name in profile_names():
-        p = load_profile(name)
-        cc = "-" if p.compute_capability is None else f"{p.compute_capability:.1f}"
-        rows.append([name, f"{p.gpu_memory_gb:g}", cc, "yes" if p.bf16 else "no", f"{p.cpu_ram_gb:g}", p.description])
-    print(render_table(rows, ["PROFILE", "GPU GIB", "CC", "BF16", "CPU RAM GIB", "DESCRIPTION"]))
-    return EXIT_OK
-
-
-def cmd_diff(args: argparse.Namespace) -> int:
-    from runner.after.diff import diff, recipe_path
-    from schemas import render
-
-    try:
-        paths = [recipe_path(args.a), recipe_path(args.b)]
-    except FileNotFoundError as exc:
-        raise Usage(str(exc)) from None
-    sides = [load_and_plan(p, ()) for p in paths]
-    if any(plan is None for _, plan in sides):  # schema or rule errors; plan problems (memory) are part of the diff
-        print(
-            render([d for loaded, plan in sides if plan is None for d in loaded.diagnostics], "text"), file=sys.stderr
-        )
-        return EXIT_INVALID
-    (la, pa), (lb, pb) = sides
-    result = diff(la.recipe, lb.recipe, pa, pb, args.a, args.b)
-    print(json.dumps(result.to_json(), indent=2) if args.json else result.render())
-    return EXIT_OK
-
-
-def cmd_new(args: argparse.Namespace) -> int:
-    from runner.after.new import NewRecipeError, new_recipe
-    from schemas import render
-
-    try:
-        path, base, diagnostics = new_recipe(args.name, args.base, force=args.force)
-    except NewRecipeError as exc:
-        raise Usage(str(exc)) from None
-    if diagnostics and Path(base).name.startswith("_"):
-        print(
-            f"recipe new: {base} is a fragment (its name starts with _), not a complete recipe; start from a recipe "
-            "that extends it, or write `extends:` by hand (nothing was written)",
-            file=sys.stderr,
-        )
-        return EXIT_INVALID
-    if diagnostics:
-        print(render(diagnostics, "text"), file=sys.stderr)
-        print(f"recipe new: {base} is invalid; fix it before extending it (nothing was written)", file=sys.stderr)
-        return EXIT_INVALID
-    print(f"wrote {path}", file=sys.stderr)
-    print(f"edit it, then: recipe diff {base} {path} && recipe plan {path}", file=sys.stderr)
-    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
