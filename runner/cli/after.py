@@ -105,11 +105,11 @@ def evaluate_at_end(plan) -> int:
     from runner.after.evaluate import evaluate
     from runner.common.trained import OutputError
 
-    def log(line: str) -> None:
+    def log_in_run(line: str) -> None:  # `recipe run`'s output: say whose line it is
         print(f"recipe eval: {line}", file=sys.stderr, flush=True)
 
     try:
-        report = evaluate(plan.output_dir, log=log)
+        report = evaluate(plan.output_dir, log=log_in_run)
     except OutputError as exc:
         print(f"recipe run: the run finished; evaluating it failed: {exc}", file=sys.stderr)
         return 1
