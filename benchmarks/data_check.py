@@ -58,7 +58,7 @@ def recipe(tmp: Path, data: Path, rows: int | None = None) -> Path:
 CHILD = """
 import json, resource, sys, time
 from schemas import load
-from runner.cli.main import load_and_plan
+from runner.cli import load_and_plan
 loaded, plan = load_and_plan(sys.argv[2], ())
 t0 = time.perf_counter()
 if sys.argv[1] == "check":

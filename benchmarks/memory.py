@@ -52,7 +52,7 @@ CONFIGS = [
 
 
 def run(name: str, recipe: str, overrides: list[str]) -> dict:
-    from runner.cli.main import load_and_plan
+    from runner.cli import load_and_plan
     from runner.measure.step import measure
 
     loaded, plan = load_and_plan(str(ROOT / recipe), overrides)

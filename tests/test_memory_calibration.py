@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.cli.main import load_and_plan
+from runner.cli import load_and_plan
 
 from conftest import ROOT
 

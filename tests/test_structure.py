@@ -179,3 +179,32 @@ def test_every_dataset_format_has_its_parser():
     from schemas.datasets import FORMATS
 
     assert sorted(FORMATS) == sorted(PARSERS)
+
+
+# Module-level functions that share a name on purpose: each process's entry point.
+ENTRY_POINTS = {"main"}
+
+
+def test_one_name_per_function_across_the_packages():
+    homes: dict[str, list[str]] = {}
+    for package in PACKAGES:
+        for path in sources(package):
+            for node in ast.parse(path.read_text(encoding="utf-8")).body:
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+                    homes.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    twice = {name: where for name, where in homes.items() if len(where) > 1 and name not in ENTRY_POINTS}
+    assert twice == {}
+
+
+def test_no_file_over_400_lines_and_no_function_over_80():
+    long_files = [
+        str(p.relative_to(ROOT)) for pkg in PACKAGES for p in sources(pkg) if len(p.read_text().splitlines()) > 400
+    ]
+    long_functions = [
+        f"{p.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+        for pkg in PACKAGES
+        for p in sources(pkg)
+        for node in ast.walk(ast.parse(p.read_text(encoding="utf-8")))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
+    ]
+    assert (long_files, long_functions) == ([], [])

@@ -96,7 +96,7 @@ def test_generation_marker_test_agrees_with_trl(template):
 def test_the_preflight_of_a_tiny_recipe_imports_no_torch(recipe, tmp_path):
     """What `recipe run` does before launching stays light: torch is imported by the training processes."""
     code = (
-        "import sys; from runner.cli.main import load_and_plan; from runner.plan import probe_packages; "
+        "import sys; from runner.cli import load_and_plan; from runner.plan import probe_packages; "
         "from runner.run.preflight import preflight; "
         f"loaded, plan = load_and_plan({recipe!r}, ['output.dir={tmp_path / 'out'}']); "
         "problems = preflight(plan, probe_packages(), overwrite=False, resume=False); "

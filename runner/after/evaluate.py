@@ -122,7 +122,7 @@ def _check_backend(settings: Evaluation, tasks: list[EvalTask]) -> list[str]:
             "Use `backend: transformers` (or --backend transformers)"]  # fmt: skip
 
 
-def check(
+def check_tasks(
     tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any
 ) -> tuple[list[Prepared], list[str]]:
     """(the tasks that can run, with their data read; a line for each that cannot), loading no model."""
@@ -152,7 +152,7 @@ def check(
 
 def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any) -> list[Prepared]:
     """Every task checked and its data read; raises EvalRefused listing every problem, before any model loads."""
-    ready, problems = check(tasks, recipe, settings, registry)
+    ready, problems = check_tasks(tasks, recipe, settings, registry)
     if problems:
         listed = ", ".join(p.task.label for p in ready) or "none"
         recipe_tasks = ", ".join(t.label for t in (recipe.evaluation.tasks if recipe else [])) or "none"
@@ -167,7 +167,7 @@ def check_at_end(recipe: Recipe) -> list[Problem]:
     """What would stop a run's evaluation at its end, found before training starts (a problem per line)."""
     from runner.after.harness import Registry
 
-    _, problems = check(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
+    _, problems = check_tasks(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
     return [
         Problem(("evaluation", "at_end"), line, "evaluation-at-end")
         for problem in problems

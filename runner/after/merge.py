@@ -163,6 +163,67 @@ def merge_card(report: MergeReport, trained: Trained) -> str:
     )
 
 
+def _settings(trained: Trained, dtype: Optional[str], tolerance: Optional[float], dequantize: bool):
+    """The merge's dtype, tolerance and the run's quantization method; raises OutputError for what cannot be done."""
+    dtype = dtype or trained.trained_dtype or "bfloat16"
+    if dtype not in DTYPES:
+        raise OutputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
+    tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
+    method = trained.quantization_method
+    if dequantize and method is None:
+        raise OutputError(
+            f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize"
+        )
+    if dequantize and not bitsandbytes_installed():
+        raise OutputError("--dequantize: needs bitsandbytes to load the quantized base (pip install bitsandbytes)")
+    return dtype, tolerance, method
+
+
+def _as_trained(
+    trained: Trained, method: str, dtype: str, dequantize: bool, inputs: list[Any], load_with_adapter, log
+) -> tuple[Optional[list[Any]], list[str]]:
+    """For a run that trained on quantized weights: the probe logits of the model as trained (quantized base +
+    adapter, when bitsandbytes is installed) and the notes that say what the merge folds the adapter into."""
+    notes: list[str] = []
+    as_trained = None
+    if not bitsandbytes_installed():
+        notes.append(
+            "bitsandbytes is not installed: the merged model was not compared with the quantized model as trained."
+        )
+    else:
+        log(f"loading the {method} base with the adapter, as trained, for comparison ...")
+        quantized = load_with_adapter(quantized=True)
+        as_trained = probe_logits(quantized, inputs)
+        del quantized
+        _free_memory()
+    if dequantize:
+        notes.append(
+            f"The run trained on {method} weights; the adapter is merged into those weights, "
+            f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did."
+        )
+    else:
+        notes.append(
+            f"The run trained on {method} weights; the adapter is merged into the original "
+            f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
+            "the quantized weights instead)."
+        )
+    return as_trained, notes
+
+
+def _save(target: Path, merged, tokenizer, trained: Trained, report: MergeReport) -> None:
+    """The merged model, its tokenizer, the run's lock file, merge.json and a model card, written to `target` whole."""
+
+    def fill(tmp: Path) -> None:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        if trained.lock_path is not None:
+            shutil.copyfile(trained.lock_path, tmp / "recipe.lock.yaml")
+        (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(merge_card(report, trained), encoding="utf-8")
+
+    replace_dir_atomic(target, fill)
+
+
 def merge(
     path: str,
     *,
@@ -180,17 +241,7 @@ def merge(
     trained = inspect(path, base)
     refuse_unmergeable(trained)
     trust = trained.remote_code(trust_remote_code)
-    dtype = dtype or trained.trained_dtype or "bfloat16"
-    if dtype not in DTYPES:
-        raise OutputError(f"--dtype {dtype}: choose one of {', '.join(DTYPES)}")
-    tolerance = TOLERANCE[dtype] if tolerance is None else tolerance
-    method = trained.quantization_method
-    if dequantize and method is None:
-        raise OutputError(
-            f"--dequantize: {trained.path} did not train on quantized weights; merge without --dequantize"
-        )
-    if dequantize and not bitsandbytes_installed():
-        raise OutputError("--dequantize: needs bitsandbytes to load the quantized base (pip install bitsandbytes)")
+    dtype, tolerance, method = _settings(trained, dtype, tolerance, dequantize)
     target = Path(to) if to else Path(trained.path) / "merged"
     _check_target(trained, target, overwrite)
 
@@ -199,37 +250,19 @@ def merge(
     device = prepare_runtime(device)
     tokenizer = load_trained_tokenizer(trained, trust)
     inputs = probe_inputs(tokenizer)
+
+    def load_with_adapter(**how):
+        return load_trained_model(
+            trained, dtype, trust_remote_code=trust, device=device, vocabulary=len(tokenizer), **how
+        )
+
     notes: list[str] = []
     as_trained = None
     if method is not None:
-        if not bitsandbytes_installed():
-            notes.append(
-                "bitsandbytes is not installed: the merged model was not compared with the quantized model as trained."
-            )
-        else:
-            log(f"loading the {method} base with the adapter, as trained, for comparison ...")
-            quantized = load_trained_model(
-                trained, dtype, quantized=True, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
-            )
-            as_trained = probe_logits(quantized, inputs)
-            del quantized
-            _free_memory()
-        if dequantize:
-            notes.append(
-                f"The run trained on {method} weights; the adapter is merged into those weights, "
-                f"dequantized to {dtype} (--dequantize), so the merged model computes what the model as trained did."
-            )
-        else:
-            notes.append(
-                f"The run trained on {method} weights; the adapter is merged into the original "
-                f"{dtype} weights of the base model (the base is reloaded unquantized; --dequantize merges into "
-                "the quantized weights instead)."
-            )
+        as_trained, notes = _as_trained(trained, method, dtype, dequantize, inputs, load_with_adapter, log)
     how = f"the dequantized {method} base" if dequantize else f"{trained.base} in {dtype}"
     log(f"loading {how} with the adapter from {trained.path} ...")
-    model = load_trained_model(
-        trained, dtype, dequantize=dequantize, trust_remote_code=trust, device=device, vocabulary=len(tokenizer)
-    )
+    model = load_with_adapter(dequantize=dequantize)
     reference = probe_logits(model, inputs)
     merged = model.merge_and_unload(safe_merge=True)
     merged_logits = probe_logits(merged, inputs)
@@ -254,14 +287,5 @@ def merge(
             f"float32) rules out rounding."
         )
     merged.config.dtype = dtype
-
-    def fill(tmp: Path) -> None:
-        merged.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        if trained.lock_path is not None:
-            shutil.copyfile(trained.lock_path, tmp / "recipe.lock.yaml")
-        (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-        (tmp / "README.md").write_text(merge_card(report, trained), encoding="utf-8")
-
-    replace_dir_atomic(target, fill)
+    _save(target, merged, tokenizer, trained, report)
     return report

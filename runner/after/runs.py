@@ -98,7 +98,7 @@ def _duration(info: RunInfo) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.1f} min"
 
 
-def table(root: Path) -> str:
+def runs_table(root: Path) -> str:
     runs = [read_run(p) for p in sorted(root.iterdir()) if is_run(p)] if root.is_dir() else []
     if not runs:
         return f"no runs under {root}"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
-import subprocess
 from typing import Optional
+
+from runner.cli.exits import EXIT_OK
+from runner.cli.table import render_table
 
 
 def cpu_ram_gb() -> float:
@@ -17,6 +20,8 @@ def cpu_ram_gb() -> float:
 
 
 def _nvidia_smi() -> Optional[list[dict]]:
+    import subprocess  # only for --detect: `recipe validate` imports this module
+
     exe = shutil.which("nvidia-smi")
     if not exe:
         return None
@@ -78,3 +83,24 @@ def detect() -> tuple[dict, int]:
         "bf16": first["cc"] >= 8.0,
         "cpu_ram_gb": ram,
     }, len(gpus)
+
+
+def cmd_hardware(args: argparse.Namespace) -> int:
+    import yaml
+
+    from schemas import load_profile, profile_names
+
+    if args.detect:
+        profile, gpus = detect()
+        print("# This machine as a hardware profile. Save it as schemas/profiles/NAME.yaml to share it, or paste the")
+        print("# fields after `description` into a recipe's `hardware:` section (without `profile:`).")
+        print(yaml.safe_dump(profile, sort_keys=False).rstrip())
+        print(f"# GPUs found: {gpus} (hardware.gpus_per_node)")
+        return EXIT_OK
+    rows = []
+    for name in profile_names():
+        p = load_profile(name)
+        cc = "-" if p.compute_capability is None else f"{p.compute_capability:.1f}"
+        rows.append([name, f"{p.gpu_memory_gb:g}", cc, "yes" if p.bf16 else "no", f"{p.cpu_ram_gb:g}", p.description])
+    print(render_table(rows, ["PROFILE", "GPU GIB", "CC", "BF16", "CPU RAM GIB", "DESCRIPTION"]))
+    return EXIT_OK

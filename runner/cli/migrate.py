@@ -8,31 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
-
-
-def add_command(sub) -> None:
-    from runner.migrate import TOOLS
-
-    p = sub.add_parser(
-        "import",
-        help="write a recipe from an Axolotl, LLaMA-Factory or TRL config, reporting every key",
-        description="Translate another tool's training config into a recipe that validates and plans. Every key of "
-        "the source is reported: mapped, changed (why), a peer default applied, not needed, or dropped (why).",
-    )
-    p.add_argument("file", metavar="FILE", help="the source config (YAML)")
-    p.add_argument("--from", dest="tool", required=True, choices=TOOLS, help="the tool the config is written for")
-    p.add_argument("-o", "--output", required=True, metavar="RECIPE.yaml", help="the recipe file to write")
-    p.add_argument("--hardware", metavar="PROFILE", help="hardware profile the run is for (see `recipe hardware`)")
-    p.add_argument("--gpus", type=int, metavar="N", help="GPUs per node (the peers take it from the launcher)")
-    p.add_argument("--nodes", type=int, metavar="M", help="number of nodes (default 1)")
-    p.add_argument("--dataset-info", metavar="PATH", help="LLaMA-Factory: its dataset_info.json")
-    p.add_argument("--objective", metavar="KIND", help="TRL: the trainer the config is for (sft, dpo, orpo, kto, ...)")
-    p.add_argument("--dataset-format", metavar="FORMAT", help="TRL: the format preset of its Hub datasets")
-    p.add_argument("--strict", action="store_true", help="refuse (write nothing) when any source key is dropped")
-    p.add_argument("--force", action="store_true", help="replace an existing recipe file")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_import)
+from runner.cli.exits import EXIT_INVALID, EXIT_OK, EXIT_USAGE
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -164,9 +140,9 @@ def _report(args, t, plan) -> None:
             )
         )
     else:
-        from runner.migrate import table
+        from runner.migrate import report_table
 
-        print(table(t.rows))
+        print(report_table(t.rows))
 
 
 def _plan_summary(plan) -> str:

@@ -140,7 +140,7 @@ def token_stats(plan: Any) -> dict:
     return out
 
 
-def render(stats: dict) -> str:
+def render_stats(stats: dict) -> str:
     lines = []
     for split in ("train", "eval"):
         s = stats.get(split)

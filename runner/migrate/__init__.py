@@ -15,12 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .recipe_yaml import write_recipe
-from .report import Row, table
+from .report import Row, report_table
 from .translation import ImportRefused, Options, Translation
 
 TOOLS = ("axolotl", "llama-factory", "trl")
 
-__all__ = ["TOOLS", "ImportRefused", "Options", "Row", "Translation", "table", "translate"]
+__all__ = ["TOOLS", "ImportRefused", "Options", "Row", "Translation", "report_table", "translate"]
 
 
 def translate(path: Path, tool: str, options: Options) -> tuple[Translation, str]:

@@ -18,7 +18,7 @@ class Row:
     note: str
 
 
-def table(rows: list[Row], width: int = 60) -> str:
+def report_table(rows: list[Row], width: int = 60) -> str:
     """The report: one line per source key, the dropped ones first, then changed, defaults, mapped, not needed."""
     order = {s: i for i, s in enumerate(("dropped", "changed", "default", "mapped", "not needed"))}
     rows = sorted(rows, key=lambda r: order[r.status])

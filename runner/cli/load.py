@@ -1,0 +1,78 @@
+"""Finding recipe files on the command line and loading them with their plan."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from runner.cli.exits import Invalid, Usage
+
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def find_recipes(paths: Sequence[str]) -> list[Path]:
+    """Files named on the command line, and every `*.yaml`/`*.yml` under named directories.
+
+    Inside directories, files whose name starts with `_` are fragments meant only for `extends`
+    and are skipped (they are checked through the recipes that extend them), as are hidden folders.
+    """
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            files = sorted(
+                f
+                for f in p.rglob("*")
+                if f.suffix in RECIPE_SUFFIXES
+                and f.is_file()
+                and not f.name.startswith("_")
+                and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            )
+            if not files:
+                raise Usage(f"no recipe files (*.yaml, *.yml) under {raw}")
+            found.extend(files)
+        elif p.exists():
+            found.append(p)
+        else:
+            raise Usage(f"no such file or directory: {raw}")
+    return found
+
+
+def located(loaded, problems) -> list:
+    """Problems (the plan's, the preflight's) as diagnostics located at their recipe field's line."""
+    from schemas import Diagnostic, Location
+
+    out = []
+    for p in problems:
+        location = loaded.sources.locate(p.path) or Location(loaded.path, 1, 1)
+        out.append(Diagnostic(location, p.field, p.message, p.rule, p.severity))
+    return out
+
+
+def load_and_plan(path, overrides):
+    """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics."""
+    from schemas import load
+
+    loaded = load(path, overrides)
+    plan = None
+    if loaded.recipe is not None and not loaded.errors:
+        from runner.plan import probe_packages, resolve
+
+        plan = resolve(loaded.recipe, probe_packages())
+        loaded.diagnostics.extend(located(loaded, plan.problems))
+    return loaded, plan
+
+
+def load_single(path: str, overrides, fmt: str = "text"):
+    """Load one recipe and its plan, printing diagnostics; raises Invalid when it cannot run."""
+    from schemas import render
+
+    if not Path(path).is_file():
+        raise Usage(f"no such recipe file: {path}")
+    loaded, plan = load_and_plan(path, overrides or ())
+    if loaded.diagnostics:
+        print(render(loaded.diagnostics, fmt), file=sys.stderr)
+    if plan is None or loaded.errors:
+        raise Invalid()
+    return loaded, plan

@@ -1,0 +1,130 @@
+"""`recipe run`: check everything before launching (the preflight), hold the output directory (the lock), launch
+this node's share, then record the run's state, evaluate it (`evaluation.at_end`) and print its summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from runner.cli.exits import EXIT_INVALID, EXIT_OK
+from runner.cli.load import load_single, located
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded, plan = load_single(args.recipe, args.set)
+    from runner.plan.launchfiles import shell_command
+    from runner.run.launch import write_launch_files
+
+    if args.dry_run or args.slurm:
+        written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
+        for path in written.values():
+            print(f"wrote {path}", file=sys.stderr)
+        print(f"sbatch {written['slurm']}" if args.slurm else shell_command(plan.launch + _train_flags(args)))
+        return EXIT_OK
+    problems = _preflight(plan, args)
+    if problems:
+        for diagnostic in located(loaded, problems):
+            print(diagnostic.text(), file=sys.stderr)
+        print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
+        return EXIT_INVALID
+    first_node = plan.recipe.hardware.nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
+    lock = None
+    if first_node:  # the whole run holds the output directory, before anything is written there
+        from runner.common.lock import LockError, acquire
+
+        try:
+            lock = acquire(Path(plan.output_dir), "recipe " + " ".join(sys.argv[1:]))
+        except LockError as exc:
+            print(f"{args.recipe}: error: {exc}", file=sys.stderr)
+            print("recipe run: nothing was started", file=sys.stderr)
+            return EXIT_INVALID
+    try:
+        return _launch(plan, args, first_node, lock_held=lock is not None)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _preflight(plan, args: argparse.Namespace) -> list:
+    """What would stop the run, checked on this node before anything is written or started."""
+    from runner.plan import probe_packages
+    from runner.run.preflight import check_node_environment, preflight
+
+    problems = check_node_environment(plan.recipe.hardware.nodes, os.environ)
+    problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
+    if plan.recipe.evaluation.at_end and not problems:
+        from runner.after.evaluate import check_at_end
+
+        problems += check_at_end(plan.recipe)
+    return problems
+
+
+def _launch(plan, args: argparse.Namespace, first_node: bool, lock_held: bool) -> int:
+    """Write the launch files and launch; the first node records the state, evaluates and prints the summary."""
+    from runner.run.launch import write_launch_files
+
+    nodes = plan.recipe.hardware.nodes
+    if args.overwrite and not args.resume and first_node:
+        from runner.common.lock import clear_except_lock
+
+        clear_except_lock(Path(plan.output_dir))
+    written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
+    import time
+
+    from runner.run.launch import launch
+    from runner.run.summary import summary, write_status
+
+    started = time.monotonic()
+    if first_node:
+        _record_data_check(plan)
+        from runner.run.failure import clear_failures
+
+        clear_failures(plan.output_dir)  # a resumed run's summary speaks of this attempt only
+        write_status(plan, args.recipe, "running")
+    on_cpu = 0 if plan.hardware.is_gpu else plan.recipe.hardware.gpus_per_node
+    if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
+        code = launch(["bash", str(written["launch"])], lock_held=lock_held, processes_on_cpu=on_cpu)
+    else:
+        code = launch(plan.launch + _train_flags(args), lock_held=lock_held, processes_on_cpu=on_cpu)
+    if first_node:
+        state = "finished" if code == 0 else ("stopped" if code in (130, 143) else "failed")
+        write_status(plan, args.recipe, state, code)
+        evaluated = 0
+        if code == 0 and plan.recipe.evaluation.at_end:
+            from runner.cli.after import evaluate_at_end
+
+            evaluated = evaluate_at_end(plan)
+        print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
+        return code or evaluated
+    return code
+
+
+def _record_data_check(plan) -> None:
+    """OUTPUT_DIR/data-check.json: what the preflight's data check found (and, with `datasets.bad_rows: skip`, the
+    rows the run skips, by reason), said in the terminal when rows are skipped or dropped."""
+    from runner.common.files import write_atomic
+    from runner.data.cache import cached_check
+
+    report, _ = cached_check(plan.recipe)  # the preflight's, from the cache
+    path = Path(plan.output_dir) / "data-check.json"
+    write_atomic(path, json.dumps(report, indent=1) + "\n")
+    if report["skipped"]:
+        reasons = ", ".join(f"{n} {kind}" for kind, n in report["skipped"].items())
+        print(f"recipe run: skipping {report['bad']} bad row(s) ({reasons}); listed in {path}", file=sys.stderr)
+    dropped = sum(report["duplicates"].values()) if report["duplicates_policy"] == "drop" else 0
+    if dropped:
+        print(f"recipe run: dropping {dropped} duplicate row(s) (datasets.duplicates: drop)", file=sys.stderr)
+
+
+def _train_flags(args: argparse.Namespace) -> list[str]:
+    flags = []
+    if getattr(args, "trust_remote_code", False):
+        flags.append("--trust-remote-code")
+    if getattr(args, "resume", False):
+        flags.append("--resume")
+    if getattr(args, "verbose", False):
+        flags.append("--verbose")
+    return flags
