@@ -1,13 +1,65 @@
-"""Anchor a recipe's local paths: each relative path becomes absolute, relative to the file that wrote it."""
+"""Anchor a recipe's local paths: each relative path becomes absolute, relative to the file that wrote it.
+
+Which fields hold paths is read from the models: a field whose type carries the `LocalPath` marker
+(`schemas.localpath`), wherever the model nests it (a list of sources, every kind of a section).
+"""
 
 from __future__ import annotations
 
+import functools
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator, Union
 
+from pydantic import BaseModel
+
+from .localpath import LocalPath
+from .recipe import Recipe
 from .yamlsource import Sources
 
 LOCAL_PREFIXES = ("./", "../", "/", "~")
+ANY_ITEM = "*"  # in a path pattern: every item of a list
+
+
+@functools.cache
+def path_fields(model: type[BaseModel] = Recipe) -> dict[tuple, LocalPath]:
+    """Every place of `model`'s data that holds a path: its pattern (`ANY_ITEM` for a list's items) -> marker."""
+    found: dict[tuple, LocalPath] = {}
+    _collect(model, (), (), (), found)
+    return found
+
+
+def _collect(tp: Any, metadata: tuple, path: tuple, seen: tuple, found: dict[tuple, LocalPath]) -> None:
+    for marker in metadata:
+        if isinstance(marker, LocalPath):
+            found.setdefault(path, marker)
+    origin = typing.get_origin(tp)
+    if origin is typing.Annotated:
+        inner, *more = typing.get_args(tp)
+        _collect(inner, tuple(more), path, seen, found)
+    elif origin is list:
+        _collect(typing.get_args(tp)[0], (), path + (ANY_ITEM,), seen, found)
+    elif origin is Union or origin is types.UnionType:
+        for member in typing.get_args(tp):
+            _collect(member, (), path, seen, found)
+    elif isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+        for name, field in tp.model_fields.items():
+            _collect(field.annotation, tuple(field.metadata), path + (name,), seen + (tp,), found)
+
+
+def _places(node: Any, pattern: tuple, path: tuple = ()) -> Iterator[tuple[tuple, Any, Any]]:
+    """(path, container, key) of each value of `node` the pattern reaches."""
+    part, rest = pattern[0], pattern[1:]
+    if part == ANY_ITEM:
+        keys = range(len(node)) if isinstance(node, list) else ()
+    else:
+        keys = (part,) if isinstance(node, dict) and part in node else ()
+    for key in keys:
+        if rest:
+            yield from _places(node[key], rest, path + (key,))
+        else:
+            yield path + (key,), node, key
 
 
 def _base_dir(sources: Sources, path: tuple, recipe: Path) -> Path:
@@ -31,71 +83,18 @@ def _anchored(value: str, base: Path, always: bool) -> str:
     return value  # a Hub id
 
 
-def anchor_paths(data: dict, sources: Sources, recipe: Path) -> None:
+def anchor_paths(data: dict, sources: Sources, recipe: Path, model: type[BaseModel] = Recipe) -> None:
     """Make the recipe's local paths absolute, each relative to the file that wrote it (docs/cookbook.md).
 
-    Model, tokenizer and starting-adapter names count as local when they start with ./, ../, / or ~, or exist
-    there; otherwise they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and harness task
-    `.yaml` files are always paths.
+    Model, tokenizer, starting-adapter and reward-model names count as local when they start with ./, ../, / or
+    ~, or exist there; otherwise they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and
+    harness task `.yaml` files are always paths.
     """
-
-    def at(*path):
-        node: Any = data
-        for part in path:
-            if isinstance(node, dict) and part in node:
-                node = node[part]
-            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-                node = node[part]
-            else:
-                return None
-        return node
-
-    def put(path: tuple, value: Any) -> None:
-        node: Any = data
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = value
-
-    for path in (
-        ("model", "name_or_path"),
-        ("model", "tokenizer"),
-        ("adapter", "start_from"),
-        ("objective", "reward_model"),
-    ):
-        value = at(*path)
-        if isinstance(value, str):
-            put(path, _anchored(value, _base_dir(sources, path, recipe), always=False))
-    template = at("model", "chat_template")
-    if isinstance(template, str) and template.endswith(".jinja"):
-        path = ("model", "chat_template")
-        put(path, _anchored(template, _base_dir(sources, path, recipe), always=True))
-
-    def anchor_source(entry: Any, path: tuple) -> None:
-        source = entry.get("source") if isinstance(entry, dict) else None
-        if not isinstance(source, str) or ":" not in source or source.startswith("hf:"):
-            return
-        kind, _, rest = source.partition(":")
-        entry["source"] = f"{kind}:{_anchored(rest, _base_dir(sources, path, recipe), always=True)}"
-
-    for split in ("train", "eval"):
-        entries = at("datasets", split)
-        for i, entry in enumerate(entries if isinstance(entries, list) else []):
-            anchor_source(entry, ("datasets", split, i, "source"))
-    tasks = at("evaluation", "tasks")
-    for i, task in enumerate(tasks if isinstance(tasks, list) else []):
-        if not isinstance(task, dict):
-            continue
-        anchor_source(task.get("data"), ("evaluation", "tasks", i, "data", "source"))
-        name = task.get("task")
-        if isinstance(name, str) and name.endswith((".yaml", ".yml")):
-            path = ("evaluation", "tasks", i, "task")
-            put(path, _anchored(name, _base_dir(sources, path, recipe), always=True))
-        if isinstance(task.get("reward_model"), str):
-            path = ("evaluation", "tasks", i, "reward_model")
-            put(path, _anchored(task["reward_model"], _base_dir(sources, path, recipe), always=False))
-    functions = at("objective", "reward_functions")
-    for i, name in enumerate(functions if isinstance(functions, list) else []):
-        module, sep, attr = name.partition(":") if isinstance(name, str) else ("", "", "")
-        if sep and module.endswith(".py"):
-            path = ("objective", "reward_functions", i)
-            functions[i] = f"{_anchored(module, _base_dir(sources, path, recipe), always=True)}:{attr}"
+    for pattern, marker in path_fields(model).items():
+        for path, container, key in _places(data, pattern):
+            value = container[key]
+            parts = marker.split(value) if isinstance(value, str) else None
+            if parts is not None:
+                before, local, after = parts
+                anchored = _anchored(local, _base_dir(sources, path, recipe), marker.always)
+                container[key] = f"{before}{anchored}{after}"
