@@ -10,7 +10,7 @@ import functools
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Iterable, Union
 
 from pydantic import BaseModel
 
@@ -48,18 +48,17 @@ def _collect(tp: Any, metadata: tuple, path: tuple, seen: tuple, found: dict[tup
             _collect(field.annotation, tuple(field.metadata), path + (name,), seen + (tp,), found)
 
 
-def _places(node: Any, pattern: tuple, path: tuple = ()) -> Iterator[tuple[tuple, Any, Any]]:
-    """(path, container, key) of each value of `node` the pattern reaches."""
-    part, rest = pattern[0], pattern[1:]
-    if part == ANY_ITEM:
-        keys = range(len(node)) if isinstance(node, list) else ()
-    else:
-        keys = (part,) if isinstance(node, dict) and part in node else ()
-    for key in keys:
-        if rest:
-            yield from _places(node[key], rest, path + (key,))
-        else:
-            yield path + (key,), node, key
+@functools.cache
+def _tree(model: type[BaseModel]) -> dict:
+    """`path_fields(model)` as a tree: part -> (the tree below it, the marker of a path field there or None)."""
+    tree: dict = {}
+    for pattern, marker in path_fields(model).items():
+        node = tree
+        for part in pattern[:-1]:
+            node = node.setdefault(part, ({}, None))[0]
+        below = node.get(pattern[-1], ({}, None))[0]
+        node[pattern[-1]] = (below, marker)
+    return tree
 
 
 def _base_dir(sources: Sources, path: tuple, recipe: Path) -> Path:
@@ -90,11 +89,22 @@ def anchor_paths(data: dict, sources: Sources, recipe: Path, model: type[BaseMod
     ~, or exist there; otherwise they are Hub ids. Dataset files, `.jinja` templates, `.py` reward modules and
     harness task `.yaml` files are always paths.
     """
-    for pattern, marker in path_fields(model).items():
-        for path, container, key in _places(data, pattern):
-            value = container[key]
-            parts = marker.split(value) if isinstance(value, str) else None
+    _anchor_below(data, _tree(model), (), sources, recipe)
+
+
+def _anchor_below(node: Any, tree: dict, path: tuple, sources: Sources, recipe: Path) -> None:
+    """Anchor the path fields of `tree` in `node`, the data at `path`."""
+    for part, (below, marker) in tree.items():
+        if part == ANY_ITEM:
+            keys: Iterable = range(len(node)) if isinstance(node, list) else ()
+        else:
+            keys = (part,) if isinstance(node, dict) and part in node else ()
+        for key in keys:
+            here = path + (key,)
+            value = node[key]
+            parts = marker.split(value) if marker is not None and isinstance(value, str) else None
             if parts is not None:
                 before, local, after = parts
-                anchored = _anchored(local, _base_dir(sources, path, recipe), marker.always)
-                container[key] = f"{before}{anchored}{after}"
+                node[key] = f"{before}{_anchored(local, _base_dir(sources, here, recipe), marker.always)}{after}"
+            if below:
+                _anchor_below(value, below, here, sources, recipe)
