@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, model_validator
 
 from .base import Section
+from .localpath import HubOrPath
 
 
 def _start_from() -> Any:
@@ -48,7 +49,7 @@ class LoraAdapter(Section):
         description="Modules trained in full and saved with the adapter (e.g. `[embed_tokens, "
         "lm_head]` after adding tokens).",
     )
-    start_from: Optional[str] = _start_from()
+    start_from: Optional[HubOrPath] = _start_from()
 
 
 class DoraAdapter(LoraAdapter):
@@ -71,7 +72,7 @@ class PrefixAdapter(Section):
     encoder_hidden_size: Optional[int] = Field(
         None, ge=1, description="Hidden size of that MLP; default the model's hidden size."
     )
-    start_from: Optional[str] = _start_from()
+    start_from: Optional[HubOrPath] = _start_from()
 
 
 class PromptAdapter(Section):
@@ -85,7 +86,7 @@ class PromptAdapter(Section):
     init_text: Optional[str] = Field(
         None, description="Text whose token embeddings initialise the soft prompt (with `init: text`)."
     )
-    start_from: Optional[str] = _start_from()
+    start_from: Optional[HubOrPath] = _start_from()
 
     @model_validator(mode="after")
     def _text_given(self) -> "PromptAdapter":
@@ -103,7 +104,7 @@ class PTuningAdapter(Section):
     encoder_hidden_size: int = Field(128, ge=1, description="Hidden size of the encoder.")
     encoder_num_layers: int = Field(2, ge=1, description="Layers of the encoder.")
     encoder_dropout: float = Field(0.0, ge=0, lt=1, description="Dropout in the encoder.")
-    start_from: Optional[str] = _start_from()
+    start_from: Optional[HubOrPath] = _start_from()
 
 
 class IA3Adapter(Section):
@@ -119,7 +120,7 @@ class IA3Adapter(Section):
         description="Which of `target_modules` are feed-forward layers (their input is rescaled); "
         "`auto` uses PEFT's table.",
     )
-    start_from: Optional[str] = _start_from()
+    start_from: Optional[HubOrPath] = _start_from()
 
 
 Adapter = Annotated[

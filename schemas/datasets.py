@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 from .diagnostics import did_you_mean
+from .localpath import SourcePath
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def split_source(source: str) -> tuple[str, str, Optional[str]]:
 class DatasetSource(Section):
     """One dataset: where it is, how to read it, and its share of a mixture."""
 
-    source: str = Field(
+    source: SourcePath = Field(
         description="`hf:ID[:CONFIG]` (Hub dataset), `jsonl:PATH`, `json:PATH`, `csv:PATH`, `parquet:PATH`, "
         "`text:PATH` (one example per line) or `local:PATH` (a `save_to_disk` folder). Paths are relative to the "
         "recipe file that names them (`--set` values: to the current directory)."

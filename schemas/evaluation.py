@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 
 from .base import Section
 from .datasets import FORMATS, DatasetSource
+from .localpath import HubOrPath, TaskYamlPath
 
 EVAL_KINDS = ("lm-eval", "exact-match", "preference", "win-rate")
 # The format families each built-in kind reads (schemas.datasets.FORMATS): the rows that have what it needs.
@@ -59,7 +60,7 @@ class EvalTask(Section):
         description="Names the task in tables and results; default the harness task's name, or the kind and the "
         "data file's name.",
     )
-    task: Optional[str] = Field(
+    task: Optional[TaskYamlPath] = Field(
         None,
         min_length=1,
         description="`lm-eval` only: a harness task or group name (e.g. `hellaswag`, `triviaqa`), or the path of a "
@@ -70,7 +71,7 @@ class EvalTask(Section):
         description="Built-in kinds only: the rows, as a `datasets` entry (`source`, `split`, `format`, `columns`, "
         "`limit`).",
     )
-    reward_model: Optional[str] = Field(
+    reward_model: Optional[HubOrPath] = Field(
         None,
         description="`win-rate` only: the reward model (a reward run's output directory or a Hub id); default "
         "`objective.reward_model`.",

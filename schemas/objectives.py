@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import Field
 
 from .base import Section
+from .localpath import HubOrPath, PythonModulePath
 
 # trl.DPOConfig.loss_type values in the TRL version we pin (checked against its source by a test).
 DPO_LOSSES = (
@@ -136,11 +137,11 @@ class RewardObjective(Section):
 
 
 class _OnlineRL(Section):
-    reward_model: Optional[str] = Field(
+    reward_model: Optional[HubOrPath] = Field(
         None,
         description="Path or id of a sequence-classification reward model, e.g. the output dir of a `reward` recipe.",
     )
-    reward_functions: list[str] = Field(
+    reward_functions: list[PythonModulePath] = Field(
         default_factory=list,
         description="Named reward functions (`module:function` or a name shipped by the runner) "
         "scoring each completion.",

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field
 
 from .base import Section
+from .localpath import HubOrPath, JinjaPath
 
 Dtype = Literal["bfloat16", "float16", "float32", "auto"]
 
@@ -72,7 +73,7 @@ class SpecialTokens(Section):
 class Model(Section):
     """The base model to fine-tune and how to load it."""
 
-    name_or_path: str = Field(
+    name_or_path: HubOrPath = Field(
         min_length=1,
         description="A model id on the Hugging Face Hub (e.g. `meta-llama/Meta-Llama-3-8B`) or a local directory "
         "holding `config.json` and weights: relative to the recipe file, and taken as local when it starts with "
@@ -94,11 +95,13 @@ class Model(Section):
         description="Allow the model repository to run its own Python code. Honoured only when `recipe run` is also "
         "given `--trust-remote-code`, so a shared recipe cannot run remote code silently.",
     )
-    tokenizer: Optional[str] = Field(None, description="Tokenizer id or directory, when it differs from the model's.")
+    tokenizer: Optional[HubOrPath] = Field(
+        None, description="Tokenizer id or directory, when it differs from the model's."
+    )
     special_tokens: SpecialTokens = Field(
         default_factory=SpecialTokens, description="Special tokens to set on the tokenizer or add to it."
     )
-    chat_template: Optional[str] = Field(
+    chat_template: Optional[JinjaPath] = Field(
         None,
         description="Chat template: omit to use the tokenizer's own (a tokenizer without one, as base models have, "
         "gets ChatML when its vocabulary has ChatML's markers, else `base`, which ends each assistant turn with the "
