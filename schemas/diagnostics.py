@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import asdict, dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 SET_SOURCE = "--set"
 
@@ -92,6 +92,16 @@ def render(diagnostics: Iterable[Diagnostic], fmt: str) -> str:
     if fmt == "github":
         return "\n".join(d.github() for d in diagnostics)
     return "\n".join(d.text() for d in diagnostics)
+
+
+def located(problems: Iterable, sources: Any, file: str) -> list[Diagnostic]:
+    """Problems (schemas/problems.py: the rules', the plan's, the preflight's) as diagnostics at their field's line
+    in `file` (`sources`: the loaded YAML's positions; a field the file does not set points at its nearest parent)."""
+    out = []
+    for p in problems:
+        location = sources.locate(p.path) or Location(file, 1, 1)
+        out.append(Diagnostic(location, p.field, p.message, p.rule, p.severity))
+    return out
 
 
 def did_you_mean(word: str, candidates: Sequence[str]) -> str:

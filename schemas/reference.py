@@ -97,9 +97,6 @@ def _members(field) -> list[type[BaseModel]]:
 
 
 def recipe_reference() -> str:
-    from .problems import CHECKS
-    from .rules import RULES
-
     out = [HEADER, "## Top level", "", *_table(Recipe), ""]
     for name, field in Recipe.model_fields.items():
         members = _members(field)
@@ -159,11 +156,20 @@ def recipe_reference() -> str:
             f"{p.compute_capability if p.compute_capability is not None else '-'} | "
             f"{'yes' if p.bf16 else 'no'} | {p.cpu_ram_gb:g} | {p.description} |"
         )
-    out += [
+    out += _rules_and_checks()
+    return "\n".join(out) + "\n"
+
+
+def _rules_and_checks() -> list[str]:
+    """The tables of rule ids and of the plan's and preflight's check ids."""
+    from .problems import CHECKS
+    from .rules import RULES
+
+    out = [
         "",
         "## Rules",
         "",
-        "Cross-field rules (`schemas/rules.py`); `recipe validate --format json` reports the id.",
+        "Cross-field rules (`schemas/rules/`, one module per family); `recipe validate --format json` reports the id.",
         "",
         "| id | severity | what it checks |",
         "|---|---|---|",
@@ -183,4 +189,4 @@ def recipe_reference() -> str:
     ]
     for c in CHECKS.values():
         out.append(f"| `{c.id}` | {c.stage} | {c.severity} | {c.summary} |")
-    return "\n".join(out) + "\n"
+    return out

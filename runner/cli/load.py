@@ -39,17 +39,6 @@ def find_recipes(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-def located(loaded, problems) -> list:
-    """Problems (the plan's, the preflight's) as diagnostics located at their recipe field's line."""
-    from schemas import Diagnostic, Location
-
-    out = []
-    for p in problems:
-        location = loaded.sources.locate(p.path) or Location(loaded.path, 1, 1)
-        out.append(Diagnostic(location, p.field, p.message, p.rule, p.severity))
-    return out
-
-
 def load_and_plan(path, overrides):
     """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics."""
     from schemas import load
@@ -60,7 +49,9 @@ def load_and_plan(path, overrides):
         from runner.plan import probe_packages, resolve
 
         plan = resolve(loaded.recipe, probe_packages())
-        loaded.diagnostics.extend(located(loaded, plan.problems))
+        from schemas.diagnostics import located
+
+        loaded.diagnostics.extend(located(plan.problems, loaded.sources, loaded.path))
     return loaded, plan
 
 

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from runner.cli.exits import EXIT_INVALID, EXIT_OK
-from runner.cli.load import load_single, located
+from runner.cli.load import load_single
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -26,7 +26,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     problems = _preflight(plan, args)
     if problems:
-        for diagnostic in located(loaded, problems):
+        from schemas.diagnostics import located
+
+        for diagnostic in located(problems, loaded.sources, loaded.path):
             print(diagnostic.text(), file=sys.stderr)
         print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
         return EXIT_INVALID

@@ -61,16 +61,8 @@ def resolve(recipe: Recipe, probe: Optional[dict[str, Optional[str]]] = None) ->
 
     launch_dir = f"{r.output_dir}/launch"
     ds_file = f"{launch_dir}/ds_config.json" if fit.zero is not None else None
-    step = arguments.Step(
-        precision=precision,
-        micro_batch_size=fit.micro_batch_size,
-        gradient_accumulation_steps=accumulation,
-        gradient_checkpointing=fit.gradient_checkpointing,
-        world_size=world,
-        on_cpu=not hw.is_gpu,
-        deepspeed_config=ds_file,
-        kernels=kernels,
-    )
+    gc, on_cpu = fit.gradient_checkpointing, not hw.is_gpu
+    step = arguments.Step(precision, fit.micro_batch_size, accumulation, gc, world, on_cpu, ds_file, kernels)
     objective = facts(r.objective.kind)
     return Plan(
         recipe=r,

@@ -1,9 +1,9 @@
 """Cross-field rules: one table, each rule an id, a summary and a check over a validated recipe.
 
-A check yields `(path, message)` pairs; the path locates the diagnostic in the
-recipe's YAML. `recipe validate --format json` reports the rule id, and
-`docs/recipe-reference.md` lists the table. Every rule has a failing and a
-passing test in `tests/test_rules.py`.
+A check yields `(path, message)` pairs, which `problems()` makes the project's one `Problem` type (with the
+rule's id and severity); the path locates the diagnostic in the recipe's YAML. `recipe validate --format json`
+reports the rule id, and `docs/recipe-reference.md` lists the table. Every rule has a failing and a passing test in
+`tests/test_rules.py`.
 
 The rules are written by family (one module each); `RULES` below is the table, in the order diagnostics and
 the reference list them.
@@ -11,13 +11,14 @@ the reference list them.
 
 from __future__ import annotations
 
-from ..diagnostics import Diagnostic, Location
+from ..diagnostics import Diagnostic, located
+from ..problems import Problem
 from ..recipe import Recipe
-from ..yamlsource import Sources, dotted
+from ..yamlsource import Sources
 from . import data, evaluation, model, objective, precision, training
 from .core import Rule, rule
 
-__all__ = ["RULES", "Rule", "check", "rule"]
+__all__ = ["RULES", "Rule", "check", "problems", "rule"]
 
 RULES: list[Rule] = [
     model.quantization_needs_adapter,
@@ -62,11 +63,11 @@ RULES: list[Rule] = [
 ]
 
 
+def problems(recipe: Recipe) -> list[Problem]:
+    """Every rule's findings, in the table's order."""
+    return [Problem(tuple(path), message, r.id, r.severity) for r in RULES for path, message in r.check(recipe)]
+
+
 def check(recipe: Recipe, sources: Sources, file: str) -> list[Diagnostic]:
     """Run every rule; one located diagnostic per finding."""
-    out = []
-    for r in RULES:
-        for path, message in r.check(recipe):
-            location = sources.locate(path) or Location(file, 1, 1)
-            out.append(Diagnostic(location, dotted(path), message, r.id, r.severity))
-    return out
+    return located(problems(recipe), sources, file)

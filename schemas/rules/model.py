@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+from ..adapters import adapter_facts
 from ..recipe import Recipe
 from .core import Finding, rule
 
@@ -29,7 +30,7 @@ def quantization_needs_adapter(r: Recipe) -> Iterable[Finding]:
     "Prefix tuning cannot be combined with gradient checkpointing (PEFT refuses it).",
 )
 def prefix_vs_gradient_checkpointing(r: Recipe) -> Iterable[Finding]:
-    if r.adapter.kind == "prefix" and r.training.gradient_checkpointing is True:
+    if not adapter_facts(r.adapter.kind).gradient_checkpointing and r.training.gradient_checkpointing is True:
         yield (
             ("training", "gradient_checkpointing"),
             (
@@ -42,7 +43,7 @@ def prefix_vs_gradient_checkpointing(r: Recipe) -> Iterable[Finding]:
 @rule("special-tokens-need-trainable-embeddings", "New eos or marker tokens are learned by full fine-tuning (or LoRA).")
 def special_tokens_need_trainable_embeddings(r: Recipe) -> Iterable[Finding]:
     tokens = r.model.special_tokens
-    if (tokens.eos or tokens.additional) and r.adapter.kind not in ("full", "lora", "dora"):
+    if (tokens.eos or tokens.additional) and not adapter_facts(r.adapter.kind).new_token_rows:
         yield (
             ("model", "special_tokens"),
             (

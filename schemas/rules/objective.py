@@ -126,7 +126,8 @@ def dpo_loss_weights_length(r: Recipe) -> Iterable[Finding]:
 
 @rule("kto-micro-batch", "KTO needs at least 2 sequences per forward pass to estimate its KL term.")
 def kto_micro_batch(r: Recipe) -> Iterable[Finding]:
-    if r.objective.kind == "kto" and r.training.micro_batch_size == 1:
+    fewest = facts(r.objective.kind).min_micro_batch
+    if r.training.micro_batch_size != "auto" and r.training.micro_batch_size < fewest:
         yield (
             ("training", "micro_batch_size"),
             "KTO estimates its KL term from other rows of the micro batch; with 1 it equals the "
