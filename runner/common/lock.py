@@ -63,9 +63,14 @@ def read_holder(out_dir: Path) -> Optional[dict]:
 def acquire(out_dir: Path, command: str) -> RunLock:
     """Take the lock of `out_dir` (created if needed) or raise LockError naming who holds it."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:  # read-only, full, or the lock's name is a link (ELOOP): one line, no traceback
+        from runner.common.rundir import cannot_write
+
+        raise LockError(cannot_write(path, exc)) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -97,16 +102,3 @@ def acquire(out_dir: Path, command: str) -> RunLock:
     os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
     os.fsync(fd)
     return RunLock(path, fd)
-
-
-def clear_except_lock(out_dir: Path) -> None:
-    """Empty a run directory for --overwrite, keeping the lock this run holds."""
-    import shutil
-
-    for entry in Path(out_dir).iterdir():
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()

@@ -15,7 +15,10 @@ import yaml
 
 from runner.common.cards import model_card
 from runner.common.files import write_atomic
+from runner.common.rundir import record
 from runner.plan.types import Plan
+
+from .quiet import open_no_follow
 
 LOCKED_PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "deepspeed", "bitsandbytes", "datasets")
 
@@ -38,6 +41,7 @@ class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
 
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / "metrics.jsonl"
+        record(self.path.parent, self.path.name)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -50,13 +54,16 @@ class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
             "time": round(time.time(), 3),
             **logs,
         }
-        with self.path.open("a", encoding="utf-8") as f:
+        with open_no_follow(self.path) as f:
             f.write(json.dumps(record, default=float) + "\n")
 
 
 def finish_run(plan: Plan, metrics: dict) -> None:
     """The lock file and the model card of a finished run (rank 0, after the model is saved)."""
     out = Path(plan.output_dir)
+    from runner.common.curves import PNG_NAME
+
+    record(out, "recipe.lock.yaml", "README.md", PNG_NAME)
     digest = hashlib.sha256(json.dumps(plan.resolved, sort_keys=True).encode()).hexdigest()
     lock = {
         "recipe": plan.resolved,

@@ -9,6 +9,8 @@ import os
 import re
 from pathlib import Path
 
+from runner.common.rundir import record
+
 # Messages the libraries we pin print on every run that say nothing about the run (seen in real runs, or found
 # in the installed libraries' sources for the paths we take: bitsandbytes 8-bit, gradient checkpointing).
 NOISE = (
@@ -37,12 +39,19 @@ class _NotNoise(logging.Filter):
         return True
 
 
+def open_no_follow(path: Path, mode: str = "a"):
+    """`path` opened for appending (text, UTF-8), refusing a symlink in its place (ELOOP)."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    return os.fdopen(fd, mode, encoding="utf-8")
+
+
 def configure(output_dir: str, verbose: bool) -> Path:
     """Route warnings and library logs: all to this process's log file, the useful ones to the terminal."""
     rank = os.environ.get("RANK", "0")
     log = Path(output_dir) / "logs" / f"train-rank{rank}.log"
+    record(Path(output_dir), log.parent.name)
     log.parent.mkdir(parents=True, exist_ok=True)
-    to_file = logging.FileHandler(log, encoding="utf-8")
+    to_file = logging.StreamHandler(open_no_follow(log))  # a FileHandler would write through a link
     to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     to_file.setLevel(logging.DEBUG)
     to_terminal = logging.StreamHandler()

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from runner.common.rundir import record
+
+    from .outputdir import refuse_symlinks
     from .outputs import MetricsCallback, finish_run
     from .progress import LiveProgress
     from .trainer import StopOnSigterm, build_trainer
@@ -79,6 +82,10 @@ def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
     trainer = build_trainer(plan, trust_remote_code=trust, callbacks=callbacks)
     for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
         trainer.remove_callback(duplicate)
+    out = Path(plan.output_dir)
+    if trainer.accelerator.is_main_process:
+        record(out, "checkpoint-*", "runs")  # named by transformers: the Trainer's checkpoints and TensorBoard logs
+    refuse_symlinks(out)
     stage("train")
     trainer.train(resume_from_checkpoint=True if resume else None)
     if stop.requested:
@@ -92,9 +99,16 @@ def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
     stage("evaluate")
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
     stage("save")
-    trainer.save_model(plan.output_dir)
+    refuse_symlinks(out)  # links that appeared since the preflight are not written through
+    before = set(os.listdir(out))
+    try:
+        trainer.save_model(plan.output_dir)
+        if trainer.accelerator.is_main_process:
+            trainer.processing_class.save_pretrained(plan.output_dir)
+    finally:  # the model's and tokenizer's files, whatever their names, are the run's (even half-written)
+        if trainer.accelerator.is_main_process:
+            record(out, *sorted(set(os.listdir(out)) - before))
     if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(plan.output_dir)
         finish_run(plan, metrics)
     return 0
 
