@@ -59,7 +59,18 @@ _PLAN = [
 ]
 
 _PREFLIGHT = [
-    Check("output-dir-not-a-run", "preflight", "--overwrite deletes only a directory that holds a run."),
+    Check(
+        "output-dir-not-a-run",
+        "preflight",
+        "A run writes only into a new or empty directory or a run's; --overwrite removes only what a run wrote.",
+    ),
+    Check(
+        "output-dir-unsafe",
+        "preflight",
+        "output.dir is not /, the home or current directory, nor holds the recipe, its data or model.",
+    ),
+    Check("output-dir-symlink", "preflight", "No output is written through a symlink: output.dir holds no link."),
+    Check("output-dir-unwritable", "preflight", "output.dir can be written."),
     Check("output-dir-finished", "preflight", "A finished run is not overwritten without --overwrite."),
     Check("output-dir-unfinished", "preflight", "Checkpoints of an unfinished run need --resume or --overwrite."),
     Check("resume-without-checkpoint", "preflight", "--resume needs a checkpoint to continue from."),

@@ -224,7 +224,14 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
     assert (
         "would delete" in problem.message and problem.rule == "output-dir-not-a-run" and (keep / "notes.txt").exists()
     )
-    (keep / "recipe.lock.yaml").write_text("recipe: {}\n")
+    (keep / "recipe.lock.yaml").write_text("recipe: {}\n")  # a run's file name alone does not make it a run
+    (again,) = check_output_dir(recipe, overwrite=True, resume=False)
+    assert again.rule == "output-dir-not-a-run" and "notes.txt" in again.message
+    from runner.common import rundir
+
+    (keep / "notes.txt").unlink()
+    rundir.take(keep)
+    rundir.record(keep, "recipe.lock.yaml")
     (finished,) = check_output_dir(recipe, overwrite=False, resume=False)
     assert "finished run" in finished.message and check_output_dir(recipe, overwrite=True, resume=False) == []
 

@@ -128,16 +128,36 @@ def _plan(*overrides: str):
 
 
 def _output_dir(tmp_path, rule):
+    import os
+
+    from runner.common import rundir
     from runner.run.preflight import check_output_dir
 
     out = tmp_path / "out"
     out.mkdir()
+    rundir.take(out)
+    rundir.record(out, "recipe.lock.yaml", "checkpoint-*")  # what a run wrote there
     recipe = _recipe(f"output.dir={out}")
     if rule == "output-dir-not-a-run":
         (out / "notes.txt").write_text("mine")
         return check_output_dir(recipe, True, False), check_output_dir(
             _recipe(f"output.dir={tmp_path}/new"), True, False
         )
+    if rule == "output-dir-unsafe":
+        inside = _recipe(f"output.dir={ROOT}")  # holds the recipe and its data
+        return check_output_dir(inside, False, False), check_output_dir(recipe, False, False)
+    if rule == "output-dir-symlink":
+        linked = tmp_path / "linked"
+        linked.symlink_to(out)
+        return check_output_dir(_recipe(f"output.dir={linked}"), False, False), check_output_dir(recipe, False, False)
+    if rule == "output-dir-unwritable":
+        real = os.access
+        os.access = lambda path, mode: Path(path) != out and real(path, mode)  # chmod does not stop root
+        try:
+            tripped = check_output_dir(recipe, False, False)
+        finally:
+            os.access = real
+        return tripped, check_output_dir(recipe, False, False)
     if rule == "output-dir-finished":
         (out / "recipe.lock.yaml").write_text("recipe: {}\n")
         return check_output_dir(recipe, False, False), check_output_dir(recipe, True, False)
@@ -255,6 +275,9 @@ def _evaluation(tmp_path, rule):
 
 PREFLIGHT_CASES = {
     "output-dir-not-a-run": _output_dir,
+    "output-dir-unsafe": _output_dir,
+    "output-dir-symlink": _output_dir,
+    "output-dir-unwritable": _output_dir,
     "output-dir-finished": _output_dir,
     "output-dir-unfinished": _output_dir,
     "resume-without-checkpoint": _output_dir,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from runner.cli.exits import EXIT_INVALID, EXIT_OK
 from runner.cli.load import load_single
+from runner.common.rundir import WRITE_ERRORS, OutputDirError, cannot_write, take
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -19,35 +20,57 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runner.run.launch import write_launch_files
 
     if args.dry_run or args.slurm:
-        written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
+        from runner.run.outputdir import check_output_place
+
+        problems = check_output_place(plan.recipe, recipe_file=args.recipe)
+        if problems:
+            return _refuse(problems, loaded)
+        try:
+            take(Path(plan.output_dir), dry_run=True)
+            written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
+        except OutputDirError as exc:
+            return _cannot_write(args, exc)
         for path in written.values():
             print(f"wrote {path}", file=sys.stderr)
         print(f"sbatch {written['slurm']}" if args.slurm else shell_command(plan.launch + _train_flags(args)))
         return EXIT_OK
     problems = _preflight(plan, args)
     if problems:
-        from schemas.diagnostics import located
-
-        for diagnostic in located(problems, loaded.sources, loaded.path):
-            print(diagnostic.text(), file=sys.stderr)
-        print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
-        return EXIT_INVALID
+        return _refuse(problems, loaded)
     first_node = plan.recipe.hardware.nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
     lock = None
-    if first_node:  # the whole run holds the output directory, before anything is written there
+    if first_node:  # the whole run marks and holds the output directory, before anything else is written there
         from runner.common.lock import LockError, acquire
 
         try:
+            take(Path(plan.output_dir))
             lock = acquire(Path(plan.output_dir), "recipe " + " ".join(sys.argv[1:]))
-        except LockError as exc:
-            print(f"{args.recipe}: error: {exc}", file=sys.stderr)
-            print("recipe run: nothing was started", file=sys.stderr)
-            return EXIT_INVALID
+        except (LockError, OutputDirError) as exc:
+            return _cannot_write(args, exc)
     try:
         return _launch(plan, args, first_node, lock_held=lock is not None)
+    except OSError as exc:  # the disk filled up or became read-only while the run wrote its files
+        if exc.errno not in WRITE_ERRORS:
+            raise
+        return _cannot_write(args, OutputDirError(cannot_write(Path(exc.filename or plan.output_dir), exc)))
     finally:
         if lock is not None:
             lock.release()
+
+
+def _refuse(problems: list, loaded) -> int:
+    from schemas.diagnostics import located
+
+    for diagnostic in located(problems, loaded.sources, loaded.path):
+        print(diagnostic.text(), file=sys.stderr)
+    print(f"recipe run: {len(problems)} problem(s) found before launching; nothing was started", file=sys.stderr)
+    return EXIT_INVALID
+
+
+def _cannot_write(args: argparse.Namespace, exc: Exception) -> int:
+    print(f"{args.recipe}: error: {exc}", file=sys.stderr)
+    print("recipe run: nothing was started", file=sys.stderr)
+    return EXIT_INVALID
 
 
 def _preflight(plan, args: argparse.Namespace) -> list:
@@ -56,7 +79,7 @@ def _preflight(plan, args: argparse.Namespace) -> list:
     from runner.run.preflight import check_node_environment, preflight
 
     problems = check_node_environment(plan.recipe.hardware.nodes, os.environ)
-    problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume)
+    problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume, recipe_file=args.recipe)
     if plan.recipe.evaluation.at_end and not problems:
         from runner.after.evaluate import check_at_end
 
@@ -70,9 +93,9 @@ def _launch(plan, args: argparse.Namespace, first_node: bool, lock_held: bool) -
 
     nodes = plan.recipe.hardware.nodes
     if args.overwrite and not args.resume and first_node:
-        from runner.common.lock import clear_except_lock
+        from runner.common.rundir import clear
 
-        clear_except_lock(Path(plan.output_dir))
+        clear(Path(plan.output_dir))  # only what a run wrote (the preflight refused a directory holding more)
     written = write_launch_files(plan, args.recipe, extra_args=_train_flags(args))
     import time
 
@@ -108,10 +131,12 @@ def _record_data_check(plan) -> None:
     """OUTPUT_DIR/data-check.json: what the preflight's data check found (and, with `datasets.bad_rows: skip`, the
     rows the run skips, by reason), said in the terminal when rows are skipped or dropped."""
     from runner.common.files import write_atomic
+    from runner.common.rundir import record
     from runner.data.cache import cached_check
 
     report, _ = cached_check(plan.recipe)  # the preflight's, from the cache
     path = Path(plan.output_dir) / "data-check.json"
+    record(path.parent, path.name)
     write_atomic(path, json.dumps(report, indent=1) + "\n")
     if report["skipped"]:
         reasons = ", ".join(f"{n} {kind}" for kind, n in report["skipped"].items())

@@ -16,52 +16,7 @@ from schemas import Recipe
 from schemas.adapters import ADAPTERS, adapter_facts
 from schemas.problems import Problem
 
-OUTPUT_DIR = ("output", "dir")
-
-
-def _is_run_dir(out: Path) -> bool:
-    from runner.common.lock import LOCK_NAME
-
-    return (
-        (out / "launch").is_dir()
-        or (out / "recipe.lock.yaml").exists()
-        or (out / LOCK_NAME).exists()
-        or any(out.glob("checkpoint-*"))
-    )
-
-
-def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool) -> list[Problem]:
-    out = Path(recipe.output_dir)
-    if overwrite and out.exists() and any(out.iterdir()) and not _is_run_dir(out):
-        message = (
-            f"--overwrite would delete {out}, which holds files but no run (no launch/, checkpoint or "
-            "recipe.lock.yaml); choose an empty or new directory"
-        )
-        return [Problem(OUTPUT_DIR, message, "output-dir-not-a-run")]
-    if (out / "recipe.lock.yaml").exists() and not (overwrite or resume):
-        message = (
-            f"{out} holds a finished run (recipe.lock.yaml); pass --overwrite to replace it, or set another output.dir"
-        )
-        return [Problem(OUTPUT_DIR, message, "output-dir-finished")]
-    if resume and not any(out.glob("checkpoint-*")):
-        return [
-            Problem(
-                OUTPUT_DIR, f"--resume: {out} has no checkpoint-* folder to continue from", "resume-without-checkpoint"
-            )
-        ]
-    if resume and recipe.training.save_only_model:
-        message = (
-            "--resume: training.save_only_model is true, so the checkpoints hold weights without the optimizer and "
-            "schedule states to continue from; start again with --overwrite, or start a new run from a checkpoint's "
-            "weights (e.g. `adapter.start_from: <checkpoint>` for an adapter)"
-        )
-        return [Problem(("training", "save_only_model"), message, "resume-weights-only")]
-    if out.exists() and not (overwrite or resume) and any(out.glob("checkpoint-*")):
-        message = (
-            f"{out} holds checkpoints of an unfinished run; pass --resume to continue it or --overwrite to start again"
-        )
-        return [Problem(OUTPUT_DIR, message, "output-dir-unfinished")]
-    return []
+from .outputdir import check_output_dir
 
 
 def check_node_environment(nodes: int, env) -> list[Problem]:
@@ -345,11 +300,12 @@ def check_data(recipe: Recipe) -> list[Problem]:
     return problems_of(report)
 
 
-def preflight(plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False) -> list[Problem]:
+def preflight(
+    plan: Plan, probe: dict, *, overwrite: bool = False, resume: bool = False, recipe_file: str | None = None
+) -> list[Problem]:
     r = plan.recipe
-    problems = (
-        check_output_dir(r, overwrite, resume) + check_packages(plan, probe) + check_model(r) + check_chat_template(r)
-    )
+    problems = check_output_dir(r, overwrite, resume, recipe_file) + check_packages(plan, probe) + check_model(r)
+    problems += check_chat_template(r)
     problems += check_trackers(r.output.report_to, probe, os.environ, Path.home()) + check_start_adapter(plan)
     if not problems:
         problems += check_special_tokens(plan)
