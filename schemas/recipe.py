@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Literal, Optional, Union
 
 from pydantic import Field
@@ -47,7 +48,7 @@ class Recipe(Section):
 
     @property
     def output_dir(self) -> str:
-        return self.output.dir or f"outputs/{self.name}"
+        return os.path.expanduser(self.output.dir or f"outputs/{self.name}")
 
     @property
     def is_quantized(self) -> bool:

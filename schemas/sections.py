@@ -261,7 +261,11 @@ class Output(Section):
     """Where results go and which trackers receive metrics."""
 
     dir: Optional[str] = Field(
-        None, description="Output directory for the adapter or model, checkpoints and logs; default `outputs/<name>`."
+        None,
+        description="Output directory for the adapter or model, checkpoints and logs; default `outputs/<name>`. A "
+        "relative path is relative to the directory `recipe run` is started in (not the recipe file); `~` is your "
+        "home directory. It must be new, empty or an earlier run's: a run refuses a directory holding files no run "
+        "wrote, a symlink, or the recipe, its data or model, and `--overwrite` removes only what a run wrote.",
     )
     report_to: list[Literal[REPORTERS]] = Field(  # type: ignore[valid-type]
         default_factory=list, description="Experiment trackers to log to, e.g. `[tensorboard]` or `[wandb]`."
