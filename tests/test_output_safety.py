@@ -73,7 +73,7 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     out = tmp_path / "run"
     rundir.take(out)
     lock = acquire(out, "recipe run test")
-    rundir.record(out, "launch", "status.json", "checkpoint-*", "adapter_model.safetensors")
+    rundir.record_created(out, "launch", "status.json", "checkpoint-*", "adapter_model.safetensors")
     for name in ("launch", "checkpoint-2", "checkpoint-4"):
         (out / name).mkdir()
         (out / name / "file").write_text("x")
@@ -127,7 +127,7 @@ def test_symlinks_in_or_as_the_output_dir_are_refused_before_launch(tmp_path):
     (home / ".bashrc").write_text("# mine\n")
     out = tmp_path / "outputs" / "team-sft"
     rundir.take(out)
-    rundir.record(out, "chat_template.jinja", "logs")
+    rundir.record_created(out, "chat_template.jinja", "logs")
     (out / "chat_template.jinja").symlink_to(home / ".bashrc")
     (problem,) = _check(out)
     assert problem.rule == "output-dir-symlink" and "chat_template.jinja" in problem.message

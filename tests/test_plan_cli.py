@@ -231,7 +231,7 @@ def test_overwrite_never_deletes_a_directory_that_is_not_a_run(tmp_path):
 
     (keep / "notes.txt").unlink()
     rundir.take(keep)
-    rundir.record(keep, "recipe.lock.yaml")
+    rundir.record_created(keep, "recipe.lock.yaml")
     (finished,) = check_output_dir(recipe, overwrite=False, resume=False)
     assert "finished run" in finished.message and check_output_dir(recipe, overwrite=True, resume=False) == []
 

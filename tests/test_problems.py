@@ -136,7 +136,7 @@ def _output_dir(tmp_path, rule):
     out = tmp_path / "out"
     out.mkdir()
     rundir.take(out)
-    rundir.record(out, "recipe.lock.yaml", "checkpoint-*")  # what a run wrote there
+    rundir.record_created(out, "recipe.lock.yaml", "checkpoint-*")  # what a run wrote there
     recipe = _recipe(f"output.dir={out}")
     if rule == "output-dir-not-a-run":
         (out / "notes.txt").write_text("mine")

@@ -131,12 +131,12 @@ def _record_data_check(plan) -> None:
     """OUTPUT_DIR/data-check.json: what the preflight's data check found (and, with `datasets.bad_rows: skip`, the
     rows the run skips, by reason), said in the terminal when rows are skipped or dropped."""
     from runner.common.files import write_atomic
-    from runner.common.rundir import record
+    from runner.common.rundir import record_created
     from runner.data.cache import cached_check
 
     report, _ = cached_check(plan.recipe)  # the preflight's, from the cache
     path = Path(plan.output_dir) / "data-check.json"
-    record(path.parent, path.name)
+    record_created(path.parent, path.name)
     write_atomic(path, json.dumps(report, indent=1) + "\n")
     if report["skipped"]:
         reasons = ", ".join(f"{n} {kind}" for kind, n in report["skipped"].items())

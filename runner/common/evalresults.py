@@ -44,9 +44,9 @@ def record(output_dir: str | Path, models: dict[str, tuple[str, dict[str, dict]]
         entry = data["models"].setdefault(model, {"tasks": {}})
         entry["model"] = description
         entry.setdefault("tasks", {}).update(tasks)
-    from runner.common.rundir import record
+    from runner.common.rundir import record_created
 
-    record(Path(output_dir), "eval")
+    record_created(Path(output_dir), "eval")
     write_atomic(results_path(output_dir), json.dumps(data, indent=1) + "\n")
     return data
 

@@ -82,7 +82,7 @@ def take(out: Path, dry_run: bool = False) -> None:
         raise OutputDirError(cannot_write(out, exc)) from None
 
 
-def record(out: Path, *paths: str) -> None:
+def record_created(out: Path, *paths: str) -> None:
     """Append to the manifest the top-level names (or name patterns) a run creates in `out`; nothing when no run
     marked `out` (e.g. `recipe eval` of a directory that is not a run)."""
     manifest = read_manifest(Path(out))

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from runner.common.files import write_atomic
-from runner.common.rundir import record
+from runner.common.rundir import record_created
 from runner.plan import Plan, launchfiles
 
 
@@ -22,7 +22,7 @@ def write_launch_files(
 ) -> dict[str, Path]:
     """Write the launch directory of `plan`; returns the files written by role."""
     launch = Path(plan.launch_dir)
-    record(Path(plan.output_dir), launch.name)
+    record_created(Path(plan.output_dir), launch.name)
     header = (
         f"# Resolved from {source} by `recipe run`: defaults filled in and every `auto` decided.\n"
         "# `recipe plan` on this file shows the same plan.\n"

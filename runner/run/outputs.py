@@ -15,7 +15,7 @@ import yaml
 
 from runner.common.cards import model_card
 from runner.common.files import write_atomic
-from runner.common.rundir import record
+from runner.common.rundir import record_created
 from runner.plan.types import Plan
 
 from .quiet import open_no_follow
@@ -41,7 +41,7 @@ class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
 
     def __init__(self, output_dir: Path):
         self.path = Path(output_dir) / "metrics.jsonl"
-        record(self.path.parent, self.path.name)
+        record_created(self.path.parent, self.path.name)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
@@ -63,7 +63,7 @@ def finish_run(plan: Plan, metrics: dict) -> None:
     out = Path(plan.output_dir)
     from runner.common.curves import PNG_NAME
 
-    record(out, "recipe.lock.yaml", "README.md", PNG_NAME)
+    record_created(out, "recipe.lock.yaml", "README.md", PNG_NAME)
     digest = hashlib.sha256(json.dumps(plan.resolved, sort_keys=True).encode()).hexdigest()
     lock = {
         "recipe": plan.resolved,

@@ -9,7 +9,7 @@ import os
 import re
 from pathlib import Path
 
-from runner.common.rundir import record
+from runner.common.rundir import record_created
 
 # Messages the libraries we pin print on every run that say nothing about the run (seen in real runs, or found
 # in the installed libraries' sources for the paths we take: bitsandbytes 8-bit, gradient checkpointing).
@@ -49,7 +49,7 @@ def configure(output_dir: str, verbose: bool) -> Path:
     """Route warnings and library logs: all to this process's log file, the useful ones to the terminal."""
     rank = os.environ.get("RANK", "0")
     log = Path(output_dir) / "logs" / f"train-rank{rank}.log"
-    record(Path(output_dir), log.parent.name)
+    record_created(Path(output_dir), log.parent.name)
     log.parent.mkdir(parents=True, exist_ok=True)
     to_file = logging.StreamHandler(open_no_follow(log))  # a FileHandler would write through a link
     to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

@@ -91,10 +91,10 @@ def write_status(plan: Plan, recipe_file: str, state: str, code: int | None = No
     import time
 
     from runner.common.files import write_atomic
-    from runner.common.rundir import record
+    from runner.common.rundir import record_created
 
     path = Path(plan.output_dir) / "status.json"
-    record(path.parent, path.name)
+    record_created(path.parent, path.name)
     status = json.loads(path.read_text(encoding="utf-8")) if state != "running" and path.is_file() else {}
     status.update(state=state, recipe=str(Path(recipe_file).resolve()), name=plan.recipe.name)
     status.setdefault("started", time.time())

@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from runner.common.rundir import record
+    from runner.common.rundir import record_created
 
     from .outputdir import refuse_symlinks
     from .outputs import MetricsCallback, finish_run
@@ -84,7 +84,7 @@ def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
         trainer.remove_callback(duplicate)
     out = Path(plan.output_dir)
     if trainer.accelerator.is_main_process:
-        record(out, "checkpoint-*", "runs")  # named by transformers: the Trainer's checkpoints and TensorBoard logs
+        record_created(out, "checkpoint-*", "runs")  # named by transformers: checkpoints, TensorBoard logs
     refuse_symlinks(out)
     stage("train")
     trainer.train(resume_from_checkpoint=True if resume else None)
@@ -107,7 +107,7 @@ def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
             trainer.processing_class.save_pretrained(plan.output_dir)
     finally:  # the model's and tokenizer's files, whatever their names, are the run's (even half-written)
         if trainer.accelerator.is_main_process:
-            record(out, *sorted(set(os.listdir(out)) - before))
+            record_created(out, *sorted(set(os.listdir(out)) - before))
     if trainer.accelerator.is_main_process:
         finish_run(plan, metrics)
     return 0
