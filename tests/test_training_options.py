@@ -62,6 +62,10 @@ def test_timeout_workers_neftune_and_weights_only_checkpoints_reach_the_trainer(
 def test_resume_refused_when_checkpoints_hold_weights_only(tmp_path):
     out = tmp_path / "out"
     (out / "checkpoint-8").mkdir(parents=True)
+    from runner.common import rundir
+
+    rundir.take(out)  # a run's directory: it wrote the checkpoints
+    rundir.record_created(out, "checkpoint-*")
     recipe = load(SFT, [f"output.dir={out}", "training.save_only_model=true"]).recipe
     [problem] = check_output_dir(recipe, overwrite=False, resume=True)
     assert (
