@@ -72,12 +72,12 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
 
     out = tmp_path / "run"
     rundir.take(out)
-    lock = acquire(out, "recipe run test")
     rundir.record_created(out, "launch", "status.json", "checkpoint-*", "adapter_model.safetensors")
     for name in ("launch", "checkpoint-2", "checkpoint-4"):
         (out / name).mkdir()
         (out / name / "file").write_text("x")
     (out / "status.json").write_text("{}")
+    (out / ".status.json.tmp1234").write_text("{")  # write_atomic's temporary sibling, left by a killed run
     (out / "adapter_model.safetensors").write_text("weights")
     assert _check(out, overwrite=True) == []
     (out / "notes.txt").write_text("mine")  # appeared in a run's directory
@@ -85,8 +85,17 @@ def test_overwrite_removes_only_what_a_run_wrote(tmp_path):
     assert (
         problem.rule == "output-dir-not-a-run" and "notes.txt" in problem.message and "would delete" in problem.message
     )
+    lock = acquire(out, "recipe run test")
+    assert _check(out, overwrite=True) == []  # a run holds it: the lock refuses the second run, naming the first
     removed = rundir.clear(out)
-    assert sorted(removed) == ["adapter_model.safetensors", "checkpoint-2", "checkpoint-4", "launch", "status.json"]
+    assert sorted(removed) == [
+        ".status.json.tmp1234",
+        "adapter_model.safetensors",
+        "checkpoint-2",
+        "checkpoint-4",
+        "launch",
+        "status.json",
+    ]
     assert sorted(p.name for p in out.iterdir()) == [".recipe-run", ".recipe-run.lock", "notes.txt"]
     assert rundir.read_manifest(out) == {"dry_run": False, "paths": []}
     lock.release()

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 
 from runner.common.cards import model_card
 from runner.common.files import replace_dir_atomic
+from runner.common.rundir import record_created
 from runner.common.trained import (
     DTYPES,
     MERGEABLE,
@@ -221,6 +222,7 @@ def _save(target: Path, merged, tokenizer, trained: Trained, report: MergeReport
         (tmp / "merge.json").write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
         (tmp / "README.md").write_text(merge_card(report, trained), encoding="utf-8")
 
+    record_created(target.parent, target.name)  # a merge into a run's directory is the run's to remove
     replace_dir_atomic(target, fill)
 
 

@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -15,7 +13,7 @@ from typing import Optional
 from runner.common.curves import draw
 from runner.common.evalresults import headlines, read_results
 from runner.common.files import last_value, read_jsonl
-from runner.common.lock import LOCK_NAME
+from runner.common.lock import LOCK_NAME, lock_state
 
 SPARK = "▁▂▃▄▅▆▇█"
 CURVES = ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies", "reward", "learning_rate")
@@ -36,21 +34,6 @@ class RunInfo:
     evaluated: list = field(default_factory=list)  # `recipe eval`'s headline per task (runner.common.evalresults)
 
 
-def _lock_state(path: Path) -> Optional[str]:
-    """running (someone holds the output lock), stale (its holder is gone), or None (no lock)."""
-    lock = path / LOCK_NAME
-    if not lock.exists():
-        return None
-    fd = os.open(lock, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return "running"
-    finally:
-        os.close(fd)
-    return "stale"
-
-
 def is_run(path: Path) -> bool:
     return path.is_dir() and any(
         (path / f).exists() for f in ("status.json", "metrics.jsonl", "recipe.lock.yaml", "launch", LOCK_NAME)
@@ -65,7 +48,7 @@ def read_run(path: Path) -> RunInfo:
         except ValueError:
             status = {}
     rows = read_jsonl(path / "metrics.jsonl")
-    held = _lock_state(path)
+    held = lock_state(path)
     state = held or status.get("state")
     if held is None and state in (None, "running"):  # no status, or a status no live process stands behind
         if (path / "recipe.lock.yaml").is_file():

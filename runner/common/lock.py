@@ -60,6 +60,21 @@ def read_holder(out_dir: Path) -> Optional[dict]:
         return None
 
 
+def lock_state(out_dir: Path) -> Optional[str]:
+    """running (someone holds the output lock), stale (its holder is gone), or None (no lock)."""
+    lock = Path(out_dir) / LOCK_NAME
+    if not lock.exists() or lock.is_symlink():
+        return None
+    fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "running"
+    finally:
+        os.close(fd)
+    return "stale"
+
+
 def acquire(out_dir: Path, command: str) -> RunLock:
     """Take the lock of `out_dir` (created if needed) or raise LockError naming who holds it."""
     out_dir = Path(out_dir)

@@ -92,7 +92,8 @@ def record_created(out: Path, *paths: str) -> None:
 
 
 def _covered(name: str, paths: list[str]) -> bool:
-    return name in OWN or any(fnmatch.fnmatchcase(name, p) for p in paths)
+    """A recorded name or pattern, or the temporary sibling `.NAME.*` write_atomic fills before replacing it."""
+    return name in OWN or any(fnmatch.fnmatchcase(name, p) or name.startswith(f".{p}.") for p in paths)
 
 
 def foreign(out: Path) -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from runner.common import rundir
+from runner.common.lock import lock_state
 from schemas import Recipe
 from schemas.problems import Problem
 
@@ -109,6 +110,8 @@ def check_output_place(recipe: Recipe, overwrite: bool = False, recipe_file: Opt
 
 def check_output_dir(recipe: Recipe, overwrite: bool, resume: bool, recipe_file: Optional[str] = None) -> list[Problem]:
     out = Path(recipe.output_dir)
+    if lock_state(out) == "running":  # a run is writing there: the lock refuses this one, naming it
+        return _unsafe(out, recipe, recipe_file) or _links(out)
     placed = check_output_place(recipe, overwrite, recipe_file)
     if placed:
         return placed
