@@ -22,6 +22,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = ROOT / "recipes" / "llama3-dpo-qlora.yaml"
+# 300 real rows of Anthropic's HH-RLHF (MIT licence, beside it), vendored so that a fresh clone needs nothing else
+HH_RLHF = ROOT / "tests" / "fixtures" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
 
 
 def example() -> dict:
