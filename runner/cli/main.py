@@ -472,6 +472,9 @@ def cmd_new(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
+    from .version import VersionAction
+
+    parser.add_argument("--version", action=VersionAction, help="print the version and the installed libraries")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check recipes: schema, cross-field rules, located errors")
