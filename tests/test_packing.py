@@ -14,7 +14,7 @@ import pytest
 
 from runner.plan import resolve
 from runner.plan.architecture import _raw_table
-from runner.plan.resolve import PACKING_CONTAMINATES, PACKING_PROVEN
+from runner.plan.resolve import PACKING_CONTAMINATES, PACKING_PROVEN, PACKING_PROVEN_ON
 from schemas import load
 
 from conftest import ROOT
@@ -120,6 +120,18 @@ def test_packed_rows_keep_documents_apart_exactly_where_the_plan_says(model_type
         assert all(d < TOLERANCE for d in diffs.values()), diffs
     else:
         assert all(d > 100 * TOLERANCE for d in diffs.values()), diffs
+
+
+def test_the_tables_were_proven_on_the_locked_transformers():
+    """The tables are measured (above) on the installed transformers; the plan names the release it was proven on,
+    which is the one the lock pins and the suite installs (scripts/update-lock.sh moves both)."""
+    pins = [line for line in (ROOT / "constraints.txt").read_text().splitlines() if line.startswith("transformers==")]
+    assert pins == [f"transformers=={PACKING_PROVEN_ON}"], pins
+    from runner.plan.probe import probe_packages
+
+    assert probe_packages()["transformers"] == PACKING_PROVEN_ON, "the suite runs on another transformers than the lock"
+    (d,) = [d for d in _plan("training.packing=true").decisions if d.what == "packing"]
+    assert f"(proven for llama on transformers {PACKING_PROVEN_ON})" in d.why
 
 
 def test_every_shipped_architecture_is_in_one_packing_table():

@@ -51,11 +51,14 @@ ATTENTION_DEFAULT = ("sdpa", "flash_attention_2")  # every other model type the 
 # each other (tests/test_packing.py measures every model type below against the installed transformers).
 PACKING_CONTAMINATES = {
     "bloom": "BLOOM builds its causal mask and ALiBi bias without the position ids",
-    "falcon": "Falcon builds its causal mask without the position ids",
     "mamba": "Mamba has no attention to mask: its convolution and scan run across the whole row",
 }
 # Model types whose packed rows give each document exactly the loss it has alone (tests/test_packing.py).
-PACKING_PROVEN = frozenset({"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox"})
+PACKING_PROVEN = frozenset(
+    {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "gpt2", "gpt_neox", "falcon"}
+)
+# The transformers release both tables were measured on: the one constraints.txt pins (tests/test_packing.py)
+PACKING_PROVEN_ON = "5.24.0"
 
 # Model types Liger 0.8.5 patches (`liger_kernel.transformers.monkey_patch.MODEL_TYPE_TO_APPLY_LIGER_FN`), of the
 # decoder-only ones this program knows.
@@ -215,7 +218,7 @@ def _padding_free(
             Problem(
                 field,
                 f"the documents of a {'packed' if t.packing else 'padding-free'} row would attend to each other: "
-                f"{PACKING_CONTAMINATES[model_type]}; set `{field[1]}: false`",
+                f"{PACKING_CONTAMINATES[model_type]} (transformers {PACKING_PROVEN_ON}); set `{field[1]}: false`",
                 "packing-contaminates",
             )
         )
@@ -224,7 +227,8 @@ def _padding_free(
             Problem(
                 field,
                 f"documents in one row stay apart only if the model builds its attention mask from the position ids; "
-                f"not verified for {model_type or 'this model'} (verified: {', '.join(sorted(PACKING_PROVEN))})",
+                f"not verified for {model_type or 'this model'} (verified on transformers {PACKING_PROVEN_ON}: "
+                f"{', '.join(sorted(PACKING_PROVEN))})",
                 "packing-unverified",
                 "warning",
             )
@@ -235,13 +239,14 @@ def _padding_free(
         how = f"transformers turns them into a block-diagonal mask for {attention}"
         if hw.is_gpu and attention == "sdpa":
             how += " (with a mask, sdpa runs its memory-efficient kernel instead of FlashAttention)"
+    proven = f" (proven for {model_type} on transformers {PACKING_PROVEN_ON})" if model_type in PACKING_PROVEN else ""
     if t.packing:
         out.append(
             Decision(
                 "packing",
                 "best-fit decreasing, padding-free",
                 f"sequences packed into rows of up to {t.max_length} tokens and a micro batch's rows concatenated; "
-                f"each document's position ids restart at 0 and {how}",
+                f"each document's position ids restart at 0 and {how}{proven}",
             )
         )
     else:
@@ -250,7 +255,7 @@ def _padding_free(
                 "padding-free",
                 True,
                 f"a micro batch's sequences concatenated into one row without padding (each truncated to "
-                f"{t.max_length} tokens first); each one's position ids restart at 0 and {how}",
+                f"{t.max_length} tokens first); each one's position ids restart at 0 and {how}{proven}",
             )
         )
     return True
