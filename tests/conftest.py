@@ -86,6 +86,21 @@ def cli(capsys) -> Callable[..., tuple[int, str, str]]:
     return run
 
 
+class LazyModule:
+    """A module imported on first use, so that a test file naming it collects without it installed (the test tier
+    that needs no `train` extra): `torch = LazyModule("torch")`, then `torch.float32` imports torch."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = LazyModule("torch")
+
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
 

@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import ROOT
+from conftest import ROOT, torch
 from conftest import recipe_process as recipe
 
 pytestmark = pytest.mark.e2e

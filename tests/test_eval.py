@@ -6,10 +6,9 @@ import json
 import math
 
 import pytest
-import torch
 import yaml
 
-from conftest import HH_RLHF, ROOT
+from conftest import HH_RLHF, ROOT, torch
 
 TINY = ROOT / "assets" / "tiny-llama"
 QA = ROOT / "assets" / "data" / "triviaqa-eval.jsonl"
