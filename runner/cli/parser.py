@@ -34,6 +34,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
+    from runner.cli.version import VersionAction
+
+    parser.add_argument("--version", action=VersionAction, help="print the version and the installed libraries")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add_arguments in (
         _validate_arguments,
