@@ -5,6 +5,9 @@ anything is imported, and the training process refuses reward code without it to
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -129,19 +132,16 @@ def test_eval_without_consent_refuses_a_task_file_with_code(tmp_path, capsys):
     assert not (tmp_path / SENTINEL).exists()
 
 
-def test_training_process_refuses_reward_code_without_consent(tmp_path, capsys, monkeypatch):
-    import runner.run.train as train
-
+def test_training_process_refuses_reward_code_without_consent(tmp_path, capsys):
+    """Started from launch.sh or Slurm without `recipe run`: the training process refuses too, before training."""
     recipe = _recipe(tmp_path)
-    assert main(["run", str(recipe), "--dry-run"]) == 0  # writes the launch files; runs nothing
-    launch = (tmp_path / "out" / "launch" / "launch.sh").read_text()
-    assert "--trust-code" not in launch
-    started = []
-    monkeypatch.setattr(train, "train", lambda *a, **k: started.append(1) or 0)
-    with pytest.raises(SystemExit) as refused:
-        train.main([str(tmp_path / "out" / "launch" / "plan.json")])
-    assert "evil.py:reward" in str(refused.value) and "--trust-code" in str(refused.value)
-    assert started == []
-    assert train.main([str(tmp_path / "out" / "launch" / "plan.json"), "--trust-code"]) == 0 and started == [1]
+    assert main(["run", str(recipe), "--dry-run", "--set", "training.max_steps=1"]) == 0  # launch files only
+    launch = tmp_path / "out" / "launch"
+    assert "--trust-code" not in (launch / "launch.sh").read_text()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "runner.run.train", str(launch / "plan.json")]
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 1 and "evil.py:reward" in proc.stderr and "pass --trust-code" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / SENTINEL).exists()
     assert main(["run", str(recipe), "--dry-run", "--trust-code"]) == 0
-    assert "--trust-code" in (tmp_path / "out" / "launch" / "launch.sh").read_text()
+    assert "--trust-code" in (launch / "launch.sh").read_text()
