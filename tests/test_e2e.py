@@ -318,6 +318,7 @@ def test_online_rl_reward_functions_receive_the_datasets_other_columns(tmp_path)
         "--set", "training.max_steps=1",
         "--set", "datasets.train=[{source: 'jsonl:tests/fixtures/formats/triviaqa-colors.jsonl', format: triviaqa}]",
         "--set", "objective.reward_functions=[exact_match, 'recording_reward:record']",
+        "--trust-code",
         env={"PYTHONPATH": str(ROOT / "tests" / "fixtures" / "rewards"), "RECORDED_REWARD_CALLS": str(calls)},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -25,6 +25,9 @@ def _command(name: str):
     return run
 
 
+TRUST_CODE = "run the code the recipe names: reward functions from files or modules, lm-eval task files' !function code"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse exits 2 already; keep its message short and ours
         self.print_usage(sys.stderr)
@@ -73,6 +76,12 @@ def _validate_arguments(sub) -> None:
         default="text",
         help="output format (github: Actions annotations)",
     )
+    p.add_argument(
+        "--no-code",
+        action="store_true",
+        help="refuse recipes that name code to run (reward functions from files or modules, lm-eval task files): "
+        "the recipe-runs-code warnings become errors",
+    )
     p.set_defaults(func=_command("cmd_validate"))
 
 
@@ -120,6 +129,7 @@ def _run_arguments(sub) -> None:
         action="store_true",
         help="honour model.trust_remote_code (run the model repository's code)",
     )
+    p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
     p.set_defaults(func=_command("cmd_run"))
 
 
@@ -259,6 +269,7 @@ def _eval_arguments(sub) -> None:
     p.add_argument("--list-tasks", action="store_true", help="list the tasks that can run, and exit")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
+    p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
     p.set_defaults(func=_command("cmd_eval"))
 
 
