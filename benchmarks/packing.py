@@ -2,7 +2,7 @@
 
     python benchmarks/packing.py [--steps 6] [--max-length 512] [--micro-batch 8]
 
-Row lengths follow the real HH-RLHF sample in ../shared/data: each chosen conversation's length in tokens (the tiny
+Row lengths follow the real HH-RLHF sample in tests/fixtures/data: each chosen conversation's length in tokens (the tiny
 model's tokenizer), scaled so that the 95th percentile is `--max-length` (the longer 5% are truncated, as training
 truncates them). Rows are random token ids of those lengths, so every mode sees the same lengths. Each mode trains
 with TRL's SFTTrainer on the CPU, as the runner configures it:
@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-HH_RLHF = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
+HH_RLHF = ROOT / "tests" / "fixtures" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
 TINY = ROOT / "assets" / "tiny-llama"
 MODES = ("unpacked", "packed", "padding-free")
 

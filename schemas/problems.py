@@ -88,6 +88,11 @@ _PREFLIGHT = [
     Check("assistant-mask", "preflight", "assistant_only_loss needs a template that marks assistant turns."),
     Check("data-unreadable", "preflight", "Every dataset source can be read."),
     Check("data-bad-rows", "preflight", "No row is malformed, unless datasets.bad_rows is skip."),
+    Check(
+        "code-needs-consent",
+        "preflight",
+        "Code a recipe names (reward functions, task code) runs only with --trust-code.",
+    ),
     Check("evaluation-at-end", "preflight", "The evaluation at the end of the run can run (tasks, files, models)."),
 ]
 

@@ -22,6 +22,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FILE = ROOT / "recipes" / "llama3-dpo-qlora.yaml"
+# 300 real rows of Anthropic's HH-RLHF (MIT licence, beside it), vendored so that a fresh clone needs nothing else
+HH_RLHF = ROOT / "tests" / "fixtures" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
 
 
 def example() -> dict:
@@ -84,6 +86,21 @@ def cli(capsys) -> Callable[..., tuple[int, str, str]]:
     return run
 
 
+class LazyModule:
+    """A module imported on first use, so that a test file naming it collects without it installed (the test tier
+    that needs no `train` extra): `torch = LazyModule("torch")`, then `torch.float32` imports torch."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+torch = LazyModule("torch")
+
 RECIPE = str(Path(sys.executable).parent / "recipe")
 
 
@@ -100,3 +117,42 @@ def recipe_process(
         input=stdin,
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
     )
+
+
+SECRET = "hf_secret_value_that_must_not_leak_1234"  # in the environment of the shared runs: must reach no file
+# The tiny recipes trained once per session, as the README runs them (full length), for every test that reads a
+# finished run: name -> (`recipe run` settings, environment, run from a directory that is not the repository).
+TRAINED = {
+    "sft-lora": (["--set", "output.report_to=[tensorboard]"], {}, True),
+    "dpo-qlora": ([], {"HF_TOKEN": SECRET, "WANDB_API_KEY": SECRET}, False),
+}
+
+
+class TrainedRuns:
+    """`trained_runs(name)` -> (output dir, the `recipe run` process); trains on first use, once per session.
+
+    Each run has a folder of its own (ROOT/NAME/run), so `recipe runs ROOT/NAME` lists only it; tests that write
+    next to a run (merge, chat) write into their own tmp_path, or into the run folder's `merged`."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.done: dict[str, tuple[Path, subprocess.CompletedProcess]] = {}
+
+    def __call__(self, name: str) -> tuple[Path, subprocess.CompletedProcess]:
+        if name not in self.done:
+            sets, env, elsewhere = TRAINED[name]
+            out = self.root / name / "run"
+            cwd = self.root / name / "elsewhere"
+            cwd.mkdir(parents=True)
+            recipe = ROOT / "recipes" / "tiny" / f"{name}.yaml"
+            proc = recipe_process(
+                "run", str(recipe), "--set", f"output.dir={out}", *sets, env=env, cwd=cwd if elsewhere else None
+            )
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            self.done[name] = (out, proc)
+        return self.done[name]
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> TrainedRuns:
+    return TrainedRuns(tmp_path_factory.mktemp("trained"))

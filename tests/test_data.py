@@ -11,7 +11,7 @@ from runner.data.sources import DataError, Where, check_columns, load_raw, load_
 from schemas import Recipe
 from schemas.datasets import DatasetSource
 
-from conftest import ROOT, example, set_path
+from conftest import HH_RLHF, ROOT, example, set_path
 
 FIX = ROOT / "tests" / "fixtures" / "formats"
 U = lambda text: {"role": "user", "content": text}  # noqa: E731
@@ -106,7 +106,7 @@ def test_hh_rlhf_multi_turn_keeps_the_dialogue_as_prompt():
 
 def test_hh_rlhf_on_the_real_rows():
     """The 300 real rows convert, except line 87, whose chosen answer is empty: refused, not trained on as ''."""
-    path = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
+    path = HH_RLHF
     assert path.is_file(), f"{path} is missing"
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(rows) == 300

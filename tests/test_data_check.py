@@ -13,11 +13,10 @@ from runner.data.cache import cache_dir, cached_check
 from runner.data.check import check_recipe
 from schemas import load
 
-from conftest import ROOT
+from conftest import HH_RLHF, ROOT
 
 TINY_DPO = ROOT / "recipes/tiny/dpo-qlora.yaml"
 TINY_SFT = ROOT / "recipes/tiny/sft-lora.yaml"
-HH_RLHF = ROOT.parent / "shared/data/hh-rlhf-harmless-base-test-300.jsonl"
 
 
 def pref(i: int) -> dict:
@@ -238,7 +237,7 @@ def test_the_check_is_cached_until_the_data_or_the_recipe_changes(tmp_path, monk
 
 
 def test_the_real_hh_rlhf_rows():
-    """300 real rows of Anthropic's HH-RLHF (../shared/data): read in full, located, counted. Fails when missing."""
+    """300 real rows of Anthropic's HH-RLHF (tests/fixtures/data): read in full, located, counted; fails if missing."""
     assert HH_RLHF.is_file(), f"{HH_RLHF} is missing"
     doc = {
         "extends": str(TINY_DPO),

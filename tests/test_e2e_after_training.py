@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import ROOT
+from conftest import ROOT, torch
 from conftest import recipe_process as recipe
 
 pytestmark = pytest.mark.e2e
@@ -16,24 +15,11 @@ PROBE = "A sentence no probe of the merge check used: the green heron waits."
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """Short runs of two tiny recipes (enough steps for the adapters to move away from their initialisation).
+def runs(trained_runs):
+    """The session's full runs of the two tiny recipes (conftest.TRAINED), shared with test_e2e.py.
 
     Prefix tuning is covered on a PEFT-made adapter in test_merge_chat.py (its training in test_e2e.py)."""
-    root = tmp_path_factory.mktemp("runs")
-    out = {}
-    for name, steps in (("sft-lora", 8), ("dpo-qlora", 8)):
-        out[name] = root / name
-        proc = recipe(
-            "run",
-            f"recipes/tiny/{name}.yaml",
-            "--set",
-            f"output.dir={out[name]}",
-            "--set",
-            f"training.max_steps={steps}",
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
+    return {name: trained_runs(name)[0] for name in ("sft-lora", "dpo-qlora")}
 
 
 def logits(model, tokenizer, text: str):
@@ -83,11 +69,11 @@ def test_merged_lora_run_reproduces_the_adapter_and_chats_the_same(runs):
     assert rendered in from_adapter.stderr and rendered.endswith("<|im_start|>assistant\n")
 
 
-def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit_model(runs):
+def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit_model(runs, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run_dir = runs["dpo-qlora"]
-    to = run_dir.parent / "dpo-merged"
+    to = tmp_path / "dpo-merged"
     proc = recipe("merge", str(run_dir), "--to", str(to))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "against the quantized model as trained" in proc.stderr and "reloaded unquantized" in proc.stderr
@@ -109,7 +95,10 @@ def test_merged_qlora_run_reproduces_the_adapter_and_reports_the_gap_to_the_4bit
         rtol=1e-4,
     )
     # --dequantize merges into the NF4 weights the adapter was trained on: the merged model is the model as trained
-    proc = recipe("merge", str(run_dir), "--to", str(to), "--dequantize", "--overwrite")
+    # on a CPU whose bitsandbytes takes its AVX512-BF16 path (forced: tests/probe/sitecustomize.py) too: the model
+    # as trained is compared through the forward training ran, not the fused bfloat16 inference kernel
+    avx512bf16 = {"PYTHONPATH": str(ROOT / "tests" / "probe"), "RECIPE_BNB_CPU_PATH": "avx512bf16"}
+    proc = recipe("merge", str(run_dir), "--to", str(to), "--dequantize", "--overwrite", env=avx512bf16)
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads((to / "merge.json").read_text())
     assert (

@@ -6,13 +6,11 @@ import json
 import math
 
 import pytest
-import torch
 import yaml
 
-from conftest import ROOT
+from conftest import HH_RLHF, ROOT, torch
 
 TINY = ROOT / "assets" / "tiny-llama"
-HH_RLHF = ROOT.parent / "shared" / "data" / "hh-rlhf-harmless-base-test-300.jsonl"
 QA = ROOT / "assets" / "data" / "triviaqa-eval.jsonl"
 
 
@@ -160,7 +158,7 @@ def test_preference_accuracy_and_margin_from_the_models_log_likelihoods(run_dir,
 
 
 def test_preference_on_real_hh_rlhf_rows(tmp_path):
-    """300 real HH-RLHF rows (../shared/data; fails when missing): the first 12 read through the hh-rlhf preset;
+    """300 real HH-RLHF rows (tests/fixtures/data; fails when missing): the first 12 read through the hh-rlhf preset;
     dialogues longer than the model's 512 positions keep their answer and the end of the prompt, and are counted."""
     assert HH_RLHF.is_file(), f"{HH_RLHF} is missing"
     out = write_run(tmp_path / "run", [

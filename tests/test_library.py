@@ -1,8 +1,8 @@
 """The shipped recipes carry the hyperparameters their source documents state; a drift fails here.
 
-One test per source document (../shared/seeds/): 000 advanced QLoRA + ZeRO-3 and DPO guide, 001 PEFT/RLHF
-catalogue on TriviaQA, 002 Llama-3-8B DPO + QLoRA project, 003 chat-JSONL SFT/DPO/SimPO trainers,
-004 LIMA SFT project with argument files.
+One test per source document this project was created from (the documents are not part of the repository):
+000 advanced QLoRA + ZeRO-3 and DPO guide, 001 PEFT/RLHF catalogue on TriviaQA, 002 Llama-3-8B DPO + QLoRA
+project, 003 chat-JSONL SFT/DPO/SimPO trainers, 004 LIMA SFT project with argument files.
 """
 
 from __future__ import annotations

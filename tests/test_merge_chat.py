@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
-from conftest import ROOT
+from conftest import ROOT, torch
 
 TINY = str(ROOT / "assets" / "tiny-llama")
 

@@ -273,6 +273,21 @@ def _evaluation(tmp_path, rule):
     return check_at_end(_recipe(missing)), check_at_end(_recipe())
 
 
+def _code_consent(tmp_path, rule):
+    from runner.common.consent import consent_problems
+
+    (tmp_path / "task.yaml").write_text("task: t\nprocess_docs: !function utils.fn\n")
+    recipe = _recipe(
+        "objective.kind=grpo",
+        "objective.num_generations=4",
+        f"objective.reward_functions=[mentions_color, '{tmp_path}/rewards.py:score']",
+        "datasets.train.0.format=prompt-only",
+        "datasets.eval.0.format=prompt-only",
+        f"evaluation.tasks=[{{kind: lm-eval, task: {tmp_path}/task.yaml}}]",
+    )
+    return consent_problems(recipe, False, evaluation=True), consent_problems(recipe, True, evaluation=True)
+
+
 PREFLIGHT_CASES = {
     "output-dir-not-a-run": _output_dir,
     "output-dir-unsafe": _output_dir,
@@ -296,6 +311,7 @@ PREFLIGHT_CASES = {
     "data-unreadable": _data,
     "data-bad-rows": _data,
     "evaluation-at-end": _evaluation,
+    "code-needs-consent": _code_consent,
 }
 
 

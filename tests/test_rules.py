@@ -25,6 +25,11 @@ WIN_RATE = {"kind": "win-rate", "data": {"source": "jsonl:data/qa.jsonl", "forma
 
 # rule id -> (changes that trip it, the field it must point at, changes that pass)
 CASES = {
+    "recipe-runs-code": (
+        {**GRPO, "objective": {**GRPO["objective"], "reward_functions": ["mentions_color", "rewards.py:score"]}},
+        "objective.reward_functions.1",
+        {**GRPO, "objective": {**GRPO["objective"], "reward_functions": ["mentions_color"]}},
+    ),
     "quantization-needs-adapter": (
         {"adapter": {"kind": "full"}},
         "quantization.method",

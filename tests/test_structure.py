@@ -208,3 +208,38 @@ def test_no_file_over_400_lines_and_no_function_over_80():
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80
     ]
     assert (long_files, long_functions) == ([], [])
+
+
+TRAINING_LIBRARIES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "bitsandbytes", "deepspeed")
+COLLECT_WITHOUT_TRAINING = f"""
+import importlib, sys
+sys.path[:0] = [{str(ROOT / "tests")!r}, {str(ROOT)!r}]
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAINING_LIBRARIES!r}:
+            raise ImportError("not installed: " + name)
+
+sys.meta_path.insert(0, Block())
+failed = []
+for name in sys.argv[1:]:
+    try:
+        importlib.import_module(name)
+    except Exception as exc:
+        failed.append(f"{{name}}: {{exc}}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_test_file_collects_without_the_train_extra():
+    """`pip install -e ".[test]"` alone collects the whole suite: test files import torch and the training
+    libraries inside tests and fixtures (conftest.LazyModule), not at module level."""
+    import subprocess
+    import sys
+
+    names = sorted(p.stem for p in (ROOT / "tests").glob("test_*.py"))
+    proc = subprocess.run(
+        [sys.executable, "-c", COLLECT_WITHOUT_TRAINING, *names], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "", proc.stdout

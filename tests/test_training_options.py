@@ -158,6 +158,7 @@ def torch_equal(a, b) -> bool:
     return torch.allclose(a.float(), b.float(), rtol=1e-2 if bf16 else 1e-6, atol=1e-3 if bf16 else 1e-7)
 
 
+@pytest.mark.e2e  # trains, in this process
 def test_a_run_evaluates_per_epoch_saves_weights_only_and_adds_noise(tmp_path, monkeypatch):
     """2 epochs of 8 steps, 2 evaluations per epoch, weights-only checkpoints, NEFTune, 2 formatting processes."""
     import torch

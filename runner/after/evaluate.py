@@ -123,10 +123,12 @@ def _check_backend(settings: Evaluation, tasks: list[EvalTask]) -> list[str]:
 
 
 def check_tasks(
-    tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any
+    tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any, trust_code: bool = False
 ) -> tuple[list[Prepared], list[str]]:
-    """(the tasks that can run, with their data read; a line for each that cannot), loading no model."""
+    """(the tasks that can run, with their data read; a line for each that cannot), loading no model. A task file
+    that names Python code (`!function`) is refused unless `trust_code`, before the harness reads it."""
     from runner.after import evaltasks, harness
+    from runner.common.consent import task_refusal
     from runner.data.sources import DataError
 
     problems = _check_backend(settings, tasks)
@@ -135,6 +137,10 @@ def check_tasks(
     for task in tasks:
         try:
             if task.kind == "lm-eval":
+                refusal = "" if trust_code else task_refusal(task.label, task.task)
+                if refusal:
+                    problems.append(refusal)
+                    continue
                 num_fewshot = task.num_fewshot if task.num_fewshot is not None else settings.num_fewshot
                 ready.append(Prepared(task, harness=harness.prepare_task(task.label, task.task, num_fewshot, registry)))
                 continue
@@ -150,9 +156,11 @@ def check_tasks(
     return ready, problems
 
 
-def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any) -> list[Prepared]:
+def prepare(
+    tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluation, registry: Any, trust_code: bool = False
+) -> list[Prepared]:
     """Every task checked and its data read; raises EvalRefused listing every problem, before any model loads."""
-    ready, problems = check_tasks(tasks, recipe, settings, registry)
+    ready, problems = check_tasks(tasks, recipe, settings, registry, trust_code)
     if problems:
         listed = ", ".join(p.task.label for p in ready) or "none"
         recipe_tasks = ", ".join(t.label for t in (recipe.evaluation.tasks if recipe else [])) or "none"
@@ -163,11 +171,11 @@ def prepare(tasks: list[EvalTask], recipe: Optional[Recipe], settings: Evaluatio
     return ready
 
 
-def check_at_end(recipe: Recipe) -> list[Problem]:
+def check_at_end(recipe: Recipe, trust_code: bool = False) -> list[Problem]:
     """What would stop a run's evaluation at its end, found before training starts (a problem per line)."""
     from runner.after.harness import Registry
 
-    _, problems = check_tasks(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry())
+    _, problems = check_tasks(recipe.evaluation.tasks, recipe, recipe.evaluation, Registry(), trust_code)
     return [
         Problem(("evaluation", "at_end"), line, "evaluation-at-end")
         for problem in problems
@@ -305,6 +313,7 @@ def evaluate(
     base: Optional[bool] = None,
     device: Optional[str] = None,
     trust_remote_code: bool = False,
+    trust_code: bool = False,
     log: Log,
     **changes: Any,
 ) -> Report:
@@ -319,7 +328,7 @@ def evaluate(
     settings = settings_of(target, **changes)
     chosen = select_tasks(target, tasks)
     registry = Registry()
-    prepared = prepare(chosen, target.recipe, settings, registry)
+    prepared = prepare(chosen, target.recipe, settings, registry, trust_code)
     with_base = settings.compare_base if base is None else base
     trust = target.trained.remote_code(trust_remote_code)
     device = prepare_runtime(device)

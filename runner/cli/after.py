@@ -84,6 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         base=args.base,
         device=args.device,
         trust_remote_code=args.trust_remote_code,
+        trust_code=args.trust_code,
         log=log,
         limit=args.limit,
         batch_size=args.batch_size,
@@ -100,7 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_at_end(plan) -> int:
+def evaluate_at_end(plan, trust_code: bool = False) -> int:
     """`evaluation.at_end`: evaluate the finished run as `recipe eval OUTPUT_DIR` would; 0, or 1 when it fails."""
     from runner.after.evaluate import evaluate
     from runner.common.trained import OutputError
@@ -109,7 +110,7 @@ def evaluate_at_end(plan) -> int:
         print(f"recipe eval: {line}", file=sys.stderr, flush=True)
 
     try:
-        report = evaluate(plan.output_dir, log=log_in_run)
+        report = evaluate(plan.output_dir, trust_code=trust_code, log=log_in_run)
     except OutputError as exc:
         print(f"recipe run: the run finished; evaluating it failed: {exc}", file=sys.stderr)
         return 1

@@ -19,6 +19,15 @@ def _summary(n_files: int, invalid: int, errors: int, warnings: int) -> str:
     return f"{n_files} {noun} valid{extra}"
 
 
+def _code_refused(diagnostic):
+    if diagnostic.rule != "recipe-runs-code":
+        return diagnostic
+    import dataclasses
+
+    message = diagnostic.message + " (refused by --no-code)"
+    return dataclasses.replace(diagnostic, severity="error", message=message)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from schemas import render
 
@@ -27,6 +36,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     invalid = 0
     for f in files:
         loaded, _ = load_and_plan(f, args.set or ())
+        if args.no_code:  # CI: a recipe that names code to run is refused
+            loaded.diagnostics[:] = [_code_refused(d) for d in loaded.diagnostics]
         everything.extend(loaded.diagnostics)
         invalid += bool(loaded.errors) or loaded.recipe is None
         if args.format != "json" and loaded.diagnostics:

@@ -5,17 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-from runner.cli.after import cmd_chat, cmd_eval, cmd_merge
-from runner.cli.check import cmd_list, cmd_schema, cmd_validate
-from runner.cli.data import cmd_data
-from runner.cli.diff import cmd_diff
 from runner.cli.exits import EXIT_USAGE
-from runner.cli.hardware import cmd_hardware
-from runner.cli.migrate import cmd_import
-from runner.cli.new import cmd_new
-from runner.cli.plan import cmd_plan
-from runner.cli.run import cmd_run
-from runner.cli.runs import cmd_runs
+
+
+def _command(name: str):
+    """The function that runs a command, imported when the command runs (`recipe validate` loads only its own)."""
+    module = {
+        "cmd_chat": "after", "cmd_eval": "after", "cmd_merge": "after", "cmd_list": "check", "cmd_schema": "check",
+        "cmd_validate": "check", "cmd_data": "data", "cmd_diff": "diff", "cmd_hardware": "hardware",
+        "cmd_import": "migrate", "cmd_new": "new", "cmd_plan": "plan", "cmd_run": "run", "cmd_runs": "runs",
+    }[name]  # fmt: skip
+
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"runner.cli.{module}"), name)(args)
+
+    run.__name__ = name
+    return run
+
+
+TRUST_CODE = "run the code the recipe names: reward functions from files or modules, lm-eval task files' !function code"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,6 +37,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="recipe", description="Declarative fine-tuning: validate, plan and run YAML recipes.")
+    from runner.cli.version import VersionAction
+
+    parser.add_argument("--version", action=VersionAction, help="print the version and the installed libraries")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for add_arguments in (
         _validate_arguments,
@@ -63,7 +76,13 @@ def _validate_arguments(sub) -> None:
         default="text",
         help="output format (github: Actions annotations)",
     )
-    p.set_defaults(func=cmd_validate)
+    p.add_argument(
+        "--no-code",
+        action="store_true",
+        help="refuse recipes that name code to run (reward functions from files or modules, lm-eval task files): "
+        "the recipe-runs-code warnings become errors",
+    )
+    p.set_defaults(func=_command("cmd_validate"))
 
 
 def _plan_arguments(sub) -> None:
@@ -83,7 +102,7 @@ def _plan_arguments(sub) -> None:
         help="also run one training step of the plan at full size with fake tensors (no GPU, no memory used) and "
         "show its measured peak memory beside the estimate (needs the `train` extra; about 10-40 s)",
     )
-    p.set_defaults(func=cmd_plan)
+    p.set_defaults(func=_command("cmd_plan"))
 
 
 def _run_arguments(sub) -> None:
@@ -110,7 +129,8 @@ def _run_arguments(sub) -> None:
         action="store_true",
         help="honour model.trust_remote_code (run the model repository's code)",
     )
-    p.set_defaults(func=cmd_run)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
+    p.set_defaults(func=_command("cmd_run"))
 
 
 def _data_arguments(sub) -> None:
@@ -131,7 +151,7 @@ def _data_arguments(sub) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="--check output (json for CI)")
     p.add_argument("--no-tokens", action="store_true", help="--check without the token statistics")
-    p.set_defaults(func=cmd_data)
+    p.set_defaults(func=_command("cmd_data"))
 
 
 def _runs_arguments(sub) -> None:
@@ -139,19 +159,19 @@ def _runs_arguments(sub) -> None:
     p.add_argument(
         "dir", nargs="?", default="outputs", metavar="DIR", help="outputs directory, or one run's output.dir"
     )
-    p.set_defaults(func=cmd_runs)
+    p.set_defaults(func=_command("cmd_runs"))
 
 
 def _hardware_arguments(sub) -> None:
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
     p.add_argument("--detect", action="store_true", help="print this machine as a profile")
-    p.set_defaults(func=cmd_hardware)
+    p.set_defaults(func=_command("cmd_hardware"))
 
 
 def _schema_arguments(sub) -> None:
     p = sub.add_parser("schema", help="print the recipe JSON Schema (or, with --reference, the Markdown reference)")
     p.add_argument("--reference", action="store_true", help="print docs/recipe-reference.md instead")
-    p.set_defaults(func=cmd_schema)
+    p.set_defaults(func=_command("cmd_schema"))
 
 
 def _merge_arguments(sub) -> None:
@@ -183,7 +203,7 @@ def _merge_arguments(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing merged model in --to")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
-    p.set_defaults(func=cmd_merge)
+    p.set_defaults(func=_command("cmd_merge"))
 
 
 def _chat_arguments(sub) -> None:
@@ -212,7 +232,7 @@ def _chat_arguments(sub) -> None:
     )
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
-    p.set_defaults(func=cmd_chat)
+    p.set_defaults(func=_command("cmd_chat"))
 
 
 def _eval_arguments(sub) -> None:
@@ -249,7 +269,8 @@ def _eval_arguments(sub) -> None:
     p.add_argument("--list-tasks", action="store_true", help="list the tasks that can run, and exit")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
-    p.set_defaults(func=cmd_eval)
+    p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
+    p.set_defaults(func=_command("cmd_eval"))
 
 
 def _import_arguments(sub) -> None:
@@ -273,7 +294,7 @@ def _import_arguments(sub) -> None:
     p.add_argument("--strict", action="store_true", help="refuse (write nothing) when any source key is dropped")
     p.add_argument("--force", action="store_true", help="replace an existing recipe file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=cmd_import)
+    p.set_defaults(func=_command("cmd_import"))
 
 
 def _diff_arguments(sub) -> None:
@@ -281,7 +302,7 @@ def _diff_arguments(sub) -> None:
     p.add_argument("a", metavar="A", help="a recipe file or a run's output.dir")
     p.add_argument("b", metavar="B", help="a recipe file or a run's output.dir")
     p.add_argument("--json", action="store_true", help="print {a, b, recipe: [...], plan: [...], problems}")
-    p.set_defaults(func=cmd_diff)
+    p.set_defaults(func=_command("cmd_diff"))
 
 
 def _new_arguments(sub) -> None:
@@ -295,11 +316,11 @@ def _new_arguments(sub) -> None:
         help="the recipe to extend: a file, or a shipped recipe's name",
     )
     p.add_argument("--force", action="store_true", help="replace an existing file")
-    p.set_defaults(func=cmd_new)
+    p.set_defaults(func=_command("cmd_new"))
 
 
 def _list_arguments(sub) -> None:
     p = sub.add_parser("list", help="list the recipes in a directory")
     p.add_argument("dir", nargs="?", default="recipes", metavar="DIR", help="directory to search (default: recipes)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_list)
+    p.set_defaults(func=_command("cmd_list"))

@@ -75,15 +75,17 @@ def _cannot_write(args: argparse.Namespace, exc: Exception) -> int:
 
 def _preflight(plan, args: argparse.Namespace) -> list:
     """What would stop the run, checked on this node before anything is written or started."""
+    from runner.common.consent import consent_problems
     from runner.plan import probe_packages
     from runner.run.preflight import check_node_environment, preflight
 
     problems = check_node_environment(plan.recipe.hardware.nodes, os.environ)
+    problems += consent_problems(plan.recipe, args.trust_code, evaluation=plan.recipe.evaluation.at_end)
     problems += preflight(plan, probe_packages(), overwrite=args.overwrite, resume=args.resume, recipe_file=args.recipe)
     if plan.recipe.evaluation.at_end and not problems:
         from runner.after.evaluate import check_at_end
 
-        problems += check_at_end(plan.recipe)
+        problems += check_at_end(plan.recipe, args.trust_code)
     return problems
 
 
@@ -121,7 +123,7 @@ def _launch(plan, args: argparse.Namespace, first_node: bool, lock_held: bool) -
         if code == 0 and plan.recipe.evaluation.at_end:
             from runner.cli.after import evaluate_at_end
 
-            evaluated = evaluate_at_end(plan)
+            evaluated = evaluate_at_end(plan, args.trust_code)
         print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
         return code or evaluated
     return code
@@ -150,6 +152,8 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
     flags = []
     if getattr(args, "trust_remote_code", False):
         flags.append("--trust-remote-code")
+    if getattr(args, "trust_code", False):
+        flags.append("--trust-code")
     if getattr(args, "resume", False):
         flags.append("--resume")
     if getattr(args, "verbose", False):

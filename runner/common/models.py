@@ -227,5 +227,11 @@ def load_model(
     if device_map is not None:
         kwargs["device_map"] = device_map
     if sequence_classifier:
-        return AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
-    return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, **kwargs)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    if quantization is not None:
+        from .quantized import keep_training_layout
+
+        keep_training_layout(model)  # the same 4-bit forward and weight layout on every CPU (quantized.py)
+    return model

@@ -10,7 +10,7 @@ from schemas.hardware import HardwareProfile
 from schemas.objectives import facts
 
 from .architecture import Architecture
-from .modeltypes import LIGER_MODEL_TYPES, PACKING_PROVEN, UNKNOWN
+from .modeltypes import LIGER_MODEL_TYPES, PACKING_PROVEN, PACKING_PROVEN_ON, UNKNOWN
 from .types import Decision, Problem
 
 
@@ -82,7 +82,7 @@ def decide_padding_free(
             Problem(
                 field,
                 f"the documents of a {'packed' if t.packing else 'padding-free'} row would attend to each other: "
-                f"{facts_of.packing_contaminates}; set `{field[1]}: false`",
+                f"{facts_of.packing_contaminates} (transformers {PACKING_PROVEN_ON}); set `{field[1]}: false`",
                 "packing-contaminates",
             )
         )
@@ -91,7 +91,8 @@ def decide_padding_free(
             Problem(
                 field,
                 f"documents in one row stay apart only if the model builds its attention mask from the position ids; "
-                f"not verified for {model_type or 'this model'} (verified: {', '.join(sorted(PACKING_PROVEN))})",
+                f"not verified for {model_type or 'this model'} (verified on transformers {PACKING_PROVEN_ON}: "
+                f"{', '.join(sorted(PACKING_PROVEN))})",
                 "packing-unverified",
                 "warning",
             )
@@ -102,13 +103,14 @@ def decide_padding_free(
         how = f"transformers turns them into a block-diagonal mask for {attention}"
         if hw.is_gpu and attention == "sdpa":
             how += " (with a mask, sdpa runs its memory-efficient kernel instead of FlashAttention)"
+    proven = f" (proven for {model_type} on transformers {PACKING_PROVEN_ON})" if facts_of.packing_proven else ""
     if t.packing:
         out.append(
             Decision(
                 "packing",
                 "best-fit decreasing, padding-free",
                 f"sequences packed into rows of up to {t.max_length} tokens and a micro batch's rows concatenated; "
-                f"each document's position ids restart at 0 and {how}",
+                f"each document's position ids restart at 0 and {how}{proven}",
             )
         )
     else:
@@ -117,7 +119,7 @@ def decide_padding_free(
                 "padding-free",
                 True,
                 f"a micro batch's sequences concatenated into one row without padding (each truncated to "
-                f"{t.max_length} tokens first); each one's position ids restart at 0 and {how}",
+                f"{t.max_length} tokens first); each one's position ids restart at 0 and {how}{proven}",
             )
         )
     return True

@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-# The transformers release the attention and packing columns were measured on (tests/test_precision.py and
-# tests/test_packing.py measure them again against whatever is installed).
-PROVEN_ON_TRANSFORMERS = "5.23.0"
+# The transformers release the attention and packing columns were measured on: the one constraints.txt pins
+# (tests/test_precision.py and tests/test_packing.py measure them again against the installed one and check the pin;
+# scripts/update-lock.sh moves both).
+PACKING_PROVEN_ON = "5.24.0"
 
 # Attention implementations transformers offers besides `eager`, for a model type without its own row.
 ATTENTION_DEFAULT = ("sdpa", "flash_attention_2")
@@ -64,9 +65,7 @@ MODEL_TYPES: dict[str, ModelType] = {
         packing_contaminates="BLOOM builds its causal mask and ALiBi bias without the position ids",
         fused_qkv="query_key_value",
     ),
-    "falcon": ModelType(
-        packing_contaminates="Falcon builds its causal mask without the position ids", fused_qkv="query_key_value"
-    ),
+    "falcon": ModelType(packing_proven=True, fused_qkv="query_key_value"),
     "mamba": ModelType(
         attention=(),
         packing_contaminates="Mamba has no attention to mask: its convolution and scan run across the whole row",

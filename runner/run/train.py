@@ -39,10 +39,24 @@ def _lock_if_launched_without_recipe_run(plan: Plan):
         raise SystemExit(f"runner.run.train: {exc}") from None
 
 
+def _refuse_code_without_consent(plan: Plan, trust_code: bool) -> None:
+    """Started by launch.sh or Slurm directly: the reward functions from files or modules run only with
+    --trust-code here too (`recipe run --trust-code` writes it into the launch files)."""
+    from schemas.rules.code import reward_code
+
+    named = [f"`{name}` ({what})" for _, name, what in reward_code(plan.recipe)]
+    if named and not trust_code:
+        raise SystemExit(
+            f"runner.run.train: objective.reward_functions runs Python code: {', '.join(named)}; pass --trust-code "
+            "(recipe run --trust-code writes it into the launch files)"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runner.run.train", description=__doc__)
     parser.add_argument("plan", help="OUTPUT_DIR/launch/plan.json")
     parser.add_argument("--trust-remote-code", action="store_true")
+    parser.add_argument("--trust-code", action="store_true", help="run the reward functions the recipe names")
     parser.add_argument(
         "--resume", action="store_true", help="continue from the last checkpoint in the output directory"
     )
@@ -50,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     plan = read_plan(Path(args.plan))
     trust = remote_code_allowed(plan.recipe, args.trust_remote_code)
+    _refuse_code_without_consent(plan, args.trust_code)
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from .failure import Stage, failure_path, record_failure
     from .quiet import configure

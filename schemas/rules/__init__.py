@@ -15,7 +15,7 @@ from ..diagnostics import Diagnostic, located
 from ..problems import Problem
 from ..recipe import Recipe
 from ..yamlsource import Sources
-from . import data, evaluation, model, objective, precision, training
+from . import code, data, evaluation, model, objective, precision, training
 from .core import Rule, rule
 
 __all__ = ["RULES", "Rule", "check", "problems", "rule"]
@@ -56,6 +56,7 @@ RULES: list[Rule] = [
     evaluation.eval_on_start_without_data,
     data.eval_data_twice,
     model.trust_remote_code,
+    code.recipe_runs_code,
     evaluation.win_rate_needs_reward_model,
     evaluation.eval_task_names_unique,
     evaluation.eval_needs_tasks,

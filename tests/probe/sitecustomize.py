@@ -9,6 +9,14 @@ Active only when RECIPE_PROBE_DIR is set. It changes nothing; it records, per ra
 - step-rankN.json: the first optimizer step: the dtypes of the tensors the optimizer updates, and the share of
   elements with a non-zero gradient that the step changed.
 The assertions are made by the test on these files, which the processes themselves wrote.
+
+RECIPE_BNB_CPU_PATH (independently of the probe) forces which CPU path bitsandbytes' 4-bit layers take, whatever
+this CPU is: `avx512bf16` makes `Linear4bit` see a CPU with AVX512-BF16 (as on Sapphire Rapids and later: an eval
+forward then repacks its weights into the layout of the fused bf16 kernel), `plain` one without it. Only the
+layers' detection is forced; the fused kernel itself (AVX512-BF16 instructions in libbitsandbytes_cpu) is
+registered only where the CPU has it, so on other CPUs an eval forward over repacked weights runs bitsandbytes'
+default kernel. With RECIPE_PROBE_DIR set, the probe also records, per rank, what the layers were told
+(`bnb-rankN.json`) and how many 4-bit layers were saved in the repacked layout (`save-rankN.json`, at exit).
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import sys
 from pathlib import Path
 
 PROBE_DIR = os.environ.get("RECIPE_PROBE_DIR")
+BNB_CPU_PATH = os.environ.get("RECIPE_BNB_CPU_PATH")  # avx512bf16 | plain | unset (detect)
 
 
 def _write(name: str, record: dict) -> None:
@@ -144,10 +153,41 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _force_bnb_cpu_path(module) -> None:
+    """bitsandbytes.nn.modules: `Linear4bit.__init__` reads `has_avx512bf16()` from this module's namespace."""
+    if BNB_CPU_PATH not in ("avx512bf16", "plain"):
+        raise SystemExit(f"RECIPE_BNB_CPU_PATH={BNB_CPU_PATH!r}: expected avx512bf16 or plain")
+    forced = BNB_CPU_PATH == "avx512bf16"
+    module.has_avx512bf16 = lambda: forced
+    if PROBE_DIR:
+        _write("bnb", {"forced": BNB_CPU_PATH, "layers_told_avx512bf16": module.has_avx512bf16()})
+        _watch_save(module)
+
+
+def _watch_save(module) -> None:
+    """Every 4-bit layer written into a state dict (checkpoints, the adapter, the final save): how many were still
+    repacked, and told to repack; one record per process when it exits."""
+    import atexit
+
+    counts = {"saved_layers": 0, "repacked_at_save": 0, "layer_uses_avx512bf16_layout": 0}
+    original = module.Linear4bit._save_to_state_dict
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        state = getattr(self.weight, "quant_state", None)
+        if state is not None:
+            counts["saved_layers"] += 1
+            counts["repacked_at_save"] += bool(getattr(state, "packing_format_for_cpu", False))
+            counts["layer_uses_avx512bf16_layout"] += bool(self.support_avx512bf16_for_cpu)
+        return original(self, destination, prefix, keep_vars)
+
+    module.Linear4bit._save_to_state_dict = _save_to_state_dict
+    atexit.register(lambda: counts["saved_layers"] and _write("save", counts))
+
+
+callbacks: dict = {}
 if PROBE_DIR:
-    sys.meta_path.insert(
-        0,
-        _AfterImport(
-            {"transformers.modeling_utils": _patch_from_pretrained, "deepspeed.runtime.engine": _patch_engine}
-        ),
-    )
+    callbacks.update({"transformers.modeling_utils": _patch_from_pretrained, "deepspeed.runtime.engine": _patch_engine})
+if BNB_CPU_PATH:
+    callbacks["bitsandbytes.nn.modules"] = _force_bnb_cpu_path
+if callbacks:
+    sys.meta_path.insert(0, _AfterImport(callbacks))
