@@ -117,7 +117,9 @@ def _run_arguments(sub) -> None:
         action="store_true",
         help="also write OUTPUT_DIR/launch/slurm.sbatch (one launcher per node via srun)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace the run in output.dir: removes only what a run wrote there (its .recipe-run manifest)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run in output.dir (removes only what a run wrote there)"
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
     p.add_argument(
         "--verbose",
