@@ -7,9 +7,9 @@
 # 1. a new venv with the newest releases above pyproject.toml's floors (no constraints);
 # 2. the tests that measure tables against the installed libraries: which model types keep packed documents
 #    apart (tests/test_packing.py) and which attention implementations each model type offers
-#    (tests/test_precision.py). If one fails, the table in runner/plan/resolve.py no longer matches what the new
+#    (tests/test_precision.py). If one fails, the table in runner/plan/modeltypes.py no longer matches what the new
 #    release does: the script stops and names the test; change the table, then run the script again;
-# 3. PACKING_PROVEN_ON (runner/plan/resolve.py) set to the new transformers release, and the golden plans
+# 3. PACKING_PROVEN_ON (runner/plan/modeltypes.py) set to the new transformers release, and the golden plans
 #    regenerated with the explicit command (python tests/golden_plans.py);
 # 4. constraints.txt rewritten from `pip freeze` (the project itself left out);
 # 5. the whole suite, on the new versions, as the README runs it.
@@ -34,13 +34,13 @@ tables=(
   "tests/test_precision.py::test_the_attention_table_matches_transformers"
 )
 if ! python -m pytest -q -p no:cacheprovider "${tables[@]}"; then
-  echo "update-lock: a table in runner/plan/resolve.py does not match transformers $transformers_version (the" >&2
+  echo "update-lock: a table in runner/plan/modeltypes.py does not match transformers $transformers_version (the" >&2
   echo "failures above name the model type); change it to what the release does and run this script again." >&2
   echo "constraints.txt is unchanged." >&2
   exit 1
 fi
 
-sed -i -E "s/^PACKING_PROVEN_ON = \"[^\"]*\"/PACKING_PROVEN_ON = \"$transformers_version\"/" runner/plan/resolve.py
+sed -i -E "s/^PACKING_PROVEN_ON = \"[^\"]*\"/PACKING_PROVEN_ON = \"$transformers_version\"/" runner/plan/modeltypes.py
 python tests/golden_plans.py >/dev/null
 
 {
