@@ -11,7 +11,7 @@ from runner.cli.load import load_single
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set, root=getattr(args, "extends_root", None))
     from runner.data.sources import DataError
 
     if args.check:

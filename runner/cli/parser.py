@@ -48,6 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _extends_root_argument(p) -> None:
+    p.add_argument(
+        "--extends-root",
+        metavar="DIR",
+        help="the folder `extends` may read bases from (default: the recipe's git repository, else the folder "
+        "named on the command line or the recipe's own)",
+    )
+
+
 def _validate_arguments(sub) -> None:
     p = sub.add_parser("validate", help="check recipes: schema, cross-field rules, located errors")
     p.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories (searched for *.yaml, *.yml)")
@@ -63,6 +72,7 @@ def _validate_arguments(sub) -> None:
         default="text",
         help="output format (github: Actions annotations)",
     )
+    _extends_root_argument(p)
     p.set_defaults(func=cmd_validate)
 
 
@@ -83,6 +93,7 @@ def _plan_arguments(sub) -> None:
         help="also run one training step of the plan at full size with fake tensors (no GPU, no memory used) and "
         "show its measured peak memory beside the estimate (needs the `train` extra; about 10-40 s)",
     )
+    _extends_root_argument(p)
     p.set_defaults(func=cmd_plan)
 
 
@@ -110,6 +121,7 @@ def _run_arguments(sub) -> None:
         action="store_true",
         help="honour model.trust_remote_code (run the model repository's code)",
     )
+    _extends_root_argument(p)
     p.set_defaults(func=cmd_run)
 
 
@@ -131,6 +143,7 @@ def _data_arguments(sub) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="--check output (json for CI)")
     p.add_argument("--no-tokens", action="store_true", help="--check without the token statistics")
+    _extends_root_argument(p)
     p.set_defaults(func=cmd_data)
 
 
