@@ -35,7 +35,7 @@ def load_tree(
     where: Location | None,
     diagnostics: list,
     files: list,
-    root: Optional[Path] = None,
+    root: Any = None,
 ) -> tuple[Any, Sources]:
     """Parse `path` and everything it extends, merged. Appends to `diagnostics` and, for each file read, `files`.
     `where`: the `extends` that names `path` (None for the recipe itself); `root`: no base outside it is read."""
@@ -47,9 +47,10 @@ def load_tree(
     parsed = parse(text, shown)
     data, sources = parsed.data, parsed.sources
     if where is not None and parsed.diagnostics and not _looks_like_recipe(data):
-        # a base that is not a recipe: say where, never what it holds
-        first = parsed.diagnostics[0].location
-        diagnostics.append(_not_a_recipe(where, shown, f"it is not valid YAML (at {first.render()})"))
+        # a base that is not a recipe: say where, never what it holds (YAML's own messages quote none of it)
+        first = parsed.diagnostics[0]
+        why = first.message if first.rule == "yaml-syntax" and data is None else "it is not a recipe"
+        diagnostics.append(_not_a_recipe(where, shown, f"at {first.location.render()}: {why}"))
         return None, Sources()
     diagnostics.extend(parsed.diagnostics)
     if where is not None and data is not None and not _looks_like_recipe(data):
@@ -100,7 +101,7 @@ def _load_bases(
     sources: Sources,
     diagnostics: list,
     files: list,
-    root: Optional[Path],
+    root: Any,
 ) -> tuple[Any, Sources]:
     """The bases `path` extends, each `(where extends names it, its path)`, loaded and merged in order (a later
     base wins over an earlier one)."""
@@ -144,9 +145,10 @@ def _not_a_recipe(where: Location, shown: str, why: str) -> Diagnostic:
 
 
 def _read_file(
-    path: Path, shown: str, where: Location | None, root: Optional[Path] = None
+    path: Path, shown: str, where: Location | None, root: Any = None
 ) -> tuple[Optional[str], Optional[Diagnostic]]:
-    """The text of a recipe file. A base (`where` names the `extends`) must be a `.yaml`/`.yml` file below `root`;
+    """The text of a recipe file. A base (`where` names the `extends`) must be a `.yaml`/`.yml` file below `root`
+    (a folder, or a sequence of folders: the first is the one named in messages);
     every file must be a regular file under MAX_RECIPE_BYTES: no device, FIFO, directory or /proc file is opened
     for reading, and nothing is read past the limit."""
     loc = where or Location(shown, None, None)
@@ -158,9 +160,10 @@ def _read_file(
     if where is not None:
         if path.suffix not in RECIPE_SUFFIXES:
             return refuse(f"{shown} is not a recipe file: `extends` names only .yaml or .yml files")
-        if root is not None and not path.resolve().is_relative_to(root.resolve()):
+        roots = () if root is None else (root,) if isinstance(root, (str, Path)) else tuple(root)
+        if roots and not any(path.resolve().is_relative_to(Path(r).resolve()) for r in roots):
             return refuse(
-                f"{shown} is outside {root}, the folder recipes may extend from; move the base inside it, or "
+                f"{shown} is outside {roots[0]}, the folder recipes may extend from; move the base inside it, or "
                 "allow another folder with --extends-root DIR"
             )
     try:

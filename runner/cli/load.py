@@ -39,14 +39,16 @@ def find_recipes(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-def extends_root(path, given=None, named=None) -> Path:
-    """The folder a recipe's `extends` may read from: `--extends-root`, else the recipe's git repository, else the
-    folder named on the command line (`named`), else the recipe's own folder."""
+SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"  # what `recipe new --from` extends
+
+
+def extends_root(path, given=None, named=None) -> tuple[Path, Path]:
+    """The folders a recipe's `extends` may read from: `--extends-root`, else the recipe's git repository, else the
+    folder named on the command line (`named`), else the recipe's own folder; and the shipped recipes."""
     from schemas.extends import repository_root
 
-    if given:
-        return Path(given)
-    return repository_root(Path(path)) or Path(named or Path(path).parent)
+    root = Path(given) if given else repository_root(Path(path)) or Path(named or Path(path).parent)
+    return root, SHIPPED_RECIPES
 
 
 def load_and_plan(path, overrides, root=None):
