@@ -308,3 +308,24 @@ def test_data_commands_refuse_a_hostile_template_with_a_located_line(cli, tmp_pa
     code, out, err = cli("data", str(TINY_SFT), *command, "--set", f"model.chat_template={template}")
     assert code == 1 and "Traceback" not in err
     assert f"{TINY_SFT}:--set: error: model.chat_template: the chat template cannot render train row 0" in err
+
+
+# --- found by benchmarks/fuzz_inputs.py ---------------------------------------------------------------------------
+
+
+def test_a_model_name_too_long_for_a_path_is_not_a_traceback(cli):
+    code, out, err = cli("validate", str(TINY_SFT), "--set", "model.name_or_path=" + "x" * 100_000)
+    assert code == 0 and "Traceback" not in err and "memory not estimated" in out
+
+
+def test_a_csv_header_over_the_field_limit_is_an_unreadable_source(tmp_path):
+    recipe, data = data_recipe(tmp_path, b'"' + b"x" * 200_000 + b'"\n')
+    data.rename(tmp_path / "d.csv")
+    recipe.datasets.train[0].source = f"csv:{tmp_path / 'd.csv'}"
+    report = check_recipe(recipe)
+    assert report.refused and any("header line is not valid CSV" in u for u in report.unreadable)
+
+
+def test_a_number_of_5000_digits_in_a_row_is_a_malformed_line():
+    [(number, row, problem)] = list(jsonl_rows_of(b'{"a": ' + b"9" * 5000 + b"}\n"))
+    assert row is None and problem[0] == "malformed-line" and "4300 digits" in problem[1]

@@ -109,6 +109,8 @@ def _json_row(text: str) -> tuple[Any, Optional[tuple]]:
         return None, _decode_problem(text, exc)
     except RecursionError:
         return None, ("malformed-line", "not valid JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return None, ("malformed-line", f"cannot read the JSON: {str(exc).split(';')[0]}")
     column = _lone_surrogate(text, value)
     if column is not None:
         return None, ("invalid-utf8", "a \\u escape of half a surrogate pair: not a character", None, column)
@@ -214,8 +216,9 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
                 return
             pos = end
             continue
-        except RecursionError:
-            yield line, None, ("malformed-line", "not valid JSON: nested too deeply")
+        except (RecursionError, ValueError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+            yield line, None, ("malformed-line", f"cannot read the JSON: {why}")
             return
         if _lone_surrogate(text[pos:end], value) is not None:
             yield line, None, ("invalid-utf8", "a \\u escape of half a surrogate pair: not a character")
@@ -238,7 +241,7 @@ def _skip_value(text: str, pos: int) -> Optional[int]:
     """The end of the JSON value at `pos`, read without the duplicate-key check (None when it is not JSON)."""
     try:
         return json.JSONDecoder().raw_decode(text, pos)[1]
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return None
 
 
@@ -265,6 +268,8 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[t
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise SourceUnreadable(f"{path}:1: the header line is not valid CSV: {exc}") from None
         while True:
             start = reader.line_num + 1
             try:
