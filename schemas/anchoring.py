@@ -77,9 +77,17 @@ def _anchored(value: str, base: Path, always: bool) -> str:
     candidate = Path(value).expanduser()
     if candidate.is_absolute():
         return str(candidate)
-    if always or value.startswith(LOCAL_PREFIXES) or (base / candidate).exists():
+    if always or value.startswith(LOCAL_PREFIXES) or _exists(base / candidate):
         return str((base / candidate).resolve())
     return value  # a Hub id
+
+
+def _exists(path: Path) -> bool:
+    """Whether `path` exists; False for a name the system cannot look up (too long, a NUL in it)."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def anchor_paths(data: dict, sources: Sources, recipe: Path, model: type[BaseModel] = Recipe) -> None:

@@ -7,6 +7,8 @@ base recipe when the value came from there.
 from __future__ import annotations
 
 import copy
+import os
+import stat
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,20 +16,46 @@ from .diagnostics import Diagnostic, Location
 from .yamlsource import Sources, dotted, parse
 
 MAX_EXTENDS_DEPTH = 16
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a few kilobytes
+RECIPE_SUFFIXES = (".yaml", ".yml")
+
+
+def repository_root(path: Path) -> Optional[Path]:
+    """The nearest directory at or above `path`'s that holds `.git` (the recipe's repository), or None."""
+    for folder in Path(path).resolve().parents:
+        if (folder / ".git").exists():
+            return folder
+    return None
 
 
 def load_tree(
-    path: Path, shown: str, stack: tuple[Path, ...], where: Location | None, diagnostics: list, files: list
+    path: Path,
+    shown: str,
+    stack: tuple[Path, ...],
+    where: Location | None,
+    diagnostics: list,
+    files: list,
+    root: Any = None,
 ) -> tuple[Any, Sources]:
-    """Parse `path` and everything it extends, merged. Appends to `diagnostics` and, for each file read, `files`."""
-    text, problem = _read_file(path, shown, where)
+    """Parse `path` and everything it extends, merged. Appends to `diagnostics` and, for each file read, `files`.
+    `where`: the `extends` that names `path` (None for the recipe itself); `root`: no base outside it is read."""
+    text, problem = _read_file(path, shown, where, root)
     if problem:
         diagnostics.append(problem)
         return None, Sources()
     files.append(shown)
     parsed = parse(text, shown)
-    diagnostics.extend(parsed.diagnostics)
     data, sources = parsed.data, parsed.sources
+    if where is not None and parsed.diagnostics and not _looks_like_recipe(data):
+        # a base that is not a recipe: say where, never what it holds (YAML's own messages quote none of it)
+        first = parsed.diagnostics[0]
+        why = first.message if first.rule == "yaml-syntax" and data is None else "it is not a recipe"
+        diagnostics.append(_not_a_recipe(where, shown, f"at {first.location.render()}: {why}"))
+        return None, Sources()
+    diagnostics.extend(parsed.diagnostics)
+    if where is not None and data is not None and not _looks_like_recipe(data):
+        diagnostics.append(_not_a_recipe(where, shown, "its top-level keys are not recipe sections"))
+        return None, Sources()
     if data is None:
         if not parsed.diagnostics:
             diagnostics.append(
@@ -60,13 +88,20 @@ def load_tree(
         )
         return data, sources
     named = [(("extends",), bases)] if isinstance(bases, str) else [(("extends", i), b) for i, b in enumerate(bases)]
-    merged, merged_sources = _load_bases(path, shown, stack, named, sources, diagnostics, files)
+    merged, merged_sources = _load_bases(path, shown, stack, named, sources, diagnostics, files, root)
     result = _merge(merged, data)
     return result, _merged_sources(result, sources, merged_sources)
 
 
 def _load_bases(
-    path: Path, shown: str, stack: tuple[Path, ...], named: list, sources: Sources, diagnostics: list, files: list
+    path: Path,
+    shown: str,
+    stack: tuple[Path, ...],
+    named: list,
+    sources: Sources,
+    diagnostics: list,
+    files: list,
+    root: Any,
 ) -> tuple[Any, Sources]:
     """The bases `path` extends, each `(where extends names it, its path)`, loaded and merged in order (a later
     base wins over an earlier one)."""
@@ -87,7 +122,9 @@ def _load_bases(
                 )
             )
             continue
-        base_data, base_sources = load_tree(base_path, base_shown, stack + (path.resolve(),), loc, diagnostics, files)
+        base_data, base_sources = load_tree(
+            base_path, base_shown, stack + (path.resolve(),), loc, diagnostics, files, root
+        )
         if isinstance(base_data, dict):
             base_data = {k: v for k, v in base_data.items() if k != "extends"}
             new = _merge(merged, base_data)
@@ -96,25 +133,96 @@ def _load_bases(
     return merged, merged_sources
 
 
-def _read_file(path: Path, shown: str, where: Location | None) -> tuple[Optional[str], Optional[Diagnostic]]:
+def _looks_like_recipe(data: Any) -> bool:
+    """A mapping whose top-level keys are all recipe sections (a base may hold any of them, or none)."""
+    from .recipe import Recipe
+
+    return isinstance(data, dict) and all(isinstance(k, str) and k in Recipe.model_fields for k in data)
+
+
+def _not_a_recipe(where: Location, shown: str, why: str) -> Diagnostic:
+    return Diagnostic(where, "extends", f"{shown} is not a recipe file: {why}", "extends-not-a-recipe")
+
+
+def _read_file(
+    path: Path, shown: str, where: Location | None, root: Any = None
+) -> tuple[Optional[str], Optional[Diagnostic]]:
+    """The text of a recipe file. A base (`where` names the `extends`) must be a `.yaml`/`.yml` file below `root`
+    (a folder, or a sequence of folders: the first is the one named in messages);
+    every file must be a regular file under MAX_RECIPE_BYTES: no device, FIFO, directory or /proc file is opened
+    for reading, and nothing is read past the limit."""
     loc = where or Location(shown, None, None)
+    field = "extends" if where else ""
+
+    def refuse(message: str, rule: str = "extends-refused") -> tuple[None, Diagnostic]:
+        return None, Diagnostic(loc, field, message, rule)
+
+    if where is not None:
+        if path.suffix not in RECIPE_SUFFIXES:
+            return refuse(f"{shown} is not a recipe file: `extends` names only .yaml or .yml files")
+        roots = () if root is None else (root,) if isinstance(root, (str, Path)) else tuple(root)
+        if roots and not any(path.resolve().is_relative_to(Path(r).resolve()) for r in roots):
+            return refuse(
+                f"{shown} is outside {roots[0]}, the folder recipes may extend from; move the base inside it, or "
+                "allow another folder with --extends-root DIR"
+            )
     try:
-        return path.read_text(encoding="utf-8"), None
+        info = os.stat(path)
     except FileNotFoundError:
-        return None, Diagnostic(loc, "extends" if where else "", f"file not found: {shown}", "file-not-found")
-    except IsADirectoryError:
-        return None, Diagnostic(
-            loc, "extends" if where else "", f"{shown} is a directory, not a recipe file", "file-not-found"
-        )
-    except UnicodeDecodeError as exc:
-        return None, Diagnostic(
-            Location(shown, None, None),
-            "",
-            f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})",
-            "file-encoding",
-        )
+        return refuse(f"file not found: {shown}", "file-not-found")
     except OSError as exc:
-        return None, Diagnostic(loc, "", f"cannot read {shown}: {exc.strerror}", "file-not-found")
+        return refuse(f"cannot read {shown}: {exc.strerror}", "file-not-found")
+    if stat.S_ISDIR(info.st_mode):
+        return refuse(f"{shown} is a directory, not a recipe file", "file-not-found")
+    if not stat.S_ISREG(info.st_mode):
+        return refuse(f"{shown} is {_kind(info.st_mode)}, not a regular recipe file")
+    if _is_special_filesystem(path):
+        return refuse(f"{shown} is a file the kernel generates (under /{path.resolve().parts[1]}), not a recipe file")
+    if info.st_size > MAX_RECIPE_BYTES:
+        return refuse(f"{shown} is {info.st_size:,} bytes; a recipe file is at most {MAX_RECIPE_BYTES:,}")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # replaced since the check above
+                return refuse(f"{shown} is not a regular recipe file")
+            raw = os.read(fd, MAX_RECIPE_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return refuse(f"cannot read {shown}: {exc.strerror}", "file-not-found")
+    if len(raw) > MAX_RECIPE_BYTES:
+        return refuse(f"{shown} is larger than {MAX_RECIPE_BYTES:,} bytes, the limit for a recipe file")
+    return _decode(raw, shown)
+
+
+def _decode(raw: bytes, shown: str) -> tuple[Optional[str], Optional[Diagnostic]]:
+    """UTF-8 text (a BOM dropped), or where the first byte that is not UTF-8 is, as LINE:COL."""
+    try:
+        return raw.decode("utf-8").removeprefix("\ufeff"), None
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        start = raw.rfind(b"\n", 0, exc.start) + 1
+        column = len(raw[start : exc.start].decode("utf-8", errors="replace")) + 1
+        message = f"the file is not UTF-8 text ({exc.reason}: byte 0x{raw[exc.start]:02x})"
+        return None, Diagnostic(Location(shown, line, column), "", message, "file-encoding")
+
+
+def _is_special_filesystem(path: Path) -> bool:
+    """/proc, /sys and /dev hold files that look regular but are generated when read."""
+    parts = path.resolve().parts
+    return len(parts) > 1 and parts[1] in ("proc", "sys", "dev")
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _merge(base: Any, child: Any) -> Any:

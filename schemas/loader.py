@@ -46,13 +46,20 @@ class Loaded:
         return self.recipe is not None and not self.errors
 
 
-def load(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, check_rules: bool = True) -> Loaded:
-    """Load and validate one recipe. Raises UsageError only for malformed `--set` arguments."""
+def load(
+    path: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    check_rules: bool = True,
+    extends_root: str | Path | tuple | None = None,
+) -> Loaded:
+    """Load and validate one recipe. Raises UsageError only for malformed `--set` arguments.
+    `extends_root`: no base outside this folder (or these folders) is read (None: any `.yaml`/`.yml` file)."""
     parsed_overrides = [(parse_override(o), o) for o in overrides]
     p = Path(path)
     shown = str(path)
     loaded = Loaded(shown)
-    data, sources = load_tree(p, shown, (), None, loaded.diagnostics, loaded.files)
+    data, sources = load_tree(p, shown, (), None, loaded.diagnostics, loaded.files, extends_root)
     if not isinstance(data, dict):
         return loaded
     for (opath, value), raw in parsed_overrides:

@@ -81,6 +81,11 @@ _PREFLIGHT = [
     Check("package-missing", "preflight", "The packages the plan needs are installed."),
     Check("model-missing", "preflight", "A local model (or tokenizer) path is a model directory."),
     Check("chat-template-missing", "preflight", "model.chat_template is a shipped template or a .jinja file."),
+    Check(
+        "chat-template-render",
+        "preflight",
+        "The chat template renders a conversation in a limited sandbox (no error, bounded size, steps and time).",
+    ),
     Check("start-adapter-missing", "preflight", "adapter.start_from is a directory with adapter_config.json."),
     Check("start-adapter-shape", "preflight", "adapter.start_from has the recipe's adapter kind and shape."),
     Check("special-tokens-untrainable", "preflight", "An adapter cannot train tokens new to the vocabulary."),

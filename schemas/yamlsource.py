@@ -26,6 +26,7 @@ DataPath = tuple  # a path into the data: keys (str) and list indices (int)
 _TAG = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_TAG + t for t in ("null", "bool", "int", "float", "str", "timestamp")}
 _MAX_NODES = 200_000
+MAX_DEPTH = 100  # nested mappings and lists; a recipe needs fewer than ten
 
 
 # libyaml's parser when PyYAML was built with it (the wheels are): ~10x faster, same nodes and marks.
@@ -113,7 +114,9 @@ class _Builder:
     def build(self, node: yaml.Node, path: DataPath) -> Any:
         self.count += 1
         if self.count > _MAX_NODES:
-            raise _TooLarge(node)
+            raise _TooLarge(node, "the document expands to too many values (alias bomb?)")
+        if len(path) > MAX_DEPTH:
+            raise _TooLarge(node, f"values are nested more than {MAX_DEPTH} levels deep; a recipe needs a few")
         if id(node) in self.stack:
             self.error(
                 node.start_mark, path, "a YAML alias refers to itself; recipes must be finite", "yaml-recursive-alias"
@@ -196,8 +199,33 @@ class _Builder:
 
 
 class _TooLarge(Exception):
-    def __init__(self, node: yaml.Node):
-        self.node = node
+    def __init__(self, node: yaml.Node, message: str):
+        self.node, self.message = node, message
+
+
+def _position(text: str, index: int) -> tuple[int, int]:
+    """(line, column), 1-based, of the character at `index` of `text`."""
+    index = max(0, min(index, len(text)))
+    start = text.rfind("\n", 0, index) + 1
+    return text.count("\n", 0, index) + 1, index - start + 1
+
+
+_REFUSED = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+
+
+def _refused_character(text: str, file: str) -> Diagnostic | None:
+    """The first character YAML does not allow (control characters, lone surrogates), located."""
+    m = _REFUSED.search(text)
+    if m is None:
+        return None
+    line, column = _position(text, m.start())
+    char = m.group()
+    return Diagnostic(
+        Location(file, line, column),
+        "",
+        f"invalid YAML: the character {ascii(char)} (U+{ord(char):04X}) is not allowed in YAML text",
+        "yaml-syntax",
+    )
 
 
 @dataclass
@@ -209,6 +237,9 @@ class Parsed:
 
 def parse(text: str, file: str) -> Parsed:
     """Parse one YAML document. Problems are returned as diagnostics, never raised."""
+    refused = _refused_character(text, file)
+    if refused is not None:
+        return Parsed(None, Sources(), [refused])
     loader = _Loader(text)
     try:
         try:
@@ -223,7 +254,9 @@ def parse(text: str, file: str) -> Parsed:
             )
         except yaml.YAMLError as exc:
             return Parsed(
-                None, Sources(), [Diagnostic(Location(file, 1, 1), "", f"invalid YAML: {exc}", "yaml-syntax")]
+                None,
+                Sources(),
+                [Diagnostic(Location(file, 1, 1), "", f"invalid YAML: {str(exc).splitlines()[0]}", "yaml-syntax")],
             )
         if node is None:
             return Parsed(None, Sources(), [])
@@ -238,7 +271,7 @@ def parse(text: str, file: str) -> Parsed:
                     Diagnostic(
                         _loc(file, exc.node.start_mark),
                         "",
-                        "the document expands to too many values (alias bomb?)",
+                        exc.message,
                         "yaml-too-large",
                     )
                 ],

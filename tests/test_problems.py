@@ -244,6 +244,14 @@ def _turn_end(tmp_path, rule):
     return check_turn_end(_plan(f"model.chat_template={template}")), check_turn_end(_plan())
 
 
+def _template_render(tmp_path, rule):
+    from runner.run.preflight import check_template
+
+    template = tmp_path / "huge.jinja"
+    template.write_text('{{ "A" * 1000000000 }}')
+    return check_template(_plan(f"model.chat_template={template}")), check_template(_plan())
+
+
 def _assistant_mask(tmp_path, rule):
     from runner.run.preflight import check_assistant_mask
 
@@ -307,6 +315,7 @@ PREFLIGHT_CASES = {
     "start-adapter-shape": _start_adapter,
     "special-tokens-untrainable": _special_tokens,
     "turn-end-token": _turn_end,
+    "chat-template-render": _template_render,
     "assistant-mask": _assistant_mask,
     "data-unreadable": _data,
     "data-bad-rows": _data,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from runner.cli.exits import EXIT_INVALID, EXIT_OK
-from runner.cli.load import find_recipes, load_and_plan
+from runner.cli.load import extends_root, find_recipes, load_and_plan
 from runner.cli.table import render_table
 
 
@@ -34,8 +35,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     files = find_recipes(args.paths)
     everything = []
     invalid = 0
+    folders = [p for p in args.paths if Path(p).is_dir()]
     for f in files:
-        loaded, _ = load_and_plan(f, args.set or ())
+        named = next((d for d in folders if Path(f).resolve().is_relative_to(Path(d).resolve())), None)
+        loaded, _ = load_and_plan(f, args.set or (), extends_root(f, args.extends_root, named))
         if args.no_code:  # CI: a recipe that names code to run is refused
             loaded.diagnostics[:] = [_code_refused(d) for d in loaded.diagnostics]
         everything.extend(loaded.diagnostics)

@@ -11,19 +11,31 @@ from runner.cli.load import load_single
 
 
 def cmd_data(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set, root=getattr(args, "extends_root", None))
+    from runner.common.sandbox import TemplateRefused
     from runner.data.sources import DataError
 
-    if args.check:
-        return _data_check(args, plan)
-    from runner.data.preview import preview
-
     try:
+        if args.check:
+            return _data_check(args, plan)
+        from runner.data.preview import preview
+
         print(preview(loaded.recipe, args.split, args.head, args.json, args.template))
     except DataError as exc:
         print(f"{args.recipe}: error: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except TemplateRefused as exc:
+        print(_at_template(loaded, str(exc)), file=sys.stderr)
+        return EXIT_INVALID
     return EXIT_OK
+
+
+def _at_template(loaded, message: str) -> str:
+    """A template problem as an error line at the recipe's model.chat_template (or model:, or the file)."""
+    from schemas.diagnostics import Diagnostic, Location
+
+    where = loaded.sources.locate(("model", "chat_template")) or Location(loaded.path, 1, 1)
+    return Diagnostic(where, "model.chat_template", message, "chat-template-render").text()
 
 
 def _data_check(args: argparse.Namespace, plan) -> int:
@@ -43,8 +55,12 @@ def _data_check(args: argparse.Namespace, plan) -> int:
 
         datasets.disable_progress_bars()
 
+        from runner.common.sandbox import TemplateRefused
+
         try:
             result["tokens"] = token_stats(plan)
+        except TemplateRefused:
+            raise
         except (DataError, OSError, ValueError) as exc:
             print(f"{args.recipe}: error: cannot count tokens: {exc}", file=sys.stderr)
             return EXIT_INVALID

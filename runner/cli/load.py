@@ -39,11 +39,24 @@ def find_recipes(paths: Sequence[str]) -> list[Path]:
     return found
 
 
-def load_and_plan(path, overrides):
-    """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics."""
+SHIPPED_RECIPES = Path(__file__).resolve().parents[2] / "recipes"  # what `recipe new --from` extends
+
+
+def extends_root(path, given=None, named=None) -> tuple[Path, Path]:
+    """The folders a recipe's `extends` may read from: `--extends-root`, else the recipe's git repository, else the
+    folder named on the command line (`named`), else the recipe's own folder; and the shipped recipes."""
+    from schemas.extends import repository_root
+
+    root = Path(given) if given else repository_root(Path(path)) or Path(named or Path(path).parent)
+    return root, SHIPPED_RECIPES
+
+
+def load_and_plan(path, overrides, root=None):
+    """Load a recipe and, when it validates, resolve its plan; plan problems join the diagnostics. `root`: the
+    folder its bases must be in (default: extends_root())."""
     from schemas import load
 
-    loaded = load(path, overrides)
+    loaded = load(path, overrides, extends_root=root or extends_root(path))
     plan = None
     if loaded.recipe is not None and not loaded.errors:
         from runner.plan import probe_packages, resolve
@@ -55,13 +68,14 @@ def load_and_plan(path, overrides):
     return loaded, plan
 
 
-def load_single(path: str, overrides, fmt: str = "text"):
-    """Load one recipe and its plan, printing diagnostics; raises Invalid when it cannot run."""
+def load_single(path: str, overrides, fmt: str = "text", root=None):
+    """Load one recipe and its plan, printing diagnostics; raises Invalid when it cannot run. `root`:
+    `--extends-root`."""
     from schemas import render
 
     if not Path(path).is_file():
         raise Usage(f"no such recipe file: {path}")
-    loaded, plan = load_and_plan(path, overrides or ())
+    loaded, plan = load_and_plan(path, overrides or (), extends_root(path, root))
     if loaded.diagnostics:
         print(render(loaded.diagnostics, fmt), file=sys.stderr)
     if plan is None or loaded.errors:

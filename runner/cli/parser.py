@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _extends_root_argument(p) -> None:
+    p.add_argument(
+        "--extends-root",
+        metavar="DIR",
+        help="the folder `extends` may read bases from (default: the recipe's git repository, else the folder "
+        "named on the command line or the recipe's own)",
+    )
+
+
 def _validate_arguments(sub) -> None:
     p = sub.add_parser("validate", help="check recipes: schema, cross-field rules, located errors")
     p.add_argument("paths", nargs="+", metavar="PATH", help="recipe files or directories (searched for *.yaml, *.yml)")
@@ -82,6 +91,7 @@ def _validate_arguments(sub) -> None:
         help="refuse recipes that name code to run (reward functions from files or modules, lm-eval task files): "
         "the recipe-runs-code warnings become errors",
     )
+    _extends_root_argument(p)
     p.set_defaults(func=_command("cmd_validate"))
 
 
@@ -102,6 +112,7 @@ def _plan_arguments(sub) -> None:
         help="also run one training step of the plan at full size with fake tensors (no GPU, no memory used) and "
         "show its measured peak memory beside the estimate (needs the `train` extra; about 10-40 s)",
     )
+    _extends_root_argument(p)
     p.set_defaults(func=_command("cmd_plan"))
 
 
@@ -132,6 +143,7 @@ def _run_arguments(sub) -> None:
         help="honour model.trust_remote_code (run the model repository's code)",
     )
     p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
+    _extends_root_argument(p)
     p.set_defaults(func=_command("cmd_run"))
 
 
@@ -153,6 +165,7 @@ def _data_arguments(sub) -> None:
     )
     p.add_argument("--format", choices=("text", "json"), default="text", help="--check output (json for CI)")
     p.add_argument("--no-tokens", action="store_true", help="--check without the token statistics")
+    _extends_root_argument(p)
     p.set_defaults(func=_command("cmd_data"))
 
 

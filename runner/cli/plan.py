@@ -11,7 +11,7 @@ from runner.cli.load import load_single
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set, root=getattr(args, "extends_root", None))
     if args.explain:
         from runner.cli.planview import explain_fields, render_explain
 

@@ -15,7 +15,7 @@ from runner.common.rundir import WRITE_ERRORS, OutputDirError, cannot_write, tak
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded, plan = load_single(args.recipe, args.set)
+    loaded, plan = load_single(args.recipe, args.set, root=getattr(args, "extends_root", None))
     from runner.plan.launchfiles import shell_command
     from runner.run.launch import write_launch_files
 

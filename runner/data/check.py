@@ -37,7 +37,7 @@ class Scan:
     rows: int = 0
     columns: set = field(default_factory=set)
     counts: Counter = field(default_factory=Counter)  # bad rows by (kind, column)
-    examples: list = field(default_factory=list)  # [(kind, column, number, detail)], EXAMPLES per (kind, column)
+    examples: list = field(default_factory=list)  # [(kind, column, number, detail, at)], EXAMPLES per (kind, column)
     digests: Any = None  # array('Q') of the good rows' hashes, in order
     numbers: Any = None  # array('Q') of their line numbers / row indices
     types: dict = field(default_factory=dict)  # first type of each column
@@ -53,7 +53,7 @@ class Scan:
         self.rows += other.rows
         self.columns |= other.columns
         self.counts.update(other.counts)
-        shown = Counter((k, c) for k, c, _, _ in self.examples)
+        shown = Counter(example[:2] for example in self.examples)
         for example in other.examples:
             if shown[example[:2]] < EXAMPLES:
                 shown[example[:2]] += 1
@@ -81,7 +81,8 @@ def scan(rows: Iterator[tuple[int, Any, Optional[tuple]]], check: RowChecker) ->
             out.counts[(kind, column)] += 1
             if shown[(kind, column)] < EXAMPLES:
                 shown[(kind, column)] += 1
-                out.examples.append((kind, column, number, detail))
+                at = problem[3] if len(problem) > 3 else None  # the column number in the line, when known
+                out.examples.append((kind, column, number, detail, at))
             continue
         digests.append(row_digest(records))
         numbers.append(number)
@@ -218,11 +219,11 @@ def check_recipe(recipe: Any) -> Report:
                 if column not in everywhere or kind != "missing-field":
                     report.counts[kind] += n
                     count.bad += n
-            for kind, column, number, detail in result.examples:
+            for kind, column, number, detail, at in result.examples:
                 if column not in everywhere or kind != "missing-field":
                     shown = report.examples.setdefault(kind, [])
                     if len(shown) < EXAMPLES:
-                        shown.append(Finding(kind, locate(entry, number), detail, column))
+                        shown.append(Finding(kind, locate(entry, number), detail, column, at))
             digests.append(np.frombuffer(result.digests, dtype=np.uint64))
             owners.append((entry, np.frombuffer(result.numbers, dtype=np.uint64)))
         joined = np.concatenate(digests) if digests else np.zeros(0, dtype=np.uint64)

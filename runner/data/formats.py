@@ -31,7 +31,8 @@ Message = dict[str, str]
 # (runner/data/readers.py); the others from the presets here.
 KINDS = {
     "malformed-line": "the line is not valid JSON or CSV",
-    "invalid-utf8": "the line is not valid UTF-8",
+    "invalid-utf8": "the line is not valid UTF-8 (or a \\u escape is half a surrogate pair)",
+    "duplicate-key": "a JSON object gives the same key twice (a JSON reader keeps only the last)",
     "not-an-object": "the row is not a JSON object",
     "too-large": "the row is larger than datasets.max_row_bytes",
     "missing-field": "a required field is absent or null",

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runner.common.sandbox import TemplateRefused, check_render
 from runner.plan.training import loss_scope
 
 OPEN, CLOSE = "«", "»"  # marks the tokens the loss is computed on
 
 
 def _render(tokenizer, messages: list, generation_prompt: bool = False) -> str:
+    check_render(tokenizer, messages, generation_prompt)  # a hostile template fails there, with one line
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt)
 
 
@@ -26,6 +28,7 @@ def _prompt_then(tokenizer, prompt: list, completion: list) -> str:
 def assistant_marked(tokenizer, messages: list) -> str:
     """The conversation as the trainer tokenizes it, with the tokens of the assistant mask (what TRL's
     `assistant_only_loss` trains on, from the template's `{% generation %}` markers) between « and »."""
+    check_render(tokenizer, messages)
     encoded = tokenizer.apply_chat_template(
         messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
     )
@@ -74,7 +77,12 @@ def preview(recipe: Any, split: str, head: int, as_json: bool, template: bool) -
         from runner.common.models import recipe_tokenizer
 
         tokenizer = recipe_tokenizer(recipe)
-        rendered = [templated_row(r, tokenizer, recipe) for r in rows]
+        rendered = []
+        for i, r in enumerate(rows):
+            try:
+                rendered.append(templated_row(r, tokenizer, recipe))
+            except TemplateRefused as exc:
+                raise TemplateRefused(f"the chat template cannot render {split} row {i}: {exc}") from None
         if as_json:
             return json.dumps(rendered, indent=2, ensure_ascii=False)
         blocks = []

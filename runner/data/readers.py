@@ -32,11 +32,88 @@ def row_slice(split: str) -> tuple[int, Optional[int]] | None:
     return int(m[1] or 0), (int(m[2]) if m[2] else None)
 
 
-def _json_row(text: str) -> tuple[Any, Optional[tuple[str, str]]]:
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str):
+        self.key = key
+
+
+def _unique_pairs(pairs: list) -> dict:
+    """json's object hook: an object as a dict, refusing a key given twice (json would keep the last silently)."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set = set()
+        raise _DuplicateKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return out
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_pairs)
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)(\\u[dD][89a-fA-F][0-9a-fA-F]{2})")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_surrogate(value: Any) -> bool:
+    if isinstance(value, str):
+        return _SURROGATE.search(value) is not None
+    if isinstance(value, dict):
+        return any(_has_surrogate(k) or _has_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_surrogate(v) for v in value)
+    return False
+
+
+def _lone_surrogate(text: str, value: Any) -> Optional[int]:
+    """The 1-based column of the first `\\uD800`-`\\uDFFF` escape of `text` that is not half of a pair (1 when it
+    cannot be told), or None when `value` (what json read from `text`) holds no lone surrogate."""
+    if "\\u" not in text or not _has_surrogate(value):
+        return None
+    pending = None  # the span of a high surrogate waiting for its low half
+    for m in _SURROGATE_ESCAPE.finditer(text):
+        start, end = m.span(2)
+        high = m.group(2)[3] in "89abAB"
+        if pending is not None and not high and start == pending[1]:
+            pending = None
+            continue
+        if pending is not None:
+            return pending[0] + 1
+        if not high:
+            return start + 1
+        pending = (start, end)
+    return pending[0] + 1 if pending is not None else 1
+
+
+def _key_column(text: str, key: str) -> Optional[int]:
+    """The 1-based column of the second `"key":` in a line, or None."""
+    found = [m.start() + 1 for m in re.finditer(re.escape(json.dumps(key)) + r"\s*:", text)]
+    if len(found) < 2:
+        found = [m.start() + 1 for m in re.finditer(re.escape(json.dumps(key, ensure_ascii=False)) + r"\s*:", text)]
+    return found[1] if len(found) > 1 else None
+
+
+def _decode_problem(text: str, exc: Exception) -> tuple:
+    """(kind, detail, column name, column number) for what json refused in `text`."""
+    if isinstance(exc, _DuplicateKey):
+        return (
+            "duplicate-key",
+            f"the key {json.dumps(exc.key)} is given twice in one object (a JSON reader keeps only the last)",
+            exc.key,
+            _key_column(text, exc.key),
+        )
+    assert isinstance(exc, json.JSONDecodeError)
+    return "malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}", None, exc.colno
+
+
+def _json_row(text: str) -> tuple[Any, Optional[tuple]]:
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
+        value = _DECODER.decode(text)
+    except (json.JSONDecodeError, _DuplicateKey) as exc:
+        return None, _decode_problem(text, exc)
+    except RecursionError:
+        return None, ("malformed-line", "not valid JSON: nested too deeply")
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        return None, ("malformed-line", f"cannot read the JSON: {str(exc).split(';')[0]}")
+    column = _lone_surrogate(text, value)
+    if column is not None:
+        return None, ("invalid-utf8", "a \\u escape of half a surrogate pair: not a character", None, column)
     if isinstance(value, dict):
         return value, None
     if isinstance(value, list):
@@ -46,6 +123,13 @@ def _json_row(text: str) -> tuple[Any, Optional[tuple[str, str]]]:
             "array, use the `json:` source kind)",
         )
     return None, ("not-an-object", f"a JSON {type(value).__name__}, not an object")
+
+
+def _utf8_problem(raw: bytes, exc: UnicodeDecodeError, of: str = "line") -> tuple:
+    """The invalid-utf8 problem, at the column (in characters) of the first byte that is not UTF-8."""
+    start = raw.rfind(b"\n", 0, exc.start) + 1
+    column = len(raw[start : exc.start].decode("utf-8", errors="replace")) + 1
+    return "invalid-utf8", f"invalid UTF-8 ({exc.reason}: byte 0x{raw[exc.start]:02x})", None, column
 
 
 def _lines(
@@ -79,7 +163,7 @@ def jsonl_rows(path: Path, max_bytes: int, span=None) -> Iterator[tuple[int, Any
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as exc:
-            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
+            yield number, None, _utf8_problem(line, exc)
             continue
         row, problem = _json_row(text)
         yield number, row, problem
@@ -93,7 +177,7 @@ def _read_text(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
         try:
             yield number, {"text": line.decode("utf-8")}, None
         except UnicodeDecodeError as exc:
-            yield number, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line")
+            yield number, None, _utf8_problem(line, exc)
 
 
 def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[tuple]]]:
@@ -102,14 +186,13 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        yield line, None, ("invalid-utf8", f"invalid UTF-8 at byte {exc.start + 1} of the file")
+        yield raw.count(b"\n", 0, exc.start) + 1, None, _utf8_problem(raw, exc)
         return
     start = len(text) - len(text.lstrip())
     if not text[start:].startswith("["):  # not an array: one object per line
         yield from jsonl_rows(path, max_bytes)
         return
-    decoder, pos, line, seen = json.JSONDecoder(), start + 1, 1 + text.count("\n", 0, start), start
+    decoder, pos, line, seen = _DECODER, start + 1, 1 + text.count("\n", 0, start), start
     while True:
         while pos < len(text) and text[pos] in " \t\r\n,":
             pos += 1
@@ -120,8 +203,27 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
         try:
             value, end = decoder.raw_decode(text, pos)
         except json.JSONDecodeError as exc:
-            yield exc.lineno, None, ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}")
+            yield (
+                exc.lineno,
+                None,
+                ("malformed-line", f"not valid JSON: {exc.msg} at column {exc.colno}", None, exc.colno),
+            )
             return  # the rest of the array cannot be delimited
+        except _DuplicateKey as exc:
+            yield line, None, _decode_problem("", exc)[:3]
+            end = _skip_value(text, pos)
+            if end is None:
+                return
+            pos = end
+            continue
+        except (RecursionError, ValueError) as exc:
+            why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(";")[0]
+            yield line, None, ("malformed-line", f"cannot read the JSON: {why}")
+            return
+        if _lone_surrogate(text[pos:end], value) is not None:
+            yield line, None, ("invalid-utf8", "a \\u escape of half a surrogate pair: not a character")
+            pos = end
+            continue
         if end - pos > max_bytes:
             yield line, None, ("too-large", f"{end - pos:,} bytes, over datasets.max_row_bytes")
         elif isinstance(value, dict):
@@ -133,6 +235,14 @@ def _read_json(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[
                 ("not-an-object", f"a JSON {type(value).__name__} in the array, not an object"),
             )
         pos = end
+
+
+def _skip_value(text: str, pos: int) -> Optional[int]:
+    """The end of the JSON value at `pos`, read without the duplicate-key check (None when it is not JSON)."""
+    try:
+        return json.JSONDecoder().raw_decode(text, pos)[1]
+    except (ValueError, RecursionError):
+        return None
 
 
 def _csv_value(text: str) -> Any:
@@ -158,6 +268,8 @@ def _read_csv(path: Path, max_bytes: int) -> Iterator[tuple[int, Any, Optional[t
             header = next(reader)
         except StopIteration:
             return
+        except csv.Error as exc:
+            raise SourceUnreadable(f"{path}:1: the header line is not valid CSV: {exc}") from None
         while True:
             start = reader.line_num + 1
             try:

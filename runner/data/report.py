@@ -21,10 +21,16 @@ class Finding:
     kind: str
     location: str  # FILE:LINE, or SOURCE split S row I
     detail: str
-    column: Optional[str] = None
+    column: Optional[str] = None  # the field the problem is in
+    at: Optional[int] = None  # the column number in the line (1-based), when known
+
+    @property
+    def where(self) -> str:
+        """FILE:LINE:COL when the column in the line is known, else the location."""
+        return f"{self.location}:{self.at}" if self.at else self.location
 
     def __str__(self) -> str:
-        return f"{self.location}: {self.detail}"
+        return f"{self.where}: {self.detail}"
 
 
 @dataclass
@@ -69,7 +75,8 @@ class Report:
             "bad": self.bad,
             "counts": dict(self.counts.most_common()),
             "examples": {
-                k: [{"location": p.location, "detail": p.detail} for p in v] for k, v in self.examples.items()
+                k: [{"location": p.location, "at": p.where, "detail": p.detail} for p in v]
+                for k, v in self.examples.items()
             },
             "skipped": dict(self.counts) if self.bad_rows == "skip" else {},
             "unreadable": self.unreadable,
@@ -119,7 +126,7 @@ def problems_of(report: dict) -> list[Problem]:
     out = [Problem(("datasets",), u, "data-unreadable") for u in report["unreadable"]]
     if report["bad"] and report["bad_rows"] == "refuse":
         counts = ", ".join(f"{n} {k}" for k, n in report["counts"].items())
-        first = "; ".join(f"{v[0]['location']}: {v[0]['detail']}" for v in report["examples"].values())
+        first = "; ".join(f"{v[0].get('at', v[0]['location'])}: {v[0]['detail']}" for v in report["examples"].values())
         message = (
             f"{report['bad']} bad row(s) ({counts}); first: {first}. `recipe data RECIPE --check` lists "
             "them; fix them, or set `datasets.bad_rows: skip` to train without them (counted and recorded)"

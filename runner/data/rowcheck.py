@@ -79,4 +79,6 @@ def row_digest(records: list[dict]) -> int:
                 parts.extend(f"{m['role']}\x1e{m['content']}" for m in value)
             else:
                 parts.append(repr(value))
-    return int.from_bytes(hashlib.blake2b("\x1f".join(parts).encode(), digest_size=8).digest(), "little")
+    return int.from_bytes(
+        hashlib.blake2b("\x1f".join(parts).encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
+    )

@@ -14,6 +14,7 @@ import math
 import os
 from typing import Any
 
+from runner.common.sandbox import TemplateRefused, check_render
 from runner.plan.training import loss_scope
 
 BINS = 10
@@ -24,6 +25,7 @@ def _lengths(tokenizer: Any, row: dict, assistant_only: bool, completion_only: b
     total (tokens the trainer processes: both sequences of a pair)."""
 
     def render(messages: list, generation_prompt: bool = False) -> list[int]:
+        check_render(tokenizer, messages, generation_prompt)  # a hostile template fails there, with one line
         return tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=generation_prompt)[
             "input_ids"
         ]
@@ -33,6 +35,7 @@ def _lengths(tokenizer: Any, row: dict, assistant_only: bool, completion_only: b
         return {"length": n, "prompt": 0, "trained": n, "total": n}
     if "messages" in row:
         if assistant_only:
+            check_render(tokenizer, row["messages"])
             encoded = tokenizer.apply_chat_template(
                 row["messages"], tokenize=True, return_dict=True, return_assistant_tokens_mask=True
             )
@@ -73,11 +76,14 @@ def split_stats(ds: Any, tokenizer: Any, plan: Any) -> dict:
     )
     max_length = args.get("max_length")
 
-    def batch_fn(batch: dict) -> dict:
-        n = len(next(iter(batch.values())))
+    def batch_fn(batch: dict, indices: list) -> dict:
         out: dict[str, list] = {}
-        for i in range(n):
-            for k, v in _lengths(tokenizer, {k: batch[k][i] for k in batch}, assistant_only, completion_only).items():
+        for i, index in enumerate(indices):
+            try:
+                lengths = _lengths(tokenizer, {k: batch[k][i] for k in batch}, assistant_only, completion_only)
+            except TemplateRefused as exc:
+                raise TemplateRefused(f"row {index}: {exc}") from None
+            for k, v in lengths.items():
                 out.setdefault(k, []).append(v)
         return out
 
@@ -85,6 +91,7 @@ def split_stats(ds: Any, tokenizer: Any, plan: Any) -> dict:
     lengths = ds.map(
         batch_fn,
         batched=True,
+        with_indices=True,
         batch_size=500,
         num_proc=procs if procs > 1 else None,
         remove_columns=ds.column_names,
@@ -131,9 +138,14 @@ def token_stats(plan: Any) -> dict:
 
     tokenizer = recipe_tokenizer(plan.recipe)
     train, held_out = load_splits(plan.recipe)
-    out: dict[str, Any] = {"train": split_stats(train, tokenizer, plan)}
-    if held_out is not None:
-        out["eval"] = split_stats(held_out, tokenizer, plan)
+    out: dict[str, Any] = {}
+    for split, ds in (("train", train), ("eval", held_out)):
+        if ds is None:
+            continue
+        try:
+            out[split] = split_stats(ds, tokenizer, plan)
+        except TemplateRefused as exc:
+            raise TemplateRefused(f"the chat template cannot render {split} {exc}") from None
     global_batch = plan.micro_batch_size * plan.gradient_accumulation_steps * plan.world_size
     out["global_batch_size"] = global_batch
     out["steps_per_epoch"] = math.ceil(out["train"]["rows"] / global_batch)

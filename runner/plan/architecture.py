@@ -217,12 +217,20 @@ def _table() -> dict[str, Architecture]:
 def config_fields(name_or_path: str) -> dict:
     """The config.json fields of a model: its local config.json, or its entry in the shipped table."""
     config = Path(name_or_path) / "config.json"
-    if config.is_file():
+    if _is(config, "is_file"):
         return json.loads(config.read_text(encoding="utf-8"))
     entry = _raw_table().get(name_or_path.lower())
     if entry is None:
         raise ValueError(find_architecture(name_or_path)[1])
     return {k: v for k, v in entry.items() if k != "_key"}
+
+
+def _is(path: Path, test: str) -> bool:
+    """`path.is_file()` / `path.exists()`, False for a name the system cannot look up (too long, a NUL in it)."""
+    try:
+        return getattr(path, test)()
+    except (OSError, ValueError):
+        return False
 
 
 def known_ids() -> list[str]:
@@ -233,7 +241,7 @@ def find_architecture(name_or_path: str) -> tuple[Optional[Architecture], str]:
     """The architecture of a model and where it came from; (None, reason) when it cannot be known offline."""
     path = Path(name_or_path)
     config = path / "config.json"
-    if config.is_file():
+    if _is(config, "is_file"):
         try:
             return _from_config(name_or_path, json.loads(config.read_text(encoding="utf-8"))), f"read from {config}"
         except (ValueError, json.JSONDecodeError) as exc:
@@ -241,7 +249,7 @@ def find_architecture(name_or_path: str) -> tuple[Optional[Architecture], str]:
     arch = _table().get(name_or_path.lower())
     if arch is not None:
         return arch, f"shipped architecture table ({arch.name})"
-    if path.exists():
+    if _is(path, "exists"):
         return None, f"{name_or_path} has no config.json"
     return (
         None,

@@ -222,6 +222,11 @@ def check_template(plan: Plan) -> list[Problem]:
     tokenizer = _tokenizer(plan)
     if tokenizer is None:
         return []
+    from runner.common.sandbox import template_refusal
+
+    refused = template_refusal(tokenizer)  # rendered in a limited sandbox before transformers renders it
+    if refused:
+        return [Problem(("model", "chat_template"), refused, "chat-template-render")]
     return check_turn_end(plan, tokenizer) + check_assistant_mask(plan, tokenizer)
 
 
