@@ -11,7 +11,8 @@ from pathlib import Path
 
 from runner.cli.exits import EXIT_INVALID, EXIT_OK
 from runner.cli.load import load_single
-from runner.common.rundir import WRITE_ERRORS, OutputDirError, cannot_write, take
+from runner.common.files import cannot_write
+from runner.common.rundir import WRITE_ERRORS, OutputDirError, take
 
 
 def cmd_run(args: argparse.Namespace) -> int:

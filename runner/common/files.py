@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -61,3 +62,10 @@ def read_jsonl(path: Path) -> list[dict]:
 def last_value(rows: list[dict], key: str) -> Any:
     """The last value `key` took in `rows`, or None."""
     return next((r[key] for r in reversed(rows) if key in r), None)
+
+
+def cannot_write(path: Path, exc: OSError) -> str:
+    """One line for a write into the output directory that failed: the path, why, and what to do."""
+    reason = exc.strerror or str(exc)
+    hint = "free space on its disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+    return f"output.dir: cannot write {path}: {reason}; {hint}, or set output.dir to a writable directory"

@@ -83,7 +83,7 @@ def acquire(out_dir: Path, command: str) -> RunLock:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:  # read-only, full, or the lock's name is a link (ELOOP): one line, no traceback
-        from runner.common.rundir import cannot_write
+        from runner.common.files import cannot_write
 
         raise LockError(cannot_write(path, exc)) from None
     try:

@@ -19,6 +19,7 @@ import os
 import shutil
 from pathlib import Path
 
+from runner.common.files import cannot_write
 from runner.common.lock import LOCK_NAME
 
 MARKER = ".recipe-run"
@@ -28,12 +29,6 @@ WRITE_ERRORS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQU
 
 class OutputDirError(Exception):
     """The output directory cannot be taken or written; the message names it and says what to do."""
-
-
-def cannot_write(path: Path, exc: OSError) -> str:
-    reason = exc.strerror or str(exc)
-    hint = "free space on its disk" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-    return f"output.dir: cannot write {path}: {reason}; {hint}, or set output.dir to a writable directory"
 
 
 def _append(out: Path, records: list[dict]) -> None:
