@@ -384,7 +384,7 @@ def test_bad_rows_refuse_a_run_before_launch_or_are_skipped_and_recorded(tmp_pat
     refused = run(*args, env=env)
     assert refused.returncode == 1 and not out.exists()
     assert "2 bad row(s) (1 missing-field, 1 malformed-line)" in refused.stderr
-    assert f"{data}:41: `rejected` is missing" in refused.stderr and f"{data}:82: not valid JSON" in refused.stderr
+    assert f"{data}:41: `rejected` is missing" in refused.stderr and f"{data}:82:2: not valid JSON" in refused.stderr
     skipped = run(
         *args,
         "--set",

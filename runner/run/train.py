@@ -99,7 +99,7 @@ def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
         trainer.remove_callback(duplicate)
     out = Path(plan.output_dir)
     if trainer.accelerator.is_main_process:
-        record_created(out, "checkpoint-*", "runs")  # named by transformers: checkpoints, TensorBoard logs
+        record_created(out, "checkpoint-*", "runs", "README.md")  # checkpoints, TensorBoard logs, TRL's model card
     refuse_symlinks(out)
     stage("train")
     trainer.train(resume_from_checkpoint=True if resume else None)
