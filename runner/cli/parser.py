@@ -8,13 +8,8 @@ import sys
 from runner.cli.exits import EXIT_USAGE
 
 
-def _command(name: str):
-    """The function that runs a command, imported when the command runs (`recipe validate` loads only its own)."""
-    module = {
-        "cmd_chat": "after", "cmd_eval": "after", "cmd_merge": "after", "cmd_list": "check", "cmd_schema": "check",
-        "cmd_validate": "check", "cmd_data": "data", "cmd_diff": "diff", "cmd_hardware": "hardware",
-        "cmd_import": "migrate", "cmd_new": "new", "cmd_plan": "plan", "cmd_run": "run", "cmd_runs": "runs",
-    }[name]  # fmt: skip
+def _command(module: str, name: str):
+    """`runner.cli.MODULE.NAME`, imported when the command runs (`recipe validate` loads only its own module)."""
 
     def run(args: argparse.Namespace) -> int:
         import importlib
@@ -92,7 +87,7 @@ def _validate_arguments(sub) -> None:
         "the recipe-runs-code warnings become errors",
     )
     _extends_root_argument(p)
-    p.set_defaults(func=_command("cmd_validate"))
+    p.set_defaults(func=_command("check", "cmd_validate"))
 
 
 def _plan_arguments(sub) -> None:
@@ -113,7 +108,7 @@ def _plan_arguments(sub) -> None:
         "show its measured peak memory beside the estimate (needs the `train` extra; about 10-40 s)",
     )
     _extends_root_argument(p)
-    p.set_defaults(func=_command("cmd_plan"))
+    p.set_defaults(func=_command("plan", "cmd_plan"))
 
 
 def _run_arguments(sub) -> None:
@@ -144,7 +139,7 @@ def _run_arguments(sub) -> None:
     )
     p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
     _extends_root_argument(p)
-    p.set_defaults(func=_command("cmd_run"))
+    p.set_defaults(func=_command("run", "cmd_run"))
 
 
 def _data_arguments(sub) -> None:
@@ -166,7 +161,7 @@ def _data_arguments(sub) -> None:
     p.add_argument("--format", choices=("text", "json"), default="text", help="--check output (json for CI)")
     p.add_argument("--no-tokens", action="store_true", help="--check without the token statistics")
     _extends_root_argument(p)
-    p.set_defaults(func=_command("cmd_data"))
+    p.set_defaults(func=_command("data", "cmd_data"))
 
 
 def _runs_arguments(sub) -> None:
@@ -174,19 +169,19 @@ def _runs_arguments(sub) -> None:
     p.add_argument(
         "dir", nargs="?", default="outputs", metavar="DIR", help="outputs directory, or one run's output.dir"
     )
-    p.set_defaults(func=_command("cmd_runs"))
+    p.set_defaults(func=_command("runs", "cmd_runs"))
 
 
 def _hardware_arguments(sub) -> None:
     p = sub.add_parser("hardware", help="list hardware profiles, or --detect this machine")
     p.add_argument("--detect", action="store_true", help="print this machine as a profile")
-    p.set_defaults(func=_command("cmd_hardware"))
+    p.set_defaults(func=_command("hardware", "cmd_hardware"))
 
 
 def _schema_arguments(sub) -> None:
     p = sub.add_parser("schema", help="print the recipe JSON Schema (or, with --reference, the Markdown reference)")
     p.add_argument("--reference", action="store_true", help="print docs/recipe-reference.md instead")
-    p.set_defaults(func=_command("cmd_schema"))
+    p.set_defaults(func=_command("check", "cmd_schema"))
 
 
 def _merge_arguments(sub) -> None:
@@ -218,7 +213,7 @@ def _merge_arguments(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing merged model in --to")
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
-    p.set_defaults(func=_command("cmd_merge"))
+    p.set_defaults(func=_command("after", "cmd_merge"))
 
 
 def _chat_arguments(sub) -> None:
@@ -247,7 +242,7 @@ def _chat_arguments(sub) -> None:
     )
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
-    p.set_defaults(func=_command("cmd_chat"))
+    p.set_defaults(func=_command("after", "cmd_chat"))
 
 
 def _eval_arguments(sub) -> None:
@@ -285,7 +280,7 @@ def _eval_arguments(sub) -> None:
     p.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--trust-remote-code", action="store_true", help="honour model.trust_remote_code")
     p.add_argument("--trust-code", action="store_true", help=TRUST_CODE)
-    p.set_defaults(func=_command("cmd_eval"))
+    p.set_defaults(func=_command("after", "cmd_eval"))
 
 
 def _import_arguments(sub) -> None:
@@ -309,7 +304,7 @@ def _import_arguments(sub) -> None:
     p.add_argument("--strict", action="store_true", help="refuse (write nothing) when any source key is dropped")
     p.add_argument("--force", action="store_true", help="replace an existing recipe file")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_command("cmd_import"))
+    p.set_defaults(func=_command("migrate", "cmd_import"))
 
 
 def _diff_arguments(sub) -> None:
@@ -317,7 +312,7 @@ def _diff_arguments(sub) -> None:
     p.add_argument("a", metavar="A", help="a recipe file or a run's output.dir")
     p.add_argument("b", metavar="B", help="a recipe file or a run's output.dir")
     p.add_argument("--json", action="store_true", help="print {a, b, recipe: [...], plan: [...], problems}")
-    p.set_defaults(func=_command("cmd_diff"))
+    p.set_defaults(func=_command("diff", "cmd_diff"))
 
 
 def _new_arguments(sub) -> None:
@@ -331,11 +326,11 @@ def _new_arguments(sub) -> None:
         help="the recipe to extend: a file, or a shipped recipe's name",
     )
     p.add_argument("--force", action="store_true", help="replace an existing file")
-    p.set_defaults(func=_command("cmd_new"))
+    p.set_defaults(func=_command("new", "cmd_new"))
 
 
 def _list_arguments(sub) -> None:
     p = sub.add_parser("list", help="list the recipes in a directory")
     p.add_argument("dir", nargs="?", default="recipes", metavar="DIR", help="directory to search (default: recipes)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=_command("cmd_list"))
+    p.set_defaults(func=_command("check", "cmd_list"))

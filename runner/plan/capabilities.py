@@ -14,11 +14,6 @@ from .modeltypes import LIGER_MODEL_TYPES, PACKING_PROVEN, PACKING_PROVEN_ON, UN
 from .types import Decision, Problem
 
 
-def attention_choices(arch: Optional[Architecture]) -> Optional[tuple[str, ...]]:
-    """What the model type supports besides `eager`; None when the model is not known (nothing is checked)."""
-    return None if arch is None else arch.facts.attention
-
-
 def decide_attention(
     r: Recipe, hw: HardwareProfile, precision: str, arch: Optional[Architecture], probe: dict, out: list[Decision],
     problems: list[Problem],
@@ -27,7 +22,7 @@ def decide_attention(
     if arch is not None and arch.is_mamba:
         out.append(Decision("attention", "none", f"{arch.model_type} is a state-space model without attention"))
         return "eager"
-    supported = attention_choices(arch)
+    supported = None if arch is None else arch.facts.attention  # besides eager; None: not known, not checked
     if chosen != "auto":
         if supported is not None and chosen != "eager" and chosen not in supported:
             offered = ", ".join(("eager", *supported))
