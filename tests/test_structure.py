@@ -110,10 +110,14 @@ def test_a_plan_of_another_version_is_refused():
         Plan.from_json({k: v for k, v in plan.items() if k != "version"})
 
 
+def _sections(union) -> dict:
+    """kind -> section class of a union discriminated by `kind` (Objective, Adapter)."""
+    (members,) = [a for a in typing.get_args(union) if typing.get_origin(a) is typing.Union]
+    return {typing.get_args(c.model_fields["kind"].annotation)[0]: c for c in typing.get_args(members)}
+
+
 def test_every_objective_kind_has_its_facts_and_they_name_real_classes():
-    (union,) = [a for a in typing.get_args(Objective) if typing.get_origin(a) is typing.Union]
-    kinds = [typing.get_args(c.model_fields["kind"].annotation)[0] for c in typing.get_args(union)]
-    assert sorted(OBJECTIVES) == sorted(kinds)
+    assert sorted(OBJECTIVES) == sorted(_sections(Objective))
     from runner.common.models import import_dotted
     from schemas.datasets import FORMATS
 
@@ -125,18 +129,13 @@ def test_every_objective_kind_has_its_facts_and_they_name_real_classes():
         assert set(f.families) <= families, kind
 
 
-def _kinds(union) -> list[str]:
-    (members,) = [a for a in typing.get_args(union) if typing.get_origin(a) is typing.Union]
-    return [typing.get_args(c.model_fields["kind"].annotation)[0] for c in typing.get_args(members)]
-
-
 def test_every_adapter_kind_has_its_facts_and_they_name_peft_classes():
     import peft
 
     from runner.common.models import import_dotted
     from schemas.adapters import ADAPTERS, Adapter
 
-    assert sorted(ADAPTERS) == sorted(_kinds(Adapter))
+    assert sorted(ADAPTERS) == sorted(_sections(Adapter))
     for kind, f in ADAPTERS.items():
         if kind == "full":
             assert f.peft_config is None and f.peft_type is None
@@ -152,8 +151,7 @@ def test_each_objectives_trl_arguments_are_fields_of_its_section_and_its_config_
 
     from runner.common.models import import_dotted
 
-    (members,) = [a for a in typing.get_args(Objective) if typing.get_origin(a) is typing.Union]
-    sections = {typing.get_args(c.model_fields["kind"].annotation)[0]: c for c in typing.get_args(members)}
+    sections = _sections(Objective)
     for kind, f in OBJECTIVES.items():
         config_fields = {x.name for x in dataclasses.fields(import_dotted(f.config))}
         for argument, field in f.trl_args:
