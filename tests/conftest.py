@@ -129,10 +129,12 @@ TRAINED = {
 
 
 class TrainedRuns:
-    """`trained_runs(name)` -> (output dir, the `recipe run` process); trains on first use, once per session.
+    """`trained_runs(name)` -> (output dir, the `recipe run` process); trains on first use, once per test session.
 
     Each run has a folder of its own (ROOT/NAME/run), so `recipe runs ROOT/NAME` lists only it; tests that write
-    next to a run (merge, chat) write into their own tmp_path, or into the run folder's `merged`."""
+    next to a run (merge, chat) write into their own tmp_path, or into the run folder's `merged`. When the suite
+    runs in several worker processes (`pytest -n 2`), the workers share one root: the first to ask for a run trains
+    it while holding NAME/.lock, and the others wait for it and read the process it recorded (NAME/process.json)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -140,19 +142,39 @@ class TrainedRuns:
 
     def __call__(self, name: str) -> tuple[Path, subprocess.CompletedProcess]:
         if name not in self.done:
-            sets, env, elsewhere = TRAINED[name]
-            out = self.root / name / "run"
-            cwd = self.root / name / "elsewhere"
-            cwd.mkdir(parents=True)
-            recipe = ROOT / "recipes" / "tiny" / f"{name}.yaml"
-            proc = recipe_process(
-                "run", str(recipe), "--set", f"output.dir={out}", *sets, env=env, cwd=cwd if elsewhere else None
-            )
+            import fcntl
+            import json
+
+            folder = self.root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            record = folder / "process.json"
+            with open(folder / ".lock", "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if this worker dies
+                if not record.exists():
+                    proc = self._train(name, folder)
+                    fields = {"args": proc.args, "returncode": proc.returncode}
+                    record.write_text(json.dumps({**fields, "stdout": proc.stdout, "stderr": proc.stderr}))
+            proc = subprocess.CompletedProcess(**json.loads(record.read_text()))
             assert proc.returncode == 0, proc.stderr[-3000:]
-            self.done[name] = (out, proc)
+            self.done[name] = (folder / "run", proc)
         return self.done[name]
+
+    def _train(self, name: str, folder: Path) -> subprocess.CompletedProcess:
+        sets, env, elsewhere = TRAINED[name]
+        cwd = folder / "elsewhere"
+        cwd.mkdir()
+        recipe = ROOT / "recipes" / "tiny" / f"{name}.yaml"
+        out = folder / "run"
+        return recipe_process(
+            "run", str(recipe), "--set", f"output.dir={out}", *sets, env=env, cwd=cwd if elsewhere else None
+        )
 
 
 @pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> TrainedRuns:
-    return TrainedRuns(tmp_path_factory.mktemp("trained"))
+def trained_runs(tmp_path_factory, worker_id) -> TrainedRuns:
+    if worker_id == "master":  # one process: a folder of this session's own
+        return TrainedRuns(tmp_path_factory.mktemp("trained"))
+    # workers of `pytest -n N`: their base folders (popen-gwK) share a parent that is this run's own
+    shared = tmp_path_factory.getbasetemp().parent / "trained"
+    shared.mkdir(exist_ok=True)
+    return TrainedRuns(shared)

@@ -232,6 +232,37 @@ def test_two_nodes_of_eight_gpus_argv_and_slurm():
     assert "srun" in script and "--machine_rank $SLURM_NODEID" in script
 
 
+@pytest.mark.parametrize("zero", [None, 3])
+def test_one_node_of_several_processes_lets_accelerate_pick_a_free_port(tmp_path, zero):
+    """Two runs on one machine must not meet on one rendezvous port: the config says 0, which the installed
+    accelerate turns into a free port at each launch (its own parser and launcher code, as `accelerate launch`)."""
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.utils.launch import prepare_deepspeed_cmd_env, prepare_multi_gpu_env
+
+    data = copy.deepcopy(FULL_70B)
+    if zero is None:  # plain data parallel: an 8B LoRA that fits each GPU
+        data.pop("quantization", None)
+        data["model"]["name_or_path"] = "meta-llama/Meta-Llama-3-8B"
+        data["adapter"] = {"kind": "lora", "r": 16, "alpha": 32, "target_modules": "all-linear"}
+    plan = resolve(Recipe.model_validate(data), NO_PACKAGES)
+    assert plan.world_size == 8 and plan.accelerate["num_machines"] == 1 and (plan.deepspeed is None) == (zero is None)
+    assert plan.accelerate["main_process_port"] == 0 and "--main_process_port" not in plan.launch
+    config = tmp_path / "accelerate.yaml"
+    config.write_text(yaml.safe_dump(plan.accelerate))
+    ports = []
+    for _ in range(2):
+        args = launch_command_parser().parse_args(["--config_file", str(config), "-m", "runner.run.train", "x"])
+        args, defaults, _ = _validate_launch_command(args)
+        assert args.main_process_port == 0
+        if zero is None:
+            prepare_multi_gpu_env(args)
+        else:  # what accelerate's launch_command sets before its DeepSpeed launcher
+            args.deepspeed_fields_from_accelerate_config = ",".join(defaults.deepspeed_config)
+            prepare_deepspeed_cmd_env(args)
+        ports.append(int(args.master_port))
+    assert all(p > 0 for p in ports), ports
+
+
 @pytest.mark.parametrize("profile", ["v100-32gb", "t4-16gb"])
 def test_fp16_fallback_on_pre_ampere(profile):
     plan = resolve(

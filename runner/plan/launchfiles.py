@@ -119,6 +119,10 @@ def accelerate_config(
             config["use_cpu"] = False
     if nodes > 1:
         config["main_process_port"] = DEFAULT_PORT
+    elif world_size > 1:
+        # one node: accelerate picks a free port for each launch (0), so two runs on one machine never meet on
+        # 29500 (its own fallback when the port is taken checks first and binds later: two launches can race)
+        config["main_process_port"] = 0
     return config
 
 
