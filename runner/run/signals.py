@@ -64,12 +64,18 @@ class GracefulStop:
         return _Callback()
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command's name (state first); none where there is no /proc."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of `pid` (so that a new process given the same pid is not taken for it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
+    fields = _stat(pid)
+    return fields[19] if len(fields) > 19 else None
 
 
 def _alive(pid: int, started: str | None) -> bool:
@@ -79,6 +85,9 @@ def _alive(pid: int, started: str | None) -> bool:
         return False
     except PermissionError:
         return True
+    fields = _stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # killed, not yet reaped by its parent
+        return False
     return started is None or _start_time(pid) in (started, None)
 
 
