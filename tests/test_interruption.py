@@ -295,3 +295,27 @@ def test_training_stops_when_recipe_run_is_killed(tmp_path):
     steps = len(list(out.glob("checkpoint-*")))
     time.sleep(3)
     assert len(list(out.glob("checkpoint-*"))) == steps and not (out / "recipe.lock.yaml").exists()
+
+
+@pytest.mark.e2e
+def test_weights_that_make_the_loss_nan_fail_the_run_at_the_first_step(tmp_path):
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "assets/tiny-llama", model)
+    weights = load_file(model / "model.safetensors")
+    name = next(k for k in weights if "layers.0.mlp.down_proj" in k)
+    weights[name][0, 0] = torch.nan  # one damaged value
+    save_file(weights, model / "model.safetensors", metadata={"format": "pt"})
+    out = tmp_path / "out"
+    proc = run(
+        "run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", "--set", f"model.name_or_path={model}",
+        "--set", "training.max_steps=10",
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "step 1: the loss or the gradients are not finite" in proc.stderr and "Traceback" not in proc.stderr
+    assert json.loads((out / "status.json").read_text())["state"] == "failed"
+    assert not (out / "recipe.lock.yaml").exists() and not list(out.glob("checkpoint-*"))
