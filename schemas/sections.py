@@ -161,6 +161,13 @@ class Training(Section):
     weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay (AdamW).")
     optimizer: Literal[OPTIMIZERS] = Field("adamw_torch", description="Optimizer (transformers' `optim` names).")  # type: ignore[valid-type]
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping by global norm; 0 disables clipping.")
+    bad_steps_allowed: int = Field(
+        0,
+        ge=0,
+        description="Optimizer steps whose loss or gradients are not finite (NaN or inf) a run tolerates, each "
+        "skipped (the weights are left as they were); one more stops the run, naming the step, with its last "
+        "checkpoint kept as the last good one. 0: the first such step stops it. Under DeepSpeed the first stops it.",
+    )
     global_batch_size: int = Field(
         ge=1,
         description="Sequences per optimizer step across all processes = micro_batch_size × "

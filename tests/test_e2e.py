@@ -218,6 +218,10 @@ def test_sigterm_checkpoints_and_resume_reaches_the_same_final_step(tmp_path):
     resumed = run("run", "recipes/tiny/sft-lora.yaml", "--set", f"output.dir={out}", *common, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _final_step(out) == _final_step(whole) and (out / "recipe.lock.yaml").exists()
+    from safetensors.torch import load_file
+
+    resumed_weights, whole_weights = (load_file(d / "adapter_model.safetensors") for d in (out, whole))
+    assert all(resumed_weights[k].equal(whole_weights[k]) for k in whole_weights)  # bit-identical
 
 
 @pytest.mark.parametrize("zero", ["none", "2"])  # ZeRO-3: tests/test_distributed.py

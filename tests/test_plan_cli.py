@@ -322,14 +322,18 @@ def test_the_closing_summary_says_where_the_result_is_or_what_failed(tmp_path):
     out.mkdir()
     (out / "metrics.jsonl").write_text(_json.dumps({"step": 5, "loss": 1.25}) + "\n")
     assert "while training" in summary(plan, "r.yaml", 1, 90)
-    (out / "checkpoint-5").mkdir()
-    assert "the last checkpoint is" in summary(plan, "r.yaml", 143, 30) and "--resume" in summary(
+    (out / "checkpoint-5").mkdir()  # a save cut short: no completeness marker
+    assert "no complete checkpoint was saved" in summary(plan, "r.yaml", 143, 30)
+    from runner.run.checkpoints import write_marker
+
+    write_marker(out / "checkpoint-5", 5)
+    assert "the last complete checkpoint is" in summary(plan, "r.yaml", 143, 30) and "--resume" in summary(
         plan, "r.yaml", 143, 30
     )
     (out / "recipe.lock.yaml").write_text("recipe: {}\n")
     (out / "adapter_config.json").write_text("{}")
     done = summary(plan, "r.yaml", 0, 75)
-    assert done.startswith(f"finished in 1.2 min: the adapter is in {out}") and "train loss 1.25" in done
+    assert done.startswith(f"finished in 1.2 min: the adapter is in {out}") and "last logged loss 1.25 (step 5)" in done
     assert f"recipe chat {out}" in done and f"recipe merge {out}" in done
 
 

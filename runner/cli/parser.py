@@ -126,7 +126,8 @@ def _run_arguments(sub) -> None:
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run in output.dir (removes only what a run wrote there)"
     )
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
+    p.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in output.dir")
+    p.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint (e.g. checkpoint-20)")
     p.add_argument(
         "--verbose",
         action="store_true",

@@ -12,10 +12,13 @@ from pathlib import Path
 from runner.cli.exits import EXIT_INVALID, EXIT_OK
 from runner.cli.load import load_single
 from runner.common.files import cannot_write
+from runner.common.lock import LockError
 from runner.common.rundir import WRITE_ERRORS, OutputDirError, take
+from runner.run.checkpoints import ResumeError
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    args.resume = args.resume or bool(getattr(args, "resume_from", None))
     loaded, plan = load_single(args.recipe, args.set, root=getattr(args, "extends_root", None))
     from runner.plan.launchfiles import shell_command
     from runner.run.launch import write_launch_files
@@ -26,10 +29,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         problems = check_output_place(plan.recipe, recipe_file=args.recipe)
         if problems:
             return _refuse(problems, loaded)
+        from runner.common.lock import in_use
+
         try:
+            in_use(Path(plan.output_dir))  # a running run's launch files are the ones it runs: not rewritten
             take(Path(plan.output_dir), dry_run=True)
             written = write_launch_files(plan, args.recipe, slurm=args.slurm, extra_args=_train_flags(args))
-        except OutputDirError as exc:
+        except (OutputDirError, LockError) as exc:
             return _cannot_write(args, exc)
         for path in written.values():
             print(f"wrote {path}", file=sys.stderr)
@@ -41,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     first_node = plan.recipe.hardware.nodes == 1 or os.environ.get("MACHINE_RANK") == "0"
     lock = None
     if first_node:  # the whole run marks and holds the output directory, before anything else is written there
-        from runner.common.lock import LockError, acquire
+        from runner.common.lock import acquire
 
         try:
             take(Path(plan.output_dir))
@@ -49,7 +55,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (LockError, OutputDirError) as exc:
             return _cannot_write(args, exc)
     try:
+        if args.resume:
+            from runner.run.attempt import resume_point
+
+            args.resume_from = resume_point(Path(plan.output_dir), args, first_node)
         return _launch(plan, args, first_node, lock_held=lock is not None)
+    except ResumeError as exc:
+        return _cannot_write(args, exc)
     except OSError as exc:  # the disk filled up or became read-only while the run wrote its files
         if exc.errno not in WRITE_ERRORS:
             raise
@@ -113,19 +125,28 @@ def _launch(plan, args: argparse.Namespace, first_node: bool, lock_held: bool) -
         clear_failures(plan.output_dir)  # a resumed run's summary speaks of this attempt only
         write_status(plan, args.recipe, "running")
     on_cpu = 0 if plan.hardware.is_gpu else plan.recipe.hardware.gpus_per_node
-    if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
-        code = launch(["bash", str(written["launch"])], lock_held=lock_held, processes_on_cpu=on_cpu)
-    else:
-        code = launch(plan.launch + _train_flags(args), lock_held=lock_held, processes_on_cpu=on_cpu)
+    try:
+        if nodes > 1:  # this node's share, through the launch.sh a cluster runs (placeholders from the environment)
+            code = launch(["bash", str(written["launch"])], lock_held=lock_held, processes_on_cpu=on_cpu)
+        else:
+            code = launch(plan.launch + _train_flags(args), lock_held=lock_held, processes_on_cpu=on_cpu)
+    except BaseException as exc:  # status.json never stays `running` after recipe run has ended
+        if first_node:
+            write_status(plan, args.recipe, "failed", reason=f"recipe run ended: {type(exc).__name__}: {exc}")
+        raise
     if first_node:
-        state = "finished" if code == 0 else ("stopped" if code in (130, 143) else "failed")
-        write_status(plan, args.recipe, state, code)
+        from runner.run.attempt import ended, rerun_command
+
+        state, reason = ended(Path(plan.output_dir), code)
+        write_status(plan, args.recipe, state, code, reason=reason)
+        code = code or (1 if state == "failed" else 0)
         evaluated = 0
         if code == 0 and plan.recipe.evaluation.at_end:
             from runner.cli.after import evaluate_at_end
 
             evaluated = evaluate_at_end(plan, args.trust_code)
-        print("\n" + summary(plan, args.recipe, code, time.monotonic() - started), file=sys.stderr)
+        again = rerun_command(args)
+        print("\n" + summary(plan, args.recipe, code, time.monotonic() - started, again), file=sys.stderr)
         return code or evaluated
     return code
 
@@ -155,7 +176,9 @@ def _train_flags(args: argparse.Namespace) -> list[str]:
         flags.append("--trust-remote-code")
     if getattr(args, "trust_code", False):
         flags.append("--trust-code")
-    if getattr(args, "resume", False):
+    if getattr(args, "resume_from", None):
+        flags += ["--resume-from", args.resume_from]
+    elif getattr(args, "resume", False):
         flags.append("--resume")
     if getattr(args, "verbose", False):
         flags.append("--verbose")

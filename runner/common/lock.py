@@ -117,3 +117,14 @@ def acquire(out_dir: Path, command: str) -> RunLock:
     os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
     os.fsync(fd)
     return RunLock(path, fd)
+
+
+def in_use(out_dir: Path) -> None:
+    """Raise LockError, naming the holder, when a run holds the lock of `out_dir` (what a dry run checks before it
+    writes launch files there)."""
+    if lock_state(out_dir) == "running":
+        holder = read_holder(out_dir) or {}
+        raise LockError(
+            f"output.dir: {out_dir} is in use by a running run ({_describe(holder)}); its launch files are the ones "
+            "it runs and are not rewritten: wait for it to finish, or set another output.dir (--set output.dir=...)"
+        )

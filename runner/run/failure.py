@@ -49,23 +49,66 @@ def _where(exc: BaseException, frames: int = 3) -> list[str]:
     return [f"{f.filename}:{f.lineno} in {f.name}" for f in stack[-frames:]]
 
 
+def _file_being_read(exc: BaseException) -> str | None:
+    """The file torch or safetensors was loading when `exc` was raised (their errors do not name it)."""
+    tb, found = exc.__traceback__, None
+    while tb is not None:
+        code, local = tb.tb_frame.f_code, tb.tb_frame.f_locals
+        if code.co_filename.endswith(("torch/serialization.py", "safetensors/torch.py")):
+            value = local.get("f", local.get("filename"))
+            found = str(value) if isinstance(value, (str, os.PathLike)) else found
+        tb = tb.tb_next
+    return found
+
+
+def explain(exc: BaseException, output_dir: str) -> tuple[str, bool]:
+    """(one line for `exc`, whether it is the whole story): a full or read-only disk and a file of a checkpoint
+    that cannot be read are said in the project's words (never torch's advice to load with weights_only=False)."""
+    from runner.common.files import cannot_write
+
+    from .checkpoints import OutputWriteError, disk_problem
+    from .finite import NonFiniteError
+
+    if isinstance(exc, (OutputWriteError, NonFiniteError)):
+        return str(exc), True
+    if isinstance(exc, OSError) and disk_problem(Path(output_dir), exc) is not None:
+        return cannot_write(Path(exc.filename or output_dir), disk_problem(Path(output_dir), exc)), True
+    error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+    read = _file_being_read(exc)
+    if read is not None or "weights_only" in error:
+        what = read or "a checkpoint file"
+        return (
+            f"{what} cannot be read ({type(exc).__name__}): it is damaged or was not written by this run; resume from "
+            "another checkpoint with `--resume-from checkpoint-N`, or start again with --overwrite"
+        ), False
+    return error, False
+
+
 def record_failure(output_dir: str, stage: str, exc: BaseException, log: Path, verbose: bool) -> int:
     """Write the failure record, put the traceback in the log file, print a short account; returns the exit code."""
     rank = os.environ.get("RANK", "0")
-    error = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:500]
+    logging.raiseExceptions = False  # a log file on a full disk: no "--- Logging error ---" tracebacks
+    error, whole = explain(exc, output_dir)
     record = {
         "stage": stage,
         "rank": int(rank),
         "error": error,
         "where": _where(exc),
         "hint": HINTS.get(type(exc).__name__),
+        "whole": whole,  # the error says it all: no frames to show
         "log": str(log),
         "time": time.time(),
     }
     logging.getLogger("runner").error("failed while %s", stage, exc_info=exc)  # to the log file only
-    write_atomic(failure_path(output_dir, rank), json.dumps(record, indent=1) + "\n")
+    try:
+        write_atomic(failure_path(output_dir, rank), json.dumps(record, indent=1) + "\n")
+    except OSError:  # the disk is full or read-only: the terminal line below is the record
+        pass
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
+    if whole:
+        print(f"runner.run.train (rank {rank}): {error}", file=sys.stderr, flush=True)
+        return 1
     lines = [f"runner.run.train (rank {rank}): failed at the {stage} stage: {error}"]
     lines += [f"  at {w}" for w in record["where"]]
     if record["hint"]:

@@ -57,9 +57,11 @@ def write_launch_files(
 def launch(argv: list[str], lock_held: bool = False, processes_on_cpu: int = 0) -> int:
     """Run `accelerate launch ...`, streaming its output; returns the run's exit code.
 
-    The launcher runs in its own process group. SIGTERM or Ctrl-C reaching `recipe run` is passed to the
-    whole group (accelerate's single-process launcher does not forward signals to the training process),
-    and `recipe run` waits until the training processes have saved their checkpoint and exited.
+    The launcher runs in its own process group. SIGTERM, SIGHUP or Ctrl-C (SIGINT) reaching `recipe run` is
+    passed to the whole group as SIGTERM (accelerate's single-process launcher does not forward signals to the
+    training process, and turns SIGINT into a KeyboardInterrupt traceback), and `recipe run` waits until the
+    training processes have saved their checkpoint and exited; the same signal again stops them at once
+    (runner/run/signals.py). The training processes stop by themselves when `recipe run` is killed.
     """
     import shutil
     import signal
@@ -83,13 +85,23 @@ def launch(argv: list[str], lock_held: bool = False, processes_on_cpu: int = 0) 
     received: list[int] = []
 
     def forward(signum, frame):
+        again = "Ctrl-C" if signum == signal.SIGINT else "the same signal"
+        if not received:
+            print(
+                f"\nrecipe run: {signal.Signals(signum).name}: saving a checkpoint at the end of this step, then "
+                f"stopping ({again} again stops at once, without one)",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif len(received) == 1:
+            print(f"\nrecipe run: {signal.Signals(signum).name} again: stopping now", file=sys.stderr, flush=True)
         received.append(signum)
-        try:
-            os.killpg(proc.pid, signum)
+        try:  # the first as SIGTERM to every process of the run; a second ends them at once
+            os.killpg(proc.pid, signal.SIGTERM if len(received) == 1 else signal.SIGKILL)
         except ProcessLookupError:
             pass
 
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
     try:
         code = proc.wait()
         deadline = time.monotonic() + 900

@@ -37,15 +37,30 @@ except ImportError:  # only the training process constructs the callback
 
 
 class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
-    """Appends every logged metrics dict, with its step and time, to OUTPUT_DIR/metrics.jsonl (rank 0 only)."""
+    """Appends every logged metrics dict, with its step and time, to OUTPUT_DIR/metrics.jsonl (rank 0 only).
 
-    def __init__(self, output_dir: Path):
+    Each step's training, evaluation and summary records are written once: a run resumed from step N first drops
+    the records after N (the steps it trains again) and skips one it already holds (the evaluation at N that
+    `eval_on_start` repeats)."""
+
+    def __init__(self, output_dir: Path, resumed_step: int | None = None):
         self.path = Path(output_dir) / "metrics.jsonl"
         record_created(self.path.parent, self.path.name)
+        self.seen: set[tuple] = set()
+        if resumed_step is not None and self.path.is_file():
+            from runner.common.files import read_jsonl
+
+            kept = [r for r in read_jsonl(self.path) if isinstance(r.get("step"), int) and r["step"] <= resumed_step]
+            write_atomic(self.path, "".join(json.dumps(r, default=float) + "\n" for r in kept))
+            self.seen = {(r["step"], record_kind(r)) for r in kept}
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
+        key = (state.global_step, record_kind(logs))
+        if key in self.seen:
+            return
+        self.seen.add(key)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {
             "step": state.global_step,
@@ -58,9 +73,18 @@ class MetricsCallback(_Callback):  # type: ignore[misc,valid-type]
             f.write(json.dumps(record, default=float) + "\n")
 
 
-def finish_run(plan: Plan, metrics: dict) -> None:
-    """The lock file and the model card of a finished run (rank 0, after the model is saved)."""
+def record_kind(record: dict) -> str:
+    """What a metrics record is: a training step's, an evaluation's, or the summary at the end of training."""
+    if "train_runtime" in record:
+        return "summary"
+    return "eval" if any(k.startswith("eval_") for k in record) else "train"
+
+
+def finish_run(plan: Plan, metrics: dict, into: Path | None = None) -> None:
+    """The lock file and the model card of a finished run (rank 0, after the model is saved), written `into` the
+    folder the result is staged in (runner/run/final.py) or the output directory."""
     out = Path(plan.output_dir)
+    into = Path(into or out)
     from runner.common.curves import PNG_NAME
 
     record_created(out, "recipe.lock.yaml", "README.md", PNG_NAME)
@@ -73,8 +97,8 @@ def finish_run(plan: Plan, metrics: dict) -> None:
         "final_metrics": metrics,
     }
     header = "# What this run trained with; `recipe run` refuses to overwrite it without --overwrite.\n"
-    write_atomic(out / "recipe.lock.yaml", header + yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
-    write_atomic(out / "README.md", training_card(plan, metrics))
+    write_atomic(into / "recipe.lock.yaml", header + yaml.safe_dump(lock, sort_keys=False, allow_unicode=True))
+    write_atomic(into / "README.md", training_card(plan, metrics))
     from runner.common.curves import draw
     from runner.common.files import read_jsonl
 

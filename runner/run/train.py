@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trust-remote-code", action="store_true")
     parser.add_argument("--trust-code", action="store_true", help="run the reward functions the recipe names")
     parser.add_argument(
-        "--resume", action="store_true", help="continue from the last checkpoint in the output directory"
+        "--resume", action="store_true", help="continue from the newest complete checkpoint in the output directory"
     )
+    parser.add_argument("--resume-from", metavar="CHECKPOINT", help="continue from this checkpoint")
     parser.add_argument("--verbose", action="store_true", help="show every library message in the terminal")
     args = parser.parse_args(argv)
     plan = read_plan(Path(args.plan))
@@ -68,13 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
     from .failure import Stage, failure_path, record_failure
     from .quiet import configure
+    from .signals import die_with_launcher
 
+    die_with_launcher(plan.output_dir, is_main=os.environ.get("RANK", "0") == "0")
     log = configure(plan.output_dir, args.verbose)
     lock = _lock_if_launched_without_recipe_run(plan)
     failure_path(plan.output_dir, os.environ.get("RANK", "0")).unlink(missing_ok=True)
     stage = Stage()
     try:
-        return train(plan, trust, resume=args.resume, stage=stage)
+        return train(plan, trust, resume=_resume_point(plan, args), stage=stage)
     except Exception as exc:  # a summary, the stage and the log file instead of a bare traceback
         return record_failure(plan.output_dir, stage.name, exc, log, args.verbose)
     finally:
@@ -82,50 +86,80 @@ def main(argv: list[str] | None = None) -> int:
             lock.release()
 
 
-def train(plan: Plan, trust: bool, *, resume: bool, stage) -> int:
+def _resume_point(plan: Plan, args: argparse.Namespace) -> str | None:
+    """The checkpoint to continue from: the one `recipe run` chose (--resume-from), or, started directly with
+    --resume, the newest complete one (chosen alike in every process: nothing is moved here)."""
+    if args.resume_from or not args.resume:
+        return args.resume_from
+    from .checkpoints import ResumeError, choose
+
+    try:
+        return str(choose(Path(plan.output_dir), move=False, say=lambda m: None))
+    except ResumeError as exc:
+        raise SystemExit(f"runner.run.train: {exc}") from None
+
+
+def train(plan: Plan, trust: bool, *, resume: str | None, stage) -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from runner.common.lock import HOLDER_ENV
     from runner.common.rundir import record_created
 
+    from .checkpoints import mark_complete_when_saved, step_of
+    from .finite import FiniteGuard, check_final
     from .outputdir import refuse_symlinks
-    from .outputs import MetricsCallback, finish_run
+    from .outputs import MetricsCallback
     from .progress import LiveProgress
-    from .trainer import StopOnSigterm, build_trainer
+    from .signals import GracefulStop
+    from .summary import complete_checkpoint
+    from .trainer import build_trainer
 
-    stop = StopOnSigterm()
-    callbacks = [MetricsCallback(Path(plan.output_dir)), stop.callback(), LiveProgress()]
-    trainer = build_trainer(plan, trust_remote_code=trust, callbacks=callbacks)
+    out = Path(plan.output_dir)
+    stop = GracefulStop(under_launcher=bool(os.environ.get(HOLDER_ENV)))
+    metrics_log = MetricsCallback(out, resumed_step=step_of(Path(resume)) if resume else None)
+    trainer = build_trainer(plan, trust_remote_code=trust, callbacks=[metrics_log, stop.callback(), LiveProgress()])
     for duplicate in (PrinterCallback, ProgressCallback):  # LiveProgress prints the logs and the progress
         trainer.remove_callback(duplicate)
-    out = Path(plan.output_dir)
+    mark_complete_when_saved(trainer)
+    FiniteGuard(plan.recipe.training.bad_steps_allowed, lambda: complete_checkpoint(out)).attach(trainer)
     if trainer.accelerator.is_main_process:
         record_created(out, "checkpoint-*", "runs", "README.md")  # checkpoints, TensorBoard logs, TRL's model card
     refuse_symlinks(out)
     stage("train")
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    result = trainer.train(resume_from_checkpoint=resume)
     if stop.requested:
         if trainer.accelerator.is_main_process:
             print(
-                f"runner.run.train: stopped by SIGTERM at step {trainer.state.global_step}; a checkpoint was saved in "
-                f"{plan.output_dir}. Continue with: recipe run RECIPE --resume",
+                f"runner.run.train: stopped by {stop.requested} at step {trainer.state.global_step}; "
+                f"checkpoint-{trainer.state.global_step} was saved in {plan.output_dir}",
                 flush=True,
             )
-        return 143
+        return 128 + int(getattr(signal, stop.requested))
     stage("evaluate")
     metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    check_final(result.training_loss, metrics)
     stage("save")
-    refuse_symlinks(out)  # links that appeared since the preflight are not written through
-    before = set(os.listdir(out))
-    try:
-        trainer.save_model(plan.output_dir)
-        if trainer.accelerator.is_main_process:
-            trainer.processing_class.save_pretrained(plan.output_dir)
-    finally:  # the model's and tokenizer's files, whatever their names, are the run's (even half-written)
-        if trainer.accelerator.is_main_process:
-            record_created(out, *sorted(set(os.listdir(out)) - before))
-    if trainer.accelerator.is_main_process:
-        finish_run(plan, metrics)
+    _save_result(plan, trainer, metrics)
     return 0
+
+
+def _save_result(plan: Plan, trainer, metrics: dict) -> None:
+    """The model, tokenizer, card and lock file, staged in a temporary folder and moved into place together."""
+    from .final import commit, staging_dir
+    from .outputdir import refuse_symlinks
+    from .outputs import finish_run
+
+    out = Path(plan.output_dir)
+    refuse_symlinks(out)  # links that appeared since the preflight are not written through
+    main_process = trainer.accelerator.is_main_process
+    staged = staging_dir(out) if main_process else out / ".result"
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(staged))
+    if main_process:
+        trainer.processing_class.save_pretrained(str(staged))
+        finish_run(plan, metrics, into=staged)
+        commit(out, staged)
+    trainer.accelerator.wait_for_everyone()
 
 
 if __name__ == "__main__":

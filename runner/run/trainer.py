@@ -139,30 +139,3 @@ def build_trainer(plan: Plan, *, trust_remote_code: bool = False, callbacks=()) 
         # the trainer above truncated its rows to max_length, and its collator now concatenates them
         trainer.data_collator.padding_free = True
     return trainer
-
-
-class StopOnSigterm:
-    """On SIGTERM (a preempted node), finish the current step, save a checkpoint and stop."""
-
-    def __init__(self) -> None:
-        import signal
-
-        self.requested = False
-        signal.signal(signal.SIGTERM, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self.requested = True
-
-    def callback(self):
-        from transformers import TrainerCallback
-
-        outer = self
-
-        class _Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, **kwargs):
-                if outer.requested:
-                    control.should_save = True
-                    control.should_training_stop = True
-                return control
-
-        return _Callback()
